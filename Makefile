@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`. Both set up
+# everything they need (virtual environment, Python packages, Kafka from Maven
+# Central) on a fresh machine.
+PYTHON ?= python3.11
+VENV   ?= .venv
+EVENTS ?= 20000
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+WEIR   := $(VENV)/bin/weir
+
+.PHONY: demo test unit bench kafka-up kafka-down clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=... to another 3.11 interpreter)"; exit 1; }
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: $(STAMP)
+	$(WEIR) demo --events $(EVENTS)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check weir streams producers consumers bench tests
+	$(VENV)/bin/pytest
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -m "not integration"
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench.throughput
+
+kafka-up: $(STAMP)
+	$(WEIR) kafka up
+
+kafka-down: $(STAMP)
+	$(WEIR) kafka down
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

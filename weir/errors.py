@@ -1,0 +1,48 @@
+"""Weir's exception tree: every error Weir raises on purpose is a ``WeirError``.
+
+Callers catch the narrowest class they can act on; the CLI turns any
+``WeirError`` into a one-line message and a non-zero exit code instead of a
+traceback.
+"""
+
+
+class WeirError(Exception):
+    """Base class of every error Weir raises on purpose."""
+
+
+class ConfigError(WeirError):
+    """A setting or flag has a value Weir cannot work with."""
+
+
+class SerdeError(WeirError):
+    """A record could not be encoded or decoded; ``reason`` is a stable, short code for the DLQ."""
+
+    reason = "serde"
+
+
+class WireFormatError(SerdeError):
+    """The bytes are not in the Confluent wire format (too short or wrong magic byte)."""
+
+    reason = "bad-wire-format"
+
+
+class UnknownSchemaError(SerdeError):
+    """The schema id in the bytes is in neither the local catalog nor the registry."""
+
+    reason = "unknown-schema-id"
+
+
+class PayloadDecodeError(SerdeError):
+    """The Avro body does not decode with the writer's schema (truncated, garbage, trailing bytes)."""
+
+    reason = "undecodable-payload"
+
+
+class RecordEncodeError(SerdeError):
+    """A record does not fit the schema it is written with."""
+
+    reason = "unencodable-record"
+
+
+class SchemaCompatibilityError(WeirError):
+    """A schema change would break readers of an earlier version."""

@@ -1,0 +1,146 @@
+"""One settings object for every Weir process.
+
+Values come from environment variables with the ``WEIR_`` prefix and can be
+overridden by CLI flags (keyword arguments win over the environment). The same
+object renders the Kafka client configuration in both dialects Weir speaks:
+librdkafka (confluent-kafka producers, consumers, admin) and aiokafka (the
+faust-streaming stream processors), so the two can never disagree about where
+the cluster is or how to authenticate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+LOCAL_BROKER_HOST = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """Everything a Weir process can be told; see ``docs/settings.md``."""
+
+    model_config = SettingsConfigDict(env_prefix="WEIR_", extra="forbid", frozen=True)
+
+    # --- cluster -----------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="bootstrap servers of an existing cluster; unset means the local broker Weir starts",
+    )
+    local_kafka_port: int = Field(default=19092, description="client port of the local broker")
+    local_controller_port: int = Field(default=19093, description="KRaft controller port of the local broker")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how clients talk to the cluster"
+    )
+    sasl_mechanism: str | None = Field(default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    sasl_username: str | None = Field(default=None, description="SASL user")
+    sasl_password: str | None = Field(default=None, description="SASL password")
+    ssl_cafile: str | None = Field(default=None, description="CA bundle that signed the brokers' certificates")
+    schema_registry_url: str | None = Field(
+        default=None, description="Confluent-compatible Schema Registry; unset means ids from the local catalog"
+    )
+
+    # --- topics ------------------------------------------------------------
+    topic_prefix: str = Field(
+        default="", description="prepended to every topic name so deployments can share a cluster"
+    )
+    partitions: int = Field(default=3, ge=1, description="partitions of every topic Weir creates")
+    replication_factor: int = Field(default=1, ge=1, description="replicas of every topic Weir creates")
+    retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="retention of the event topics")
+
+    # --- processes ---------------------------------------------------------
+    app_id: str = Field(default="weir", description="faust app id; consumer groups derive from it")
+    model_name: str = Field(default="default", description="the registry model the serve and learn stages use")
+    web_port: int = Field(default=6066, ge=0, description="port of a worker's /metrics endpoint; 0 turns it off")
+    commit_interval_s: float = Field(
+        default=1.0, gt=0, description="how often stream workers commit offsets and emit metrics records"
+    )
+    batch_size: int = Field(default=500, ge=1, description="records a stage processes per batch")
+    batch_window_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    join_window_ms: int = Field(default=10 * 60 * 1000, description="how long parts of an event wait for its label")
+    session_timeout_s: float = Field(default=10.0, description="consumer group session timeout of stream workers")
+    default_factory: str | None = Field(
+        default="logistic_regression",
+        description="model a worker registers as v1 champion when the registry is empty; empty string: none",
+    )
+    home: Path = Field(
+        default=Path.home() / ".cache" / "weir",
+        description="cache for Kafka jars, the local broker's data and logs (outside the repository)",
+    )
+    schemas_dir: Path = Field(default=REPO_ROOT / "schemas", description="the Avro schemas of the topic contract")
+
+    # --- derived -------------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        """Where clients connect: the configured cluster or the local broker."""
+        return self.kafka_bootstrap or f"{LOCAL_BROKER_HOST}:{self.local_kafka_port}"
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    def topic(self, name: str) -> str:
+        """The physical name of contract topic ``name`` under this deployment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def librdkafka(self, **extra: Any) -> dict[str, Any]:
+        """Client configuration for confluent-kafka (librdkafka property names)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = self.ssl_cafile
+        conf.update(extra)
+        return conf
+
+    def faust(self) -> dict[str, Any]:
+        """Keyword arguments for ``faust.App`` (aiokafka option names)."""
+        scheme = "kafka"
+        kwargs: dict[str, Any] = {
+            "broker": ",".join(f"{scheme}://{host}" for host in self.bootstrap.split(",")),
+            "broker_commit_interval": self.commit_interval_s,
+            "topic_partitions": self.partitions,
+            "topic_replication_factor": self.replication_factor,
+            "consumer_auto_offset_reset": "earliest",
+        }
+        credentials = self._faust_credentials()
+        if credentials is not None:
+            kwargs["broker_credentials"] = credentials
+        return kwargs
+
+    def _faust_credentials(self) -> Any:
+        import ssl
+
+        import faust  # local: faust is heavy and only the stream processors need it
+
+        context = None
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.security_protocol.startswith("SASL"):
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password,
+                mechanism=self.sasl_mechanism or "PLAIN",
+                ssl_context=context,
+            )
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given fields replaced (``None`` values are ignored: flag not given)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        return Settings(**{**self.model_dump(), **given})
