@@ -1,0 +1,123 @@
+"""The topic contract (DESIGN §2) and its idempotent creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from weir.errors import WeirError
+from weir.serde import AvroSerde, SchemaCatalog
+from weir.settings import Settings
+
+DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class ContractTopic:
+    """One topic of the contract: its logical name, the schema of its values, its cleanup."""
+
+    name: str
+    schema: str | None  # None: values are someone else's bytes (the DLQ keeps them untouched)
+    doc: str
+    compacted: bool = False
+
+
+EVENTS_RAW = ContractTopic("events.raw", "raw_event", "raw events from producers, nothing validated")
+EVENTS_DLQ = ContractTopic("events.dlq", None, "bad input, original bytes untouched, reason in headers")
+EVENTS_VALID = ContractTopic("events.valid", "valid_event", "events that passed validation")
+FEATURES = ContractTopic("features", "feature_vector", "point-in-time features the models scored")
+PREDICTIONS = ContractTopic("predictions", "prediction", "one record per (event, scored version); one served")
+FEEDBACK = ContractTopic("feedback", "feedback", "true labels, late, duplicated or missing")
+MODELS = ContractTopic("models", "model_record", "registry: versions, routing, metrics", compacted=True)
+ALERTS = ContractTopic("alerts", "alert", "drift and quality alerts, firing and resolved")
+
+CONTRACT: tuple[ContractTopic, ...] = (
+    EVENTS_RAW, EVENTS_DLQ, EVENTS_VALID, FEATURES, PREDICTIONS, FEEDBACK, MODELS, ALERTS,
+)
+
+
+def topic_config(topic: ContractTopic, settings: Settings) -> dict[str, str]:
+    if topic.compacted:
+        return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
+    retention = settings.retention_ms
+    if topic is EVENTS_DLQ:
+        retention = max(retention, DEAD_LETTER_RETENTION_MS)
+    return {"cleanup.policy": "delete", "retention.ms": str(retention)}
+
+
+@dataclass(frozen=True)
+class TopicOutcome:
+    topic: str
+    action: Literal["created", "exists", "differs"]
+    detail: str = ""
+
+
+def create_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRACT) -> list[TopicOutcome]:
+    """Create every contract topic that is missing; report, never alter, those that exist.
+
+    An existing topic whose partition count or cleanup policy differs from the
+    settings is reported as ``differs``: changing a live topic's partitions
+    would re-key every entity, which is a decision for a person.
+    """
+    admin = AdminClient(settings.librdkafka())
+    existing = admin.list_topics(timeout=15).topics
+    outcomes: list[TopicOutcome] = []
+    wanted: list[NewTopic] = []
+    for topic in topics:
+        physical = settings.topic(topic.name)
+        config = topic_config(topic, settings)
+        if physical in existing:
+            outcomes.append(_compare(admin, physical, len(existing[physical].partitions), config, settings))
+            continue
+        wanted.append(
+            NewTopic(physical, num_partitions=settings.partitions,
+                     replication_factor=settings.replication_factor, config=config)
+        )
+    if wanted:
+        for physical, future in admin.create_topics(wanted, request_timeout=30).items():
+            try:
+                future.result()
+                outcomes.append(TopicOutcome(physical, "created"))
+            except KafkaException as exc:
+                if exc.args[0].name() == "TOPIC_ALREADY_EXISTS":  # created concurrently by another process
+                    outcomes.append(TopicOutcome(physical, "exists"))
+                else:
+                    raise WeirError(f"could not create topic {physical}: {exc.args[0].str()}") from exc
+    order = {settings.topic(t.name): i for i, t in enumerate(topics)}
+    return sorted(outcomes, key=lambda o: order[o.topic])
+
+
+def _compare(admin: AdminClient, physical: str, partitions: int, config: dict[str, str],
+             settings: Settings) -> TopicOutcome:
+    problems = []
+    if partitions != settings.partitions:
+        problems.append(f"{partitions} partitions, settings say {settings.partitions}")
+    resource = ConfigResource(ConfigResource.Type.TOPIC, physical)
+    actual = admin.describe_configs([resource])[resource].result()
+    policy = actual["cleanup.policy"].value
+    if policy != config["cleanup.policy"]:
+        problems.append(f"cleanup.policy={policy}, contract says {config['cleanup.policy']}")
+    if problems:
+        return TopicOutcome(physical, "differs", "; ".join(problems))
+    return TopicOutcome(physical, "exists")
+
+
+def delete_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRACT) -> None:
+    """Delete this deployment's contract topics (tests and demo runs clean up after themselves)."""
+    admin = AdminClient(settings.librdkafka())
+    names = [settings.topic(t.name) for t in topics]
+    present = set(admin.list_topics(timeout=15).topics)
+    doomed = [n for n in names if n in present]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            future.result()
+
+
+def topic_serde(catalog: SchemaCatalog, settings: Settings, topic: ContractTopic) -> AvroSerde:
+    """The serde for values of contract ``topic`` under this deployment's prefix."""
+    if topic.schema is None:
+        raise WeirError(f"{topic.name} carries other records' bytes and has no schema of its own")
+    return catalog.serde(topic.schema, settings.topic(topic.name))
