@@ -1,0 +1,1 @@
+"""Consumers: sinks of Weir's output topics (alerts, predictions)."""

@@ -1,0 +1,62 @@
+"""Alert sink: consume the ``alerts`` topic and hand each alert to a handler (by default, print it).
+
+The consumer stores an offset only after the handler returned, so an alert
+whose handling crashed is delivered again after a restart rather than lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from weir.kafka import make_consumer
+from weir.serde import Record, SchemaCatalog
+from weir.settings import Settings
+from weir.topics import ALERTS
+
+AlertHandler = Callable[[Record], None]
+
+
+def format_alert(alert: Record) -> str:
+    evidence = ", ".join(f"{k}={v}" for k, v in sorted(alert["evidence"].items()))
+    statistic = "" if alert["statistic"] is None else f" statistic={alert['statistic']:.4g}"
+    head = f"[{alert['severity'].upper()}] {alert['status']} {alert['kind']} on {alert['subject']}"
+    return f"{head}{statistic} ({evidence})"
+
+
+def print_alert(alert: Record) -> None:
+    print(format_alert(alert), flush=True)
+
+
+def consume_alerts(
+    settings: Settings,
+    catalog: SchemaCatalog,
+    handler: AlertHandler = print_alert,
+    *,
+    group_id: str | None = None,
+    stop: threading.Event,
+    on_error: Callable[[str], None] = lambda message: print(f"alerts: {message}", flush=True),
+) -> int:
+    """Deliver alerts to ``handler`` until ``stop`` is set; returns how many were handled."""
+    topic = settings.topic(ALERTS.name)
+    serde = catalog.serde(ALERTS.schema or "", topic)
+    consumer = make_consumer(settings, group_id or f"{settings.app_id}-alerts-sink")
+    consumer.subscribe([topic])
+    handled = 0
+    try:
+        while not stop.is_set():
+            for msg in consumer.consume(100, timeout=0.5):
+                if msg.error() is not None:
+                    on_error(msg.error().str())
+                    continue
+                try:
+                    alert = serde.decode(msg.value())
+                except Exception as exc:  # a bad alert record must not stop the sink
+                    on_error(f"undecodable alert at {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc}")
+                else:
+                    handler(alert)
+                    handled += 1
+                consumer.store_offsets(message=msg)
+    finally:
+        consumer.close()
+    return handled

@@ -1,0 +1,1 @@
+"""Producers: what publishes raw events and their feedback onto Kafka."""

@@ -1,0 +1,1 @@
+"""Stream processors: validate, features, serve, learn, monitor (faust-streaming agents)."""

@@ -1,0 +1,170 @@
+"""Stage logic without a broker: batches in, records out, bad input dead-lettered with its reason."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from producers.synthetic import synthetic_events
+from streams.features import FeaturesStage, compute_features
+from streams.learn import LearnStage
+from streams.monitor import MonitorStage
+from streams.serve import ServeStage
+from streams.stage import InRecord
+from streams.validate import ValidateStage
+from weir.dlq import read_headers
+from weir.registry import CHAMPION, ModelRegistry, routing_record, version_record
+from weir.serde import SchemaCatalog
+from weir.settings import Settings
+from weir.topics import EVENTS_RAW, FEATURES, FEEDBACK, topic_serde
+
+SETTINGS = Settings(topic_prefix="u.")
+
+
+def rec(topic: str, value: bytes | None, offset: int = 0, key: bytes = b"c1") -> InRecord:
+    return InRecord(topic, 0, offset, 1_000, key, value, [])
+
+
+def raw_event(catalog: SchemaCatalog, **override) -> bytes:
+    event = {"event_id": "e1", "entity_id": "c1", "event_time": 1_000, "source": "t",
+             "attributes": {"x": 1.5, "plan": "pro", "flag": True, "gone": None}}
+    event.update(override)
+    return topic_serde(catalog, SETTINGS, EVENTS_RAW).encode(event)
+
+
+def registry_with(*versions: str) -> ModelRegistry:
+    registry = ModelRegistry("m")
+    for v in versions:
+        registry.apply(version_record("m", v, "logistic_regression", {}, status=CHAMPION))
+    registry.apply(routing_record("m", "basic", versions[0], list(versions[1:])))
+    return registry
+
+
+def test_validate_passes_good_events_on_keyed_by_entity(catalog: SchemaCatalog) -> None:
+    stage = ValidateStage(SETTINGS, catalog)
+    [out] = stage.process([rec("u.events.raw", raw_event(catalog), key=b"whatever")])
+    assert out.topic == "u.events.valid" and out.key == b"c1"
+    assert stage.valid.decode(out.value)["attributes"]["plan"] == "pro"
+
+
+@pytest.mark.parametrize(
+    "value, reason, dimension",
+    [
+        (b"not avro at all", "bad-wire-format", "accuracy"),
+        (b"\x00\x00\x00\x00\x07garbage", "unknown-schema-id", "accuracy"),
+        ("truncated", "undecodable-payload", "accuracy"),
+        ("nan", "non-finite-value", "accuracy"),
+        ("no-entity", "missing-field", "completeness"),
+        ("future", "future-event-time", "timeliness"),
+    ],
+)
+def test_validate_dead_letters_bad_input_with_original_bytes_and_reason(
+    catalog: SchemaCatalog, value, reason: str, dimension: str
+) -> None:
+    from weir.clock import now_ms
+
+    value = {
+        "truncated": lambda: raw_event(catalog)[:-4],
+        "nan": lambda: raw_event(catalog, attributes={"x": math.nan}),
+        "no-entity": lambda: raw_event(catalog, entity_id=""),
+        "future": lambda: raw_event(catalog, event_time=now_ms() + 3_600_000),
+    }.get(value, lambda: value)()
+    [out] = ValidateStage(SETTINGS, catalog).process([rec("u.events.raw", value, offset=41)])
+    headers = read_headers(out.headers)
+    assert out.topic == "u.events.dlq" and out.value == value and out.key == b"c1"
+    assert headers["reason"] == reason and headers["dimension"] == dimension and headers["stage"] == "validate"
+    assert (headers["original.topic"], headers["original.offset"]) == ("u.events.raw", "41")
+
+
+def test_features_encode_numbers_booleans_and_categories() -> None:
+    event = {"attributes": {"x": 2, "ok": False, "plan": "pro", "missing": None}}
+    assert compute_features(event) == {"x": 2.0, "ok": 0.0, "plan=pro": 1.0}
+
+
+def test_serve_scores_every_version_and_serves_exactly_the_champion(catalog: SchemaCatalog) -> None:
+    valid = ValidateStage(SETTINGS, catalog).process([rec("u.events.raw", raw_event(catalog))])
+    vectors = FeaturesStage(SETTINGS, catalog).process([rec("u.events.valid", valid[0].value)])
+    stage = ServeStage(SETTINGS, catalog, registry_with("v1", "v2", "v3"))
+    out = stage.process([rec("u.features", vectors[0].value)])
+    predictions = [stage.predictions.decode(o.value) for o in out]
+    assert [(p["model_version"], p["served"]) for p in predictions] == [("v2", False), ("v3", False), ("v1", True)]
+    assert all(0.0 <= p["score"] <= 1.0 for p in predictions)
+
+
+def encode_vector(catalog: SchemaCatalog, event_id: str = "e1") -> bytes:
+    vector = {"event_id": event_id, "entity_id": "c1", "event_time": 1, "features": {"x": 1.0},
+              "feature_set_version": "fs1"}
+    return topic_serde(catalog, SETTINGS, FEATURES).encode(vector)
+
+
+class Broken:
+    def predict_proba_one(self, x: dict) -> dict:
+        raise RuntimeError("boom")
+
+
+def test_a_failing_challenger_never_touches_the_served_prediction(catalog: SchemaCatalog) -> None:
+    registry = registry_with("v1", "v2")
+    registry.versions["v2"].model = Broken()
+    stage = ServeStage(SETTINGS, catalog, registry)
+    out = stage.process([rec("u.features", encode_vector(catalog))])
+    assert [stage.predictions.decode(o.value)["model_version"] for o in out] == ["v1"]
+    assert stage.scorer.errors == {"v2": 1}
+
+
+def test_a_failing_champion_dead_letters_the_event(catalog: SchemaCatalog) -> None:
+    registry = registry_with("v1")
+    registry.versions["v1"].model = Broken()
+    [dead] = ServeStage(SETTINGS, catalog, registry).process([rec("u.features", encode_vector(catalog))])
+    assert dead.topic == "u.events.dlq" and read_headers(dead.headers)["reason"] == "champion-failed"
+
+
+def test_no_routed_champion_dead_letters_the_event(catalog: SchemaCatalog) -> None:
+    [dead] = ServeStage(SETTINGS, catalog, ModelRegistry("m")).process([rec("u.features", encode_vector(catalog))])
+    assert read_headers(dead.headers)["reason"] == "no-champion"
+
+
+def run_loop(catalog: SchemaCatalog, n: int, delay: int) -> tuple[LearnStage, MonitorStage, list]:
+    """Push ``n`` synthetic events through every stage in memory; each label arrives ``delay`` events later."""
+    registry = registry_with("v1")
+    validate, features = ValidateStage(SETTINGS, catalog), FeaturesStage(SETTINGS, catalog)
+    serve, learn = ServeStage(SETTINGS, catalog, registry), LearnStage(SETTINGS, catalog, registry)
+    monitor = MonitorStage(SETTINGS, catalog)
+    fb = topic_serde(catalog, SETTINGS, FEEDBACK)
+    raw = topic_serde(catalog, SETTINGS, EVENTS_RAW)
+    events = list(synthetic_events(n, seed=7, event_time=lambda i: 1_000 * i))
+    alerts = []
+    for i, e in enumerate(events):
+        value = raw.encode({"event_id": e.event_id, "entity_id": e.entity_id, "event_time": e.event_time_ms,
+                            "source": "t", "attributes": e.attributes})
+        [valid] = validate.process([rec("u.events.raw", value, offset=i)])
+        [vector] = features.process([rec(valid.topic, valid.value, offset=i)])
+        predictions = serve.process([rec(vector.topic, vector.value, offset=i)])
+        learn.process([rec(vector.topic, vector.value, offset=i)]
+                      + [rec(p.topic, p.value, offset=i) for p in predictions])
+        alerts += monitor.process([rec(p.topic, p.value, offset=i) for p in predictions])
+        if i >= delay:
+            late = events[i - delay]
+            label = fb.encode({"event_id": late.event_id, "entity_id": late.entity_id, "label": late.label,
+                               "label_time": late.event_time_ms + 1})
+            learn.process([rec("u.feedback", label, offset=i)])
+            alerts += monitor.process([rec("u.feedback", label, offset=i)])
+    return learn, monitor, alerts
+
+
+def test_the_learner_learns_every_joined_label_once_and_beats_chance(catalog: SchemaCatalog) -> None:
+    learn, _, _ = run_loop(catalog, 1_500, delay=10)
+    c = learn.learner.join.counters
+    assert (c.received, c.joined, c.duplicate, c.unmatched) == (1_490, 1_490, 0, 0)
+    [metrics] = [learn.models.decode(o.value) for o in learn.tick()]
+    assert metrics["kind"] == "METRICS" and metrics["counters"]["learned"] == 1_490
+    assert metrics["metrics"]["accuracy"] > 0.7  # the label function is learnable before the drift at 750
+
+
+def test_the_monitor_raises_concept_drift_after_the_label_function_flips(catalog: SchemaCatalog) -> None:
+    _, monitor, alerts = run_loop(catalog, 3_000, delay=10)
+    decoded = [monitor.alerts.decode(a.value) for a in alerts]
+    assert decoded, "the flip at event 1,500 must be detected"
+    first = min(int(a["evidence"]["labels_seen"]) for a in decoded)
+    assert 1_500 < first < 2_500
+    assert {a["kind"] for a in decoded} == {"concept_drift"} and decoded[0]["subject"] == "m:v1"
