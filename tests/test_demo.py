@@ -1,0 +1,36 @@
+"""`weir demo` (what `make demo` runs) end to end: a reconciled summary.json, its path printed last."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from weir.settings import Settings
+from weir.topics import delete_topics
+
+REQUIRED_KEYS = {"events_produced", "events_dead_lettered", "predictions", "served", "feedback_sent",
+                 "feedback_learned", "alerts", "accuracy"}
+
+
+def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Settings, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "weir", "demo", "--events", "1500", "--rate", "1500", "--runs-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("summary: ")
+    path = Path(last.removeprefix("summary: "))
+    assert path.parent.parent == tmp_path and path.name == "summary.json"
+    summary = json.loads(path.read_text())
+    try:
+        assert REQUIRED_KEYS <= set(summary)
+        assert summary["events_produced"] == 1500
+        assert summary["events_produced"] == summary["served"] + summary["events_dead_lettered"]
+        assert summary["feedback_learned"] == summary["feedback_sent"] == 1500
+        assert summary["reconciled"] is True and summary["drained"] is True
+        assert 0.0 <= summary["accuracy"] <= 1.0
+    finally:
+        delete_topics(broker.with_overrides(topic_prefix=summary["topic_prefix"]))

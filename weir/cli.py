@@ -1,0 +1,282 @@
+"""The ``weir`` command: one entry point for every process and chore.
+
+Global options (``--bootstrap``, ``--prefix``...) override the ``WEIR_*``
+environment; every subcommand explains itself with ``--help``. A ``WeirError``
+ends the command with its one-line message and exit code 1, not a traceback.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from weir import local_kafka
+from weir.errors import WeirError
+from weir.settings import Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so loops can finish what they accepted and report."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+class WeirGroup(click.Group):
+    """Turns Weir's own errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WeirError as exc:
+            click.secho(f"weir: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=WeirGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--bootstrap", help="Bootstrap servers of an existing cluster (env WEIR_KAFKA_BOOTSTRAP); "
+              "without it Weir uses the local broker it manages.")
+@click.option("--prefix", "topic_prefix", help="Prefix of every topic name (env WEIR_TOPIC_PREFIX).")
+@click.option("--app-id", help="faust app id, the root of consumer group ids (env WEIR_APP_ID).")
+@click.option("--partitions", type=int, help="Partitions of the topics Weir creates (env WEIR_PARTITIONS).")
+@click.pass_context
+def cli(ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, app_id: str | None,
+        partitions: int | None) -> None:
+    """Weir: the whole machine-learning loop on live Kafka data.
+
+    Producers publish events; stream stages validate them, compute features,
+    score them with every active model version, learn from delayed labels and
+    watch for drift; alerts go to on-call. Settings come from WEIR_* environment
+    variables; the options here override them.
+    """
+    ctx.obj = Settings().with_overrides(
+        kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, app_id=app_id, partitions=partitions
+    )
+
+
+# --- kafka -------------------------------------------------------------------------
+
+
+@cli.group()
+def kafka() -> None:
+    """Run a local single-node Apache Kafka (KRaft) from Maven Central.
+
+    The broker's jars are resolved by Maven from kafka/pom.xml into WEIR_HOME
+    (default ~/.cache/weir), its data and log live there too. With
+    WEIR_KAFKA_BOOTSTRAP set these commands leave that cluster alone.
+    """
+
+
+@kafka.command("up")
+@click.pass_context
+def kafka_up(ctx: click.Context) -> None:
+    """Provision (first time only), format and start the broker; wait until it answers."""
+    settings = _settings(ctx)
+    if not settings.uses_local_broker:
+        state = local_kafka.status(settings)
+        click.echo(f"using the configured cluster {settings.bootstrap} "
+                   f"({'answering' if state.running else 'NOT answering'}); nothing started")
+        return
+    click.echo("starting the local Kafka broker (the first run downloads it from Maven Central)...")
+    state = local_kafka.up(settings)
+    verb = "started" if state.started_here else "already running"
+    click.echo(f"Kafka {verb} at {state.bootstrap} (pid {state.pid}); log: {state.log}")
+
+
+@kafka.command("down")
+@click.pass_context
+def kafka_down(ctx: click.Context) -> None:
+    """Stop the local broker (SIGTERM, then SIGKILL after 30 s). Its data is kept."""
+    settings = _settings(ctx)
+    if not settings.uses_local_broker:
+        click.echo(f"the configured cluster {settings.bootstrap} is not Weir's to stop; nothing done")
+        return
+    click.echo("stopped the local broker" if local_kafka.down(settings) else "no local broker was running")
+
+
+@kafka.command("status")
+@click.pass_context
+def kafka_status(ctx: click.Context) -> None:
+    """Say whether the broker answers, where, and where its log is. Exit code 1 when it does not."""
+    state = local_kafka.status(_settings(ctx))
+    where = f"{state.bootstrap}" + (f" (pid {state.pid}; log: {state.log})" if state.pid else "")
+    click.echo(f"Kafka {'answering' if state.running else 'not answering'} at {where}")
+    if not state.running:
+        sys.exit(1)
+
+
+# --- topics and schemas ------------------------------------------------------------
+
+
+@cli.group()
+def topics() -> None:
+    """The topic contract: events.raw, events.dlq, events.valid, features, predictions, feedback, models, alerts."""
+
+
+@topics.command("create")
+@click.pass_context
+def topics_create(ctx: click.Context) -> None:
+    """Create every contract topic that is missing; report the ones that exist. Safe to run twice."""
+    from weir.topics import create_topics
+
+    outcomes = create_topics(_settings(ctx))
+    for o in outcomes:
+        click.echo(f"{o.action:8} {o.topic}" + (f"  ({o.detail})" if o.detail else ""))
+    created = sum(o.action == "created" for o in outcomes)
+    click.echo(f"{created} created, {len(outcomes) - created} already there"
+               + ("; nothing changed" if created == 0 else ""))
+    if any(o.action == "differs" for o in outcomes):
+        sys.exit(1)
+
+
+@topics.command("list")
+@click.pass_context
+def topics_list(ctx: click.Context) -> None:
+    """Show the contract: logical name, physical name, value schema, cleanup."""
+    from weir.topics import CONTRACT
+
+    settings = _settings(ctx)
+    for t in CONTRACT:
+        schema = f"schemas/{t.schema}.avsc" if t.schema else "(original bytes)"
+        cleanup = "compact" if t.compacted else "delete"
+        click.echo(f"{t.name:13} {settings.topic(t.name):30} {schema:28} {cleanup:8} {t.doc}")
+
+
+@cli.group()
+def schemas() -> None:
+    """The Avro schemas of schemas/ and their evolution rule (BACKWARD_TRANSITIVE)."""
+
+
+@schemas.command("check")
+@click.pass_context
+def schemas_check(ctx: click.Context) -> None:
+    """Fail if any schema cannot read a version kept in schemas/history, or left no history entry."""
+    from weir.compat import check_catalog
+    from weir.serde import SchemaCatalog
+
+    catalog = SchemaCatalog(_settings(ctx).schemas_dir)
+    problems = check_catalog(catalog)
+    for name in catalog.names:
+        status = "ok" if name not in problems else "BROKEN"
+        click.echo(f"{status:6} {name} (history: {len(catalog.history(name))} versions)")
+        for p in problems.get(name, []):
+            click.echo(f"         {p}")
+    if problems:
+        sys.exit(1)
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--stage", "stages", multiple=True,
+              type=click.Choice(["validate", "features", "serve", "learn", "monitor"]),
+              help="Run only these stages (repeatable); default: all of them in this process.")
+@click.option("--web-port", type=int, help="Port of this worker's /metrics endpoint (env WEIR_WEB_PORT).")
+@click.option("--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+              show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, stages: tuple[str, ...], web_port: int | None, loglevel: str) -> None:
+    """Run stream stages as a faust-streaming worker until SIGINT/SIGTERM.
+
+    All stages in one process share the live models (serving uses what the
+    learner just learned). Several workers with the same --app-id split the
+    partitions between them.
+    """
+    from streams.app import ALL_STAGES, run_worker
+
+    settings = _settings(ctx).with_overrides(web_port=web_port)
+    run_worker(settings, stages or ALL_STAGES, loglevel=loglevel)
+
+
+@cli.command()
+@click.option("--events", "count", default=10_000, show_default=True, help="How many events to send.")
+@click.option("--rate", type=float, help="Target events/s; default: as fast as the broker takes them.")
+@click.option("--feedback-delay", default=2.0, show_default=True, help="Seconds between an event and its label.")
+@click.option("--seed", default=42, show_default=True, help="Seed of the synthetic source.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.pass_context
+def produce(ctx: click.Context, count: int, rate: float | None, feedback_delay: float, seed: int,
+            progress: bool) -> None:
+    """Send synthetic events to events.raw and, after a delay, their labels to feedback.
+
+    SIGINT/SIGTERM stops early: accepted records are flushed, scheduled labels
+    sent, and the summary printed.
+    """
+    from producers.events import EventPublisher, publish
+    from producers.synthetic import synthetic_events
+    from weir.serde import open_catalog
+
+    settings = _settings(ctx)
+    publisher = EventPublisher(settings, open_catalog(settings))
+    summary = publish(publisher, synthetic_events(count, seed=seed), total=count, rate=rate,
+                      feedback_delay_s=feedback_delay, stop=_stop_on_signals(), progress=progress)
+    click.echo(
+        f"events: {summary.events_produced} sent, {summary.events.delivered} delivered, "
+        f"{summary.events.failed} failed; feedback: {summary.feedback_sent} sent, "
+        f"{summary.feedback.delivered} delivered, {summary.feedback.failed} failed"
+        + (" (interrupted)" if summary.interrupted else "")
+    )
+    for reason, n in {**summary.events.errors, **summary.feedback.errors}.items():
+        click.echo(f"  delivery failure x{n}: {reason}", err=True)
+    if summary.events.failed or summary.feedback.failed:
+        sys.exit(1)
+
+
+@cli.group()
+def alerts() -> None:
+    """Alerts from the alerts topic."""
+
+
+@alerts.command("tail")
+@click.option("--group", help="Consumer group (default <app-id>-alerts-sink).")
+@click.pass_context
+def alerts_tail(ctx: click.Context, group: str | None) -> None:
+    """Print every alert as it arrives, until SIGINT/SIGTERM."""
+    from consumers.alerts import consume_alerts
+    from weir.serde import open_catalog
+
+    settings = _settings(ctx)
+    consume_alerts(settings, open_catalog(settings), group_id=group, stop=_stop_on_signals())
+
+
+@cli.command()
+@click.option("--events", "count", default=20_000, show_default=True, help="Events in the bounded demo stream.")
+@click.option("--feedback-delay", default=1.0, show_default=True, help="Seconds between an event and its label.")
+@click.option("--rate", type=float, default=1000.0, show_default=True, help="Events/s the producer sends.")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, count: int, feedback_delay: float, rate: float, runs_dir: Path) -> None:
+    """Run the whole loop end to end on a bounded stream and write runs/<id>/summary.json.
+
+    Starts the local broker unless WEIR_KAFKA_BOOTSTRAP names a cluster,
+    creates the run's own topics, starts a worker, produces events and labels,
+    waits until every event is served or dead-lettered and every label learned,
+    then stops everything it started (also on Ctrl-C).
+    """
+    from weir.demo import run_demo
+
+    summary_path = run_demo(_settings(ctx), events=count, feedback_delay_s=feedback_delay, rate=rate,
+                            runs_dir=runs_dir, stop=_stop_on_signals())
+    click.echo(f"summary: {summary_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="weir")
+
+
