@@ -1,0 +1,167 @@
+"""Throughput on the real broker: faust agent vs confluent-kafka batch loop vs the whole skeleton.
+
+    python -m bench.throughput [--records 200000] [--events 10000]
+
+Prints events/s for (1) a faust-streaming agent that only consumes and counts,
+(2) the same consume-and-count as a confluent-kafka batch loop, and (3) the
+walking skeleton end to end (produce -> validate -> features -> serve ->
+learn). Timings start at the first record a consumer sees, so group-join time
+is reported apart. Ratios are against the confluent loop measured in this same
+run, because these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+
+from producers.events import EventPublisher, publish
+from producers.synthetic import synthetic_events
+from weir import local_kafka
+from weir.demo import start_worker, stop_process
+from weir.kafka import make_consumer, make_producer
+from weir.serde import open_catalog
+from weir.settings import Settings
+from weir.tally import TopicTally
+from weir.topics import create_topics, delete_topics
+
+
+@dataclass
+class Measurement:
+    name: str
+    records: int
+    seconds: float  # first record seen -> last record counted
+    startup_s: float  # start -> first record seen
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float("inf")
+
+
+def fill_topic(settings: Settings, topic: str, records: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(settings.librdkafka())
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result()
+    producer = make_producer(settings)
+    payload = b"x" * 100
+    for i in range(records):
+        while True:
+            try:
+                producer.produce(topic, key=f"c{i % 1000}".encode(), value=payload)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+
+
+def confluent_count(settings: Settings, topic: str, records: int) -> Measurement:
+    consumer = make_consumer(settings, f"bench-confluent-{uuid.uuid4().hex[:6]}")
+    consumer.subscribe([topic])
+    started = time.perf_counter()
+    first = None
+    seen = 0
+    try:
+        while seen < records:
+            batch = consumer.consume(1000, timeout=1.0)
+            if batch and first is None:
+                first = time.perf_counter()
+            seen += sum(1 for m in batch if m.error() is None)
+            if batch:
+                consumer.store_offsets(message=batch[-1])
+    finally:
+        consumer.close()
+    end = time.perf_counter()
+    assert first is not None
+    return Measurement("confluent-kafka consume(1000) loop", seen, end - first, first - started)
+
+
+def faust_count(settings: Settings, topic: str, records: int) -> Measurement:
+    async def run() -> Measurement:
+        done = asyncio.Event()
+        app = faust.App(f"bench-faust-{uuid.uuid4().hex[:6]}", **settings.faust(), web_enabled=False,
+                        topic_disable_leader=True, key_serializer="raw", value_serializer="raw")
+        state = {"seen": 0, "first": 0.0}
+
+        @app.agent(app.topic(topic, key_serializer="raw", value_serializer="raw"), concurrency=1)
+        async def count(stream):  # type: ignore[no-untyped-def]
+            async for _ in stream:
+                if state["seen"] == 0:
+                    state["first"] = time.perf_counter()
+                state["seen"] += 1
+                if state["seen"] >= records:
+                    done.set()
+
+        worker = faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False, daemon=False)
+        started = time.perf_counter()
+        await worker.start()
+        await done.wait()
+        end = time.perf_counter()
+        await worker.stop()
+        return Measurement("faust agent, async for", state["seen"], end - state["first"], state["first"] - started)
+
+    return asyncio.run(run())
+
+
+def skeleton(settings: Settings, events: int) -> Measurement:
+    run = settings.with_overrides(topic_prefix=f"bench-{uuid.uuid4().hex[:6]}.", app_id=f"bench-{uuid.uuid4().hex[:6]}",
+                                  web_port=0)
+    create_topics(run)
+    catalog = open_catalog(run)
+    log = Path(tempfile.mkstemp(prefix="weir-bench-worker-", suffix=".log")[1])
+    worker = start_worker(run, log)
+    tally = TopicTally(run, catalog)
+    try:
+        started = time.perf_counter()
+        publish(EventPublisher(run, catalog), synthetic_events(events), total=events, feedback_delay_s=0.0,
+                progress=False)
+        t = tally.tally
+        first = None
+        while t.served < events or t.learner_counter("feedback_joined") < events:
+            tally.poll(0.2)
+            if first is None and t.served:
+                first = time.perf_counter()
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited; see {log}")
+        end = time.perf_counter()
+        first = first or end
+        return Measurement("skeleton end to end (served and learned)", events, end - first, first - started)
+    finally:
+        tally.close()
+        stop_process(worker)
+        delete_topics(run)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000, help="records for the consume-and-count runs")
+    parser.add_argument("--events", type=int, default=10_000, help="events for the end-to-end run")
+    args = parser.parse_args()
+    settings = Settings()
+    state = local_kafka.up(settings)
+    topic = f"bench-count-{uuid.uuid4().hex[:6]}"
+    try:
+        fill_topic(settings, topic, args.records)
+        results = [confluent_count(settings, topic, args.records), faust_count(settings, topic, args.records),
+                   skeleton(settings, args.events)]
+    finally:
+        from confluent_kafka.admin import AdminClient
+
+        AdminClient(settings.librdkafka()).delete_topics([topic])
+        if state.started_here:
+            local_kafka.down(settings)
+    baseline = results[0].rate
+    print(f"{'measurement':45} {'records':>9} {'events/s':>10} {'vs confluent':>13} {'startup s':>10}")
+    for m in results:
+        print(f"{m.name:45} {m.records:9d} {m.rate:10.0f} {m.rate / baseline:13.3f} {m.startup_s:10.1f}")
+
+
+if __name__ == "__main__":
+    main()
