@@ -82,10 +82,13 @@ def create_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRA
                 future.result()
                 outcomes.append(TopicOutcome(physical, "created"))
             except KafkaException as exc:
-                if exc.args[0].name() == "TOPIC_ALREADY_EXISTS":  # created concurrently by another process
-                    outcomes.append(TopicOutcome(physical, "exists"))
-                else:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise WeirError(f"could not create topic {physical}: {exc.args[0].str()}") from exc
+                # Created meanwhile, or so new that the first metadata missed it: compare it all the same.
+                spec = next(t for t in topics if settings.topic(t.name) == physical)
+                fresh = admin.list_topics(physical, timeout=15).topics[physical]
+                outcomes.append(_compare(admin, physical, len(fresh.partitions), topic_config(spec, settings),
+                                         settings))
     order = {settings.topic(t.name): i for i, t in enumerate(topics)}
     return sorted(outcomes, key=lambda o: order[o.topic])
 
