@@ -1,0 +1,51 @@
+"""Weir processes started from Python: a worker subprocess, its stop, and its /metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from weir.settings import Settings
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now, for a worker's /metrics."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_worker(settings: Settings, log_path: Path, *stages: str, loglevel: str = "warn") -> subprocess.Popen[bytes]:
+    """The stream stages in their own process, as in production, logging to ``log_path``."""
+    env = {**os.environ, "WEIR_TOPIC_PREFIX": settings.topic_prefix, "WEIR_APP_ID": settings.app_id,
+           "WEIR_WEB_PORT": str(settings.web_port)}
+    if settings.kafka_bootstrap:
+        env["WEIR_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    args = [sys.executable, "-m", "weir", "worker", "--loglevel", loglevel]
+    for stage in stages:
+        args += ["--stage", stage]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
+    """SIGTERM, a grace period for the in-flight batch and the final commit, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def scrape(settings: Settings, timeout_s: float = 5.0) -> str:
+    """A worker's /metrics exposition text (the worker runs with ``settings.web_port``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=timeout_s) as response:
+        return response.read().decode()
