@@ -10,29 +10,36 @@ reported, never swallowed.
 from __future__ import annotations
 
 import heapq
+import random
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Producer
 from tqdm import tqdm
 
-from producers.synthetic import LabelledEvent
+from producers.labels import FeedbackPolicy
+from producers.sources import LabelledEvent, Source
 from weir.clock import now_ms
 from weir.kafka import DeliveryReport, flush_or_raise, make_producer
 from weir.serde import AvroSerde, SchemaCatalog
 from weir.settings import Settings
-from weir.topics import EVENTS_RAW, FEEDBACK
+from weir.topics import EVENTS_RAW, FEEDBACK, topic_serde
 
 
 @dataclass
 class ProduceSummary:
     events_produced: int = 0
     feedback_sent: int = 0
+    labels_withheld: int = 0  # events whose label the policy (or the data) never sends
+    labels_duplicated: int = 0  # labels sent twice on purpose
     events: DeliveryReport = field(default_factory=DeliveryReport)
     feedback: DeliveryReport = field(default_factory=DeliveryReport)
     interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return self.events.failed + self.feedback.failed
 
 
 class EventPublisher:
@@ -42,8 +49,8 @@ class EventPublisher:
         self.producer = producer or make_producer(settings)
         self.raw_topic = settings.topic(EVENTS_RAW.name)
         self.feedback_topic = settings.topic(FEEDBACK.name)
-        self.raw: AvroSerde = catalog.serde(EVENTS_RAW.schema or "", self.raw_topic)
-        self.labels: AvroSerde = catalog.serde(FEEDBACK.schema or "", self.feedback_topic)
+        self.raw: AvroSerde = topic_serde(catalog, settings, EVENTS_RAW)
+        self.labels: AvroSerde = topic_serde(catalog, settings, FEEDBACK)
         self.summary = ProduceSummary()
 
     def send_event(self, event: LabelledEvent, source: str) -> None:
@@ -78,36 +85,44 @@ class EventPublisher:
 
 def publish(
     publisher: EventPublisher,
-    events: Iterable[LabelledEvent],
+    source: Source,
     *,
-    total: int | None = None,
-    source: str = "synthetic",
+    policy: FeedbackPolicy = FeedbackPolicy(),
     rate: float | None = None,
-    feedback_delay_s: float = 2.0,
+    duration_s: float | None = None,
     stop: threading.Event | None = None,
     progress: bool = True,
+    seed: int = 0,
 ) -> ProduceSummary:
-    """Send ``events`` at ``rate`` events/s (``None``: as fast as possible), each label ``feedback_delay_s`` later.
+    """Send ``source``'s events at ``rate`` events/s (``None``: as fast as possible) and their labels per ``policy``.
 
-    Setting ``stop`` ends the run early: what was accepted is flushed, the
-    labels still scheduled are sent (their events are already out) and the
-    summary says it was interrupted.
+    Stops after the source is exhausted, after ``duration_s`` seconds, or when
+    ``stop`` is set: what was accepted is flushed, the labels of events already
+    sent are still delivered (their delays are honoured), and the summary says
+    whether it was interrupted.
     """
     stop = stop or threading.Event()
+    rng = random.Random(seed)
+    summary = publisher.summary
     due: list[tuple[float, int, LabelledEvent]] = []
     started = time.monotonic()
-    bar = tqdm(total=total, unit="ev", desc="producing", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=source.total, unit="ev", desc="producing", disable=not progress, dynamic_ncols=True)
     try:
-        for i, event in enumerate(events):
-            if stop.is_set():
-                publisher.summary.interrupted = True
+        for i, event in enumerate(source.events):
+            if stop.is_set() or (duration_s is not None and time.monotonic() - started >= duration_s):
+                summary.interrupted = stop.is_set()
                 break
             if rate:
                 ahead = started + i / rate - time.monotonic()
                 if ahead > 0:
                     stop.wait(ahead)
-            publisher.send_event(event, source)
-            heapq.heappush(due, (time.monotonic() + feedback_delay_s, i, event))
+            publisher.send_event(event, source.name)
+            sent_at = time.monotonic()
+            delays = policy.sends(event, rng)
+            summary.labels_withheld += not delays
+            summary.labels_duplicated += len(delays) > 1
+            for n, delay in enumerate(delays):
+                heapq.heappush(due, (sent_at + delay, 2 * i + n, event))
             _send_due(publisher, due, time.monotonic())
             bar.update(1)
         while due:
@@ -118,7 +133,7 @@ def publish(
     finally:
         bar.close()
         publisher.flush()
-    return publisher.summary
+    return summary
 
 
 def _send_due(publisher: EventPublisher, due: list[tuple[float, int, LabelledEvent]], now: float) -> None:

@@ -10,25 +10,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
+from producers.sources import LabelledEvent
 from weir.clock import now_ms
 
 CATEGORIES = ("basic", "plus", "pro")
 _WEIGHTS = {"x1": 2.0, "x2": -1.5, "x3": 1.0, "x4": 0.0}
 _CATEGORY_EFFECT = {"basic": -0.5, "plus": 0.0, "pro": 0.8}
-
-
-@dataclass(frozen=True)
-class LabelledEvent:
-    """An event as a producer publishes it, with the label its feedback will carry."""
-
-    event_id: str
-    entity_id: str
-    event_time_ms: int
-    attributes: dict[str, Any]
-    label: bool
 
 
 def synthetic_events(

@@ -1,0 +1,123 @@
+"""Named sources of labelled events: what ``weir produce --source`` can replay or generate.
+
+* ``churn``: the demo domain (``producers.churn``), with a drift schedule;
+* ``simple``: the walking skeleton's four-feature logistic stream;
+* ``sea``, ``agrawal``, ``hyperplane``: river's synthetic streams, wrapped in
+  ``ConceptDriftStream`` so that the concept changes at the schedule's first
+  ``concept`` point;
+* a CSV or Parquet file (``producers.replay``).
+
+Every source yields ``LabelledEvent``s: the event a producer publishes and the
+label its feedback will carry (``None``: this event's label never comes).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from producers.drift import DriftSchedule
+from weir.clock import now_ms
+from weir.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LabelledEvent:
+    """An event as a producer publishes it, with the label its feedback will carry."""
+
+    event_id: str
+    entity_id: str
+    event_time_ms: int
+    attributes: dict[str, Any]
+    label: Any
+    label_delay_s: float | None = None  # from the data itself (a replayed file's column), if it says
+
+
+@dataclass
+class Source:
+    """A stream of labelled events and what a run should record about it."""
+
+    name: str
+    events: Iterator[LabelledEvent]
+    total: int | None
+    schedule: DriftSchedule = field(default_factory=DriftSchedule)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"source": self.name, "events": self.total, "drift_schedule": self.schedule.to_dict()}
+
+
+EventTime = Callable[[int], int]
+
+
+def live(_index: int) -> int:
+    """Events stamped with the wall clock when generated: a live stream."""
+    return now_ms()
+
+
+def river_stream(name: str, count: int, *, seed: int, schedule: DriftSchedule, entities: int = 1_000,
+                 event_time: EventTime = live) -> Iterator[LabelledEvent]:
+    """A river synthetic stream whose concept changes at the schedule's first ``concept`` point."""
+    from river.datasets import synth
+
+    makers: dict[str, Callable[[int, int], Any]] = {
+        "sea": lambda variant, s: synth.SEA(variant=variant, seed=s),
+        "agrawal": lambda variant, s: synth.Agrawal(classification_function=variant, seed=s),
+        "hyperplane": lambda variant, s: synth.Hyperplane(seed=s + variant, n_features=10),
+    }
+    make = makers[name]
+    concept = next((p for p in schedule.points if p.kind == "concept"), None)
+    stream = make(0, seed)
+    if concept is not None:
+        # river's sigmoid overflows when (t - position) / width passes ~170: an abrupt
+        # concept drift is as sharp as it can be, 1% of the stream wide.
+        stream = synth.ConceptDriftStream(stream=stream, drift_stream=make(2, seed), position=concept.at,
+                                          width=max(concept.width, count // 100 + 1), seed=seed)
+    rng = random.Random(seed)
+    for i, (x, y) in enumerate(stream.take(count)):
+        yield LabelledEvent(
+            event_id=f"{name}-{seed}-{i:09d}",
+            entity_id=f"e{rng.randrange(entities):05d}",
+            event_time_ms=event_time(i),
+            attributes={_name(k): plain_value(v) for k, v in x.items()},
+            label=plain_value(y),
+        )
+
+
+def _name(key: Any) -> str:
+    return key if isinstance(key, str) else f"x{key}"
+
+
+def plain_value(value: Any) -> Any:
+    """numpy scalars and the like as the Avro union's plain types."""
+    if isinstance(value, bool | str | None):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+NAMED = ("churn", "simple", "sea", "agrawal", "hyperplane")
+
+
+def open_source(name: str, count: int, *, seed: int = 42, schedule: DriftSchedule = DriftSchedule(),
+                event_time: EventTime = live) -> Source:
+    """The named source for ``count`` events."""
+    if name == "churn":
+        from producers.churn import ChurnDomain
+
+        events = ChurnDomain(seed=seed, schedule=schedule).events(count, event_time)
+    elif name == "simple":
+        from producers.synthetic import synthetic_events
+
+        flip = next((p.at for p in schedule.points if p.kind == "concept"), count)
+        events = synthetic_events(count, seed=seed, drift_at=flip, event_time=event_time)
+    elif name in ("sea", "agrawal", "hyperplane"):
+        events = river_stream(name, count, seed=seed, schedule=schedule, event_time=event_time)
+    else:
+        raise ConfigError(f"unknown source {name!r}; named sources: {', '.join(NAMED)}, or a .csv/.parquet file")
+    return Source(name, events, count, schedule)
