@@ -60,8 +60,9 @@ class Stage(Protocol):
 
 
 def dead_letter(dlq_topic: str, record: InRecord, rejection: Rejection) -> OutRecord:
-    """The DLQ copy of ``record``: same key, same bytes, headers saying why and from where."""
-    return OutRecord(dlq_topic, record.key, record.value, dead_letter_headers(rejection, record.origin))
+    """The DLQ copy of ``record``: same key, bytes and headers, plus headers saying why and from where."""
+    return OutRecord(dlq_topic, record.key, record.value,
+                     [*record.headers, *dead_letter_headers(rejection, record.origin)])
 
 
 def decode_or_reject(serde: AvroSerde, record: InRecord, stage: str) -> Record | Rejection:

@@ -13,6 +13,7 @@ from streams.monitor import MonitorStage
 from streams.serve import ServeStage
 from streams.stage import InRecord
 from streams.validate import ValidateStage
+from weir.clock import now_ms
 from weir.dlq import read_headers
 from weir.registry import CHAMPION, ModelRegistry, routing_record, version_record
 from weir.serde import SchemaCatalog
@@ -27,7 +28,7 @@ def rec(topic: str, value: bytes | None, offset: int = 0, key: bytes = b"c1") ->
 
 
 def raw_event(catalog: SchemaCatalog, **override) -> bytes:
-    event = {"event_id": "e1", "entity_id": "c1", "event_time": 1_000, "source": "t",
+    event = {"event_id": "e1", "entity_id": "c1", "event_time": now_ms(), "source": "t",
              "attributes": {"x": 1.5, "plan": "pro", "flag": True, "gone": None}}
     event.update(override)
     return topic_serde(catalog, SETTINGS, EVENTS_RAW).encode(event)
@@ -62,8 +63,6 @@ def test_validate_passes_good_events_on_keyed_by_entity(catalog: SchemaCatalog) 
 def test_validate_dead_letters_bad_input_with_original_bytes_and_reason(
     catalog: SchemaCatalog, value, reason: str, dimension: str
 ) -> None:
-    from weir.clock import now_ms
-
     value = {
         "truncated": lambda: raw_event(catalog)[:-4],
         "nan": lambda: raw_event(catalog, attributes={"x": math.nan}),
@@ -132,7 +131,8 @@ def run_loop(catalog: SchemaCatalog, n: int, delay: int) -> tuple[LearnStage, Mo
     monitor = MonitorStage(SETTINGS, catalog)
     fb = topic_serde(catalog, SETTINGS, FEEDBACK)
     raw = topic_serde(catalog, SETTINGS, EVENTS_RAW)
-    events = list(synthetic_events(n, seed=7, event_time=lambda i: 1_000 * i))
+    start = now_ms() - 3_600_000  # an hour ago, well within the lag tolerance
+    events = list(synthetic_events(n, seed=7, event_time=lambda i: start + 1_000 * i))
     alerts = []
     for i, e in enumerate(events):
         value = raw.encode({"event_id": e.event_id, "entity_id": e.entity_id, "event_time": e.event_time_ms,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from weir import __version__
 
 HEADER_PREFIX = "weir."
+REPLAY_HEADER = "weir.replay.of"  # on a re-submitted dead letter: "<dlq topic>/<partition>/<offset>"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Rejection:
     exception: BaseException | None = None
     rule: str | None = None
     dimension: str | None = None
+    source: str | None = None  # the event's source, when the record could be decoded
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ def dead_letter_headers(rejection: Rejection, origin: Origin) -> list[tuple[str,
         "stage": rejection.stage,
         "rule": rejection.rule,
         "dimension": rejection.dimension,
+        "source": rejection.source,
         "message": rejection.message,
         "exception.class": type(rejection.exception).__name__ if rejection.exception else None,
         "exception.message": str(rejection.exception) if rejection.exception else None,

@@ -1,0 +1,122 @@
+"""The dead-letter topic for people: see what was rejected and why, and send it again after a fix.
+
+``inspect`` groups dead letters by reason with a few examples each. ``replay``
+re-submits chosen dead letters to the topic they came from, with their
+original key and bytes and a ``weir.replay.of`` header naming the dead letter,
+so the stage checks them again (without the rules their replay itself breaks:
+lateness, entity order). Every replayed record is accounted for: where it came
+from in the DLQ and where the broker put it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, Message
+
+from weir.dlq import REPLAY_HEADER, read_headers
+from weir.kafka import flush_or_raise, make_producer, read_topic
+from weir.settings import Settings
+from weir.topics import EVENTS_DLQ
+
+
+@dataclass
+class ReasonGroup:
+    reason: str
+    count: int = 0
+    stages: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    dimension: str = ""
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def inspect(settings: Settings, *, examples: int = 3) -> list[ReasonGroup]:
+    """Dead letters grouped by reason, most frequent first."""
+    groups: dict[str, ReasonGroup] = {}
+    for msg in read_topic(settings, settings.topic(EVENTS_DLQ.name)):
+        h = read_headers(msg.headers())
+        group = groups.setdefault(h.get("reason", "?"), ReasonGroup(h.get("reason", "?")))
+        group.count += 1
+        group.stages[h.get("stage", "?")] += 1
+        group.rules[h.get("rule", "-")] += 1
+        group.dimension = h.get("dimension", group.dimension)
+        if len(group.examples) < examples:
+            group.examples.append(_example(msg, h))
+    return sorted(groups.values(), key=lambda g: (-g.count, g.reason))
+
+
+def _example(msg: Message, h: dict[str, str]) -> dict[str, Any]:
+    value = msg.value() or b""
+    return {
+        "dlq": f"{msg.partition()}/{msg.offset()}",
+        "key": (msg.key() or b"").decode("utf-8", errors="replace"),
+        "from": f"{h.get('original.topic')}/{h.get('original.partition')}/{h.get('original.offset')}",
+        "message": h.get("message", ""),
+        "bytes": len(value),
+        "head": value[:24].hex(),
+    }
+
+
+@dataclass
+class ReplayReport:
+    selected: int = 0
+    delivered: int = 0
+    failed: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    records: list[dict[str, Any]] = field(default_factory=list)  # one per replayed dead letter
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+Selector = Callable[[dict[str, str]], bool]
+
+
+def select(reasons: tuple[str, ...] = (), stages: tuple[str, ...] = (), rules: tuple[str, ...] = ()) -> Selector:
+    """Dead letters whose headers match every given filter (an empty filter matches all)."""
+    def chosen(h: dict[str, str]) -> bool:
+        return ((not reasons or h.get("reason") in reasons) and (not stages or h.get("stage") in stages)
+                and (not rules or h.get("rule") in rules))
+
+    return chosen
+
+
+def replay(settings: Settings, chosen: Selector, *, limit: int | None = None, dry_run: bool = False) -> ReplayReport:
+    """Send the chosen dead letters back to their original topics; the report accounts for each one."""
+    dlq_topic = settings.topic(EVENTS_DLQ.name)
+    report = ReplayReport()
+    producer = make_producer(settings)
+    for msg in read_topic(settings, dlq_topic):
+        h = read_headers(msg.headers())
+        if not chosen(h) or (limit is not None and report.selected >= limit):
+            continue
+        report.selected += 1
+        report.by_reason[h.get("reason", "?")] += 1
+        entry: dict[str, Any] = {"dlq": f"{dlq_topic}/{msg.partition()}/{msg.offset()}",
+                                 "reason": h.get("reason"), "to": h.get("original.topic"), "status": "dry-run"}
+        report.records.append(entry)
+        if dry_run:
+            continue
+        entry["status"] = "pending"
+        producer.produce(
+            h["original.topic"], key=msg.key(), value=msg.value(),
+            headers=[(REPLAY_HEADER, entry["dlq"].encode())],
+            on_delivery=_account(report, entry),
+        )
+        producer.poll(0)
+    flush_or_raise(producer)
+    return report
+
+
+def _account(report: ReplayReport, entry: dict[str, Any]) -> Callable[[KafkaError | None, Message], None]:
+    def delivered(err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            report.delivered += 1
+            entry.update(status="delivered", at=f"{msg.topic()}/{msg.partition()}/{msg.offset()}")
+        else:
+            report.failed += 1
+            report.errors[err.str()] += 1
+            entry.update(status="failed", error=err.str())
+
+    return delivered
