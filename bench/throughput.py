@@ -23,10 +23,11 @@ from pathlib import Path
 import faust
 
 from producers.events import EventPublisher, publish
-from producers.synthetic import synthetic_events
+from producers.labels import FeedbackPolicy
+from producers.sources import open_source
 from weir import local_kafka
-from weir.demo import start_worker, stop_process
 from weir.kafka import make_consumer, make_producer
+from weir.processes import start_worker, stop_process
 from weir.serde import open_catalog
 from weir.settings import Settings
 from weir.tally import TopicTally
@@ -120,7 +121,7 @@ def skeleton(settings: Settings, events: int) -> Measurement:
     tally = TopicTally(run, catalog)
     try:
         started = time.perf_counter()
-        publish(EventPublisher(run, catalog), synthetic_events(events), total=events, feedback_delay_s=0.0,
+        publish(EventPublisher(run, catalog), open_source("churn", events), policy=FeedbackPolicy("fixed:0"),
                 progress=False)
         t = tally.tally
         first = None

@@ -32,5 +32,11 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
         assert summary["feedback_learned"] == summary["feedback_sent"] == 1500
         assert summary["reconciled"] is True and summary["drained"] is True
         assert 0.0 <= summary["accuracy"] <= 1.0
+        assert summary["source"] == "churn" and [p["kind"] for p in summary["drift_schedule"]] == [
+            "abrupt", "gradual", "concept", "recurring"]
+        quality = summary["quality"]
+        assert quality["records"] == 1500 and set(quality["dimensions"]) == {
+            "accuracy", "completeness", "consistency", "timeliness"}
+        assert 0.0 < quality["fields"]["satisfaction_score"]["missing_rate"] < 0.3  # optional, often unanswered
     finally:
         delete_topics(broker.with_overrides(topic_prefix=summary["topic_prefix"]))

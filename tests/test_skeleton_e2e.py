@@ -6,9 +6,10 @@ import struct
 from pathlib import Path
 
 from producers.events import EventPublisher, publish
-from producers.synthetic import synthetic_events
-from weir.demo import start_worker, stop_process
+from producers.labels import FeedbackPolicy
+from producers.sources import open_source
 from weir.kafka import poll_until
+from weir.processes import start_worker, stop_process
 from weir.serde import SchemaCatalog
 from weir.settings import Settings
 from weir.tally import TopicTally
@@ -31,7 +32,7 @@ def test_every_event_is_served_or_dead_lettered_and_every_label_learned(
         pills = [(reason, value) for reason, values in POISON.items() for value in values]
         for i, (_, value) in enumerate(pills):
             publisher.send_bytes(kafka.topic("events.raw"), f"poison-{i}", value, publisher.summary.events)
-        produced = publish(publisher, synthetic_events(EVENTS, seed=3), total=EVENTS, feedback_delay_s=0.5,
+        produced = publish(publisher, open_source("simple", EVENTS, seed=3), policy=FeedbackPolicy("fixed:0.5"),
                            progress=False)
         assert produced.events.failed == produced.feedback.failed == 0
         t = tally.tally

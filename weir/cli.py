@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from producers.drift import DEFAULT_DRIFT, DriftSchedule
 from weir import local_kafka
 from weir.errors import WeirError
 from weir.settings import Settings
@@ -205,36 +206,132 @@ def worker(ctx: click.Context, stages: tuple[str, ...], web_port: int | None, lo
 
 
 @cli.command()
-@click.option("--events", "count", default=10_000, show_default=True, help="How many events to send.")
+@click.option("--source", default="churn", show_default=True,
+              help="churn, simple, sea, agrawal, hyperplane, or a .csv/.parquet file to replay.")
+@click.option("--events", "count", type=int, help="How many events to send (default: 10,000; a file: all rows).")
+@click.option("--duration", type=float, help="Stop after this many seconds instead.")
 @click.option("--rate", type=float, help="Target events/s; default: as fast as the broker takes them.")
-@click.option("--feedback-delay", default=2.0, show_default=True, help="Seconds between an event and its label.")
-@click.option("--seed", default=42, show_default=True, help="Seed of the synthetic source.")
+@click.option("--feedback-delay", default="fixed:1", show_default=True,
+              help="When labels follow their event: fixed:<s>, exp:<mean s>, or column (a file's --delay-column).")
+@click.option("--label-loss", default=0.0, show_default=True, help="Share of labels that never arrive.")
+@click.option("--label-duplicates", default=0.0, show_default=True, help="Share of labels sent twice.")
+@click.option("--drift", default=DEFAULT_DRIFT, show_default=True,
+              help="Drift schedule kind@where[:width],... (abrupt, gradual, recurring, concept); where/width below 1 "
+                   "are fractions of --events; 'none' for a stationary stream.")
+@click.option("--seed", default=42, show_default=True, help="Seed of generated sources and of the label policy.")
+@click.option("--entity-column", default="entity_id", show_default=True, help="File replay: the entity column.")
+@click.option("--label-column", default="label", show_default=True, help="File replay: the label column.")
+@click.option("--time-column", help="File replay: event-time column (epoch ms or a date); default: live time.")
+@click.option("--id-column", help="File replay: event-id column; default: <file>-<row>.")
+@click.option("--delay-column", help="File replay: per-row label delay in seconds (with --feedback-delay column).")
+@click.option("--column", "columns", multiple=True, metavar="COLUMN=ATTRIBUTE",
+              help="File replay: send only these columns, renamed (repeatable); default: every other column.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
-def produce(ctx: click.Context, count: int, rate: float | None, feedback_delay: float, seed: int,
-            progress: bool) -> None:
-    """Send synthetic events to events.raw and, after a delay, their labels to feedback.
+def produce(ctx: click.Context, source: str, count: int | None, duration: float | None, rate: float | None,
+            feedback_delay: str, label_loss: float, label_duplicates: float, drift: str, seed: int,
+            entity_column: str, label_column: str, time_column: str | None, id_column: str | None,
+            delay_column: str | None, columns: tuple[str, ...], progress: bool) -> None:
+    """Send events to events.raw and, after their delay, their labels to feedback.
 
-    SIGINT/SIGTERM stops early: accepted records are flushed, scheduled labels
-    sent, and the summary printed.
+    Keys are entity ids; records go through the idempotent producer. Delivery
+    failures are counted with their reasons and make the exit code 1.
+    SIGINT/SIGTERM stops early: accepted records are flushed, the labels of
+    events already sent are delivered, and the summary is printed.
     """
     from producers.events import EventPublisher, publish
-    from producers.synthetic import synthetic_events
+    from producers.labels import FeedbackPolicy
+    from producers.replay import FileColumns, file_source
+    from producers.sources import open_source
     from weir.serde import open_catalog
 
     settings = _settings(ctx)
+    policy = FeedbackPolicy(feedback_delay, label_loss, label_duplicates)
+    if Path(source).suffix in (".csv", ".parquet", ".pq"):
+        mapping = dict(c.split("=", 1) if "=" in c else (c, c) for c in columns)
+        stream = file_source(Path(source), FileColumns(entity_column, label_column, time_column, id_column,
+                                                       delay_column, mapping), limit=count)
+    else:
+        total = count or 10_000
+        stream = open_source(source, total, seed=seed, schedule=DriftSchedule.parse(drift, total))
     publisher = EventPublisher(settings, open_catalog(settings))
-    summary = publish(publisher, synthetic_events(count, seed=seed), total=count, rate=rate,
-                      feedback_delay_s=feedback_delay, stop=_stop_on_signals(), progress=progress)
+    summary = publish(publisher, stream, policy=policy, rate=rate, duration_s=duration,
+                      stop=_stop_on_signals(), progress=progress, seed=seed)
     click.echo(
         f"events: {summary.events_produced} sent, {summary.events.delivered} delivered, "
-        f"{summary.events.failed} failed; feedback: {summary.feedback_sent} sent, "
+        f"{summary.events.failed} failed; feedback: {summary.feedback_sent} sent "
+        f"({summary.labels_duplicated} duplicated on purpose, {summary.labels_withheld} withheld), "
         f"{summary.feedback.delivered} delivered, {summary.feedback.failed} failed"
         + (" (interrupted)" if summary.interrupted else "")
     )
     for reason, n in {**summary.events.errors, **summary.feedback.errors}.items():
         click.echo(f"  delivery failure x{n}: {reason}", err=True)
-    if summary.events.failed or summary.feedback.failed:
+    if summary.failed:
+        sys.exit(1)
+
+
+@cli.group()
+def dlq() -> None:
+    """The dead-letter topic: what was rejected, why, and sending it again after a fix."""
+
+
+@dlq.command("inspect")
+@click.option("--examples", default=3, show_default=True, help="Examples shown per reason.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def dlq_inspect(ctx: click.Context, examples: int, as_json: bool) -> None:
+    """Dead letters grouped by reason (most frequent first), with their stage, rule, dimension and examples."""
+    import json
+
+    from consumers.dlq import inspect
+
+    groups = inspect(_settings(ctx), examples=examples)
+    if as_json:
+        click.echo(json.dumps([{**g.__dict__, "stages": dict(g.stages), "rules": dict(g.rules)} for g in groups],
+                              indent=2))
+        return
+    if not groups:
+        click.echo("the dead-letter topic is empty")
+    for g in groups:
+        rules = ", ".join(f"{r} x{n}" for r, n in g.rules.most_common(3))
+        click.echo(f"{g.count:8d}  {g.reason}  [{g.dimension or '-'}]  stage {', '.join(g.stages)}  rules {rules}")
+        for e in g.examples:
+            click.echo(f"            dlq {e['dlq']}  key {e['key']!r}  from {e['from']}  {e['bytes']} B: "
+                       f"{e['message']}")
+
+
+@dlq.command("replay")
+@click.option("--reason", "reasons", multiple=True, help="Only dead letters with this reason (repeatable).")
+@click.option("--stage", "stages", multiple=True, help="Only dead letters from this stage (repeatable).")
+@click.option("--rule", "rules", multiple=True, help="Only dead letters that broke this rule (repeatable).")
+@click.option("--limit", type=int, help="Replay at most this many.")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; send nothing.")
+@click.option("--log", "log_path", type=click.Path(path_type=Path),
+              help="Write one JSON line per replayed dead letter: where it was and where it went.")
+@click.pass_context
+def dlq_replay(ctx: click.Context, reasons: tuple[str, ...], stages: tuple[str, ...], rules: tuple[str, ...],
+               limit: int | None, dry_run: bool, log_path: Path | None) -> None:
+    """Send chosen dead letters back to the topic they came from, to be checked again after a fix.
+
+    Each goes with its original key and bytes and a weir.replay.of header
+    naming the dead letter. Rules that the replay itself breaks (event-time
+    lag, entity order) are not applied to it; every other rule is. Without a
+    filter, every dead letter is replayed. Exit code 1 if any send failed.
+    """
+    import json
+
+    from consumers.dlq import replay, select
+
+    report = replay(_settings(ctx), select(reasons, stages, rules), limit=limit, dry_run=dry_run)
+    if log_path is not None:
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in report.records))
+    by_reason = ", ".join(f"{r} x{n}" for r, n in report.by_reason.most_common()) or "none"
+    verb = "would replay" if dry_run else "replayed"
+    click.echo(f"{verb} {report.selected} dead letters ({by_reason}); delivered {report.delivered}, "
+               f"failed {report.failed}" + (f"; log: {log_path}" if log_path else ""))
+    for error, n in report.errors.items():
+        click.echo(f"  failed x{n}: {error}", err=True)
+    if report.failed:
         sys.exit(1)
 
 
@@ -258,25 +355,27 @@ def alerts_tail(ctx: click.Context, group: str | None) -> None:
 @cli.command()
 @click.option("--events", "count", default=20_000, show_default=True, help="Events in the bounded demo stream.")
 @click.option("--feedback-delay", default=1.0, show_default=True, help="Seconds between an event and its label.")
-@click.option("--rate", type=float, default=1000.0, show_default=True, help="Events/s the producer sends.")
+@click.option("--rate", type=float, default=800.0, show_default=True, help="Events/s the producer sends.")
+@click.option("--drift", default=DEFAULT_DRIFT, show_default=True,
+              help="Drift schedule of the churn stream (see `weir produce --help`).")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.pass_context
-def demo(ctx: click.Context, count: int, feedback_delay: float, rate: float, runs_dir: Path) -> None:
-    """Run the whole loop end to end on a bounded stream and write runs/<id>/summary.json.
+def demo(ctx: click.Context, count: int, feedback_delay: float, rate: float, drift: str, runs_dir: Path) -> None:
+    """Run the whole loop end to end on a bounded churn stream and write runs/<id>/summary.json.
 
     Starts the local broker unless WEIR_KAFKA_BOOTSTRAP names a cluster,
-    creates the run's own topics, starts a worker, produces events and labels,
-    waits until every event is served or dead-lettered and every label learned,
-    then stops everything it started (also on Ctrl-C).
+    creates the run's own topics, starts a worker, produces customer events
+    with a drift schedule and their labels, waits until every event is served
+    or dead-lettered and every label learned, then stops everything it started
+    (also on Ctrl-C). The summary reconciles the counts and reports data
+    quality per dimension and the alerts next to the drift points.
     """
     from weir.demo import run_demo
 
-    summary_path = run_demo(_settings(ctx), events=count, feedback_delay_s=feedback_delay, rate=rate,
+    summary_path = run_demo(_settings(ctx), events=count, feedback_delay_s=feedback_delay, rate=rate, drift=drift,
                             runs_dir=runs_dir, stop=_stop_on_signals())
     click.echo(f"summary: {summary_path}")
 
 
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="weir")
-
-

@@ -9,10 +9,7 @@ own topic prefix and consumer groups, so runs never see each other's records.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,61 +20,28 @@ from typing import Any
 from tqdm import tqdm
 
 from consumers.alerts import consume_alerts, format_alert
+from producers.drift import DriftSchedule
 from producers.events import EventPublisher, ProduceSummary, publish
-from producers.synthetic import synthetic_events
+from producers.labels import FeedbackPolicy
+from producers.sources import Source, open_source
 from weir import local_kafka
 from weir.errors import WeirError
-from weir.serde import Record, open_catalog
+from weir.processes import free_port, scrape, start_worker, stop_process
+from weir.quality import summarize_metrics
+from weir.serde import Record, SchemaCatalog, open_catalog
 from weir.settings import Settings
 from weir.tally import Tally, TopicTally
 from weir.topics import create_topics
 
 
-@dataclass
-class RunContext:
-    """What a demo run started, so that it stops exactly that, whatever happens."""
-
-    run_dir: Path
-    settings: Settings
-    broker_started: bool = False
-    worker: subprocess.Popen[bytes] | None = None
-    threads: list[threading.Thread] = field(default_factory=list)
-    sink_stop: threading.Event = field(default_factory=threading.Event)
-
-
 def run_settings(settings: Settings, run_id: str) -> Settings:
     return settings.with_overrides(
-        topic_prefix=f"{settings.topic_prefix}demo-{run_id}.", app_id=f"weir-demo-{run_id}", web_port=0
+        topic_prefix=f"{settings.topic_prefix}demo-{run_id}.", app_id=f"weir-demo-{run_id}", web_port=free_port()
     )
 
 
-def start_worker(settings: Settings, log_path: Path, *stages: str, loglevel: str = "warn") -> subprocess.Popen[bytes]:
-    """The stream stages in their own process, as in production, logging to ``log_path``."""
-    env = {**os.environ, "WEIR_TOPIC_PREFIX": settings.topic_prefix, "WEIR_APP_ID": settings.app_id,
-           "WEIR_WEB_PORT": str(settings.web_port)}
-    if settings.kafka_bootstrap:
-        env["WEIR_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
-    args = [sys.executable, "-m", "weir", "worker", "--loglevel", loglevel]
-    for stage in stages:
-        args += ["--stage", stage]
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
-    """SIGTERM, a grace period for the in-flight batch and the final commit, then SIGKILL."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
-def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, ctx: RunContext, *, stop: threading.Event,
-                      timeout_s: float) -> bool:
+def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, worker: subprocess.Popen[bytes], log: Path,
+                      *, stop: threading.Event, timeout_s: float) -> bool:
     """Poll the output topics until every event is served or dead-lettered and every label learned."""
     t = tally.tally
     bars = {
@@ -93,9 +57,8 @@ def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, ctx: RunConte
             if t.served + t.dead_letters >= produced.events_produced and \
                     _settled_feedback(t) >= produced.feedback_sent:
                 return True
-            if ctx.worker is not None and ctx.worker.poll() is not None:
-                raise WeirError(f"the worker exited with code {ctx.worker.returncode}; "
-                                f"see {ctx.run_dir / 'worker.log'}")
+            if worker.poll() is not None:
+                raise WeirError(f"the worker exited with code {worker.returncode}; see {log}")
     finally:
         for bar in bars.values():
             bar.close()
@@ -148,51 +111,98 @@ def _alert_brief(alert: Record) -> dict[str, Any]:
     return {k: alert[k] for k in ("kind", "subject", "status", "statistic", "evidence", "detected_at")}
 
 
-def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: float | None, runs_dir: Path,
-             stop: threading.Event, drain_timeout_s: float = 300.0) -> Path:
+@dataclass
+class DemoRun:
+    """One demo run: what it started (so it stops exactly that, whatever happens) and what it measured."""
+
+    run_id: str
+    run_dir: Path
+    settings: Settings
+    source: Source
+    catalog: SchemaCatalog
+    produced: ProduceSummary = field(default_factory=ProduceSummary)
+    tally: TopicTally | None = None
+    quality: dict[str, Any] = field(default_factory=dict)
+    drained: bool = False
+    broker_started: bool = False
+    worker: subprocess.Popen[bytes] | None = None
+    sink: threading.Thread | None = None
+    sink_stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        if self.settings.uses_local_broker:
+            say("starting the local Kafka broker (the first run resolves it from Maven Central)...")
+        state = local_kafka.up(self.settings)
+        self.broker_started = state.started_here
+        say(f"Kafka at {state.bootstrap}" + (f" (log: {state.log})" if state.log else ""))
+        created = create_topics(self.settings)
+        say(f"topics: {sum(o.action == 'created' for o in created)} created")
+        self.worker = start_worker(self.settings, self.run_dir / "worker.log")
+        self.sink = threading.Thread(target=consume_alerts, name="alert-sink", kwargs={
+            "settings": self.settings, "catalog": self.catalog, "stop": self.sink_stop,
+            "handler": lambda a: tqdm.write("alert: " + format_alert(a)),
+        })
+        self.sink.start()
+        self.tally = TopicTally(self.settings, self.catalog)
+
+    def produce(self, policy: FeedbackPolicy, rate: float | None, stop: threading.Event) -> None:
+        publisher = EventPublisher(self.settings, self.catalog)
+        publisher.summary = self.produced
+        publish(publisher, self.source, policy=policy, rate=rate, stop=stop)
+
+    def wait(self, stop: threading.Event, timeout_s: float) -> None:
+        assert self.tally is not None and self.worker is not None
+        self.drained = wait_for_pipeline(self.tally, self.produced, self.worker, self.run_dir / "worker.log",
+                                         stop=stop, timeout_s=timeout_s)
+        if self.drained:
+            self.quality = summarize_metrics(scrape(self.settings))
+        elif not stop.is_set():
+            say(f"the pipeline did not drain within {timeout_s:.0f} s; the summary says how far it got")
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            say(f"worker stopped (exit code {stop_process(self.worker)})")
+        self.sink_stop.set()
+        if self.sink is not None:
+            self.sink.join(timeout=10)
+        if self.broker_started:
+            local_kafka.down(self.settings)
+            say("local Kafka broker stopped")
+
+    def summary(self, seconds: float, interrupted: bool) -> dict[str, Any]:
+        t = self.tally.tally if self.tally else Tally()
+        summary = summarize(t, self.produced, run_id=self.run_id, settings=self.settings, seconds=seconds,
+                            drained=self.drained, interrupted=interrupted)
+        summary.update(source=self.source.name, drift_schedule=self.source.schedule.to_dict(), quality=self.quality)
+        return summary
+
+
+def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: float | None, drift: str,
+             runs_dir: Path, stop: threading.Event, drain_timeout_s: float = 300.0) -> Path:
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
-    ctx = RunContext(run_dir, run_settings(settings, run_id))
-    catalog = open_catalog(settings)
+    source = open_source("churn", events, schedule=DriftSchedule.parse(drift, events))
+    run = DemoRun(run_id, run_dir, run_settings(settings, run_id), source, open_catalog(settings))
+    (run_dir / "metadata.json").write_text(json.dumps(
+        {"run_id": run_id, **source.metadata(), "feedback_delay_s": feedback_delay_s, "rate": rate,
+         "topic_prefix": run.settings.topic_prefix}, indent=2) + "\n")
+    say(f"run {run_id}: {events} churn events; drift: {drift}")
     started = time.monotonic()
-    produced = ProduceSummary()
-    tally: TopicTally | None = None
-    drained = False
     failure: BaseException | None = None
     try:
-        say(f"run {run_id}: topics prefixed {ctx.settings.topic_prefix!r}")
-        if ctx.settings.uses_local_broker:
-            say("starting the local Kafka broker (the first run resolves it from Maven Central)...")
-        state = local_kafka.up(ctx.settings)
-        ctx.broker_started = state.started_here
-        say(f"Kafka at {state.bootstrap}" + (f" (log: {state.log})" if state.log else ""))
-        created = create_topics(ctx.settings)
-        say(f"topics: {sum(o.action == 'created' for o in created)} created")
-        ctx.worker = start_worker(ctx.settings, run_dir / "worker.log")
-        sink = threading.Thread(target=consume_alerts, name="alert-sink", kwargs={
-            "settings": ctx.settings, "catalog": catalog, "stop": ctx.sink_stop,
-            "handler": lambda a: tqdm.write("alert: " + format_alert(a)),
-        })
-        sink.start()
-        ctx.threads.append(sink)
-        tally = TopicTally(ctx.settings, catalog)
-        publisher = EventPublisher(ctx.settings, catalog)
-        produced = publish(publisher, synthetic_events(events), total=events, rate=rate,
-                           feedback_delay_s=feedback_delay_s, stop=stop)
-        drained = wait_for_pipeline(tally, produced, ctx, stop=stop, timeout_s=drain_timeout_s)
-        if not drained and not stop.is_set():
-            say(f"the pipeline did not drain within {drain_timeout_s:.0f} s; the summary says how far it got")
-    except BaseException as exc:
+        run.start()
+        run.produce(FeedbackPolicy(f"fixed:{feedback_delay_s}"), rate, stop)
+        run.wait(stop, drain_timeout_s)
+    except BaseException as exc:  # also KeyboardInterrupt: stop what was started, then write what we know
         failure = exc
     finally:
-        _stop_everything(ctx)
-    summary = summarize(tally.tally if tally else Tally(), produced, run_id=run_id, settings=ctx.settings,
-                        seconds=time.monotonic() - started, drained=drained, interrupted=stop.is_set())
+        run.stop()
+    summary = run.summary(time.monotonic() - started, interrupted=stop.is_set())
     if failure is not None:
         summary["error"] = f"{type(failure).__name__}: {failure}"
-    if tally is not None:
-        tally.close()
+    if run.tally is not None:
+        run.tally.close()
     path = run_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _print_summary(summary)
@@ -200,18 +210,6 @@ def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: 
         say(f"summary of the failed run: {path}")
         raise failure
     return path
-
-
-def _stop_everything(ctx: RunContext) -> None:
-    if ctx.worker is not None:
-        code = stop_process(ctx.worker)
-        say(f"worker stopped (exit code {code})")
-    ctx.sink_stop.set()
-    for thread in ctx.threads:
-        thread.join(timeout=10)
-    if ctx.broker_started:
-        local_kafka.down(ctx.settings)
-        say("local Kafka broker stopped")
 
 
 def _print_summary(s: dict[str, Any]) -> None:

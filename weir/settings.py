@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         description="cache for Kafka jars, the local broker's data and logs (outside the repository)",
     )
     schemas_dir: Path = Field(default=REPO_ROOT / "schemas", description="the Avro schemas of the topic contract")
+    rules_file: Path | None = Field(
+        default=None, description="validation rules; default: raw_event.rules.yaml next to the schemas"
+    )
 
     # --- derived -------------------------------------------------------------
     @property
@@ -82,6 +85,10 @@ class Settings(BaseSettings):
     @property
     def uses_local_broker(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def rules_path(self) -> Path:
+        return self.rules_file or self.schemas_dir / "raw_event.rules.yaml"
 
     def topic(self, name: str) -> str:
         """The physical name of contract topic ``name`` under this deployment's prefix."""
