@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from river import base, linear_model, optim, preprocessing, tree
+from typing import TYPE_CHECKING, Any
 
 from weir.errors import ConfigError
 
+if TYPE_CHECKING:
+    from river import base
+
+# river is imported inside the factories: it takes seconds to import, and commands
+# that only read the registry (list, history) never build a model.
+
 
 def _logistic_regression(lr: float = 0.05, l2: float = 0.0) -> base.Classifier:
+    from river import linear_model, optim, preprocessing
+
     return preprocessing.StandardScaler() | linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
 
 
 def _hoeffding_tree(grace_period: int = 200, delta: float = 1e-7) -> base.Classifier:
+    from river import tree
+
     return tree.HoeffdingTreeClassifier(grace_period=grace_period, delta=delta)
 
 

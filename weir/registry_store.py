@@ -13,7 +13,7 @@ import logging
 
 from weir.errors import WeirError
 from weir.kafka import flush_or_raise, make_producer, read_topic
-from weir.registry import CHAMPION, ModelRegistry, record_key, routing_record, version_record
+from weir.registry import ModelRegistry, record_key, routing_record, version_record
 from weir.serde import AvroSerde, Record, SchemaCatalog
 from weir.settings import Settings
 from weir.topics import MODELS, topic_serde
@@ -61,8 +61,8 @@ def register_default_model(settings: Settings, catalog: SchemaCatalog, registry:
     if registry.routing is not None or not settings.default_factory:
         return False
     records = [
-        version_record(registry.model_name, "v1", settings.default_factory, {}, status=CHAMPION),
-        routing_record(registry.model_name, "basic", "v1"),
+        version_record(registry.model_name, "v1", settings.default_factory, {}, note="default model of a new registry"),
+        routing_record(registry.model_name, "basic", "v1", note="default model of a new registry"),
     ]
     publish_records(settings, catalog, records)
     for record in records:

@@ -23,6 +23,10 @@ class ContractTopic:
     schema: str | None  # None: values are someone else's bytes (the DLQ keeps them untouched)
     doc: str
     compacted: bool = False
+    partitions: int | None = None  # None: the deployment's setting
+
+    def partition_count(self, settings: Settings) -> int:
+        return self.partitions or settings.partitions
 
 
 EVENTS_RAW = ContractTopic("events.raw", "raw_event", "raw events from producers, nothing validated")
@@ -31,7 +35,9 @@ EVENTS_VALID = ContractTopic("events.valid", "valid_event", "events that passed 
 FEATURES = ContractTopic("features", "feature_vector", "point-in-time features the models scored")
 PREDICTIONS = ContractTopic("predictions", "prediction", "one record per (event, scored version); one served")
 FEEDBACK = ContractTopic("feedback", "feedback", "true labels, late, duplicated or missing")
-MODELS = ContractTopic("models", "model_record", "registry: versions, routing, metrics", compacted=True)
+# One partition: registry decisions must be applied in one total order by every process.
+MODELS = ContractTopic("models", "model_record", "registry: versions, routing, metrics", compacted=True,
+                       partitions=1)
 ALERTS = ContractTopic("alerts", "alert", "drift and quality alerts, firing and resolved")
 
 CONTRACT: tuple[ContractTopic, ...] = (
@@ -70,10 +76,10 @@ def create_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRA
         physical = settings.topic(topic.name)
         config = topic_config(topic, settings)
         if physical in existing:
-            outcomes.append(_compare(admin, physical, len(existing[physical].partitions), config, settings))
+            outcomes.append(_compare(admin, physical, len(existing[physical].partitions), topic, settings))
             continue
         wanted.append(
-            NewTopic(physical, num_partitions=settings.partitions,
+            NewTopic(physical, num_partitions=topic.partition_count(settings),
                      replication_factor=settings.replication_factor, config=config)
         )
     if wanted:
@@ -87,17 +93,17 @@ def create_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRA
                 # Created meanwhile, or so new that the first metadata missed it: compare it all the same.
                 spec = next(t for t in topics if settings.topic(t.name) == physical)
                 fresh = admin.list_topics(physical, timeout=15).topics[physical]
-                outcomes.append(_compare(admin, physical, len(fresh.partitions), topic_config(spec, settings),
-                                         settings))
+                outcomes.append(_compare(admin, physical, len(fresh.partitions), spec, settings))
     order = {settings.topic(t.name): i for i, t in enumerate(topics)}
     return sorted(outcomes, key=lambda o: order[o.topic])
 
 
-def _compare(admin: AdminClient, physical: str, partitions: int, config: dict[str, str],
+def _compare(admin: AdminClient, physical: str, partitions: int, topic: ContractTopic,
              settings: Settings) -> TopicOutcome:
     problems = []
-    if partitions != settings.partitions:
-        problems.append(f"{partitions} partitions, settings say {settings.partitions}")
+    config = topic_config(topic, settings)
+    if partitions != topic.partition_count(settings):
+        problems.append(f"{partitions} partitions, the contract says {topic.partition_count(settings)}")
     resource = ConfigResource(ConfigResource.Type.TOPIC, physical)
     actual = admin.describe_configs([resource])[resource].result()
     policy = actual["cleanup.policy"].value
