@@ -30,7 +30,7 @@ from streams.learn import LearnStage
 from streams.monitor import MonitorStage
 from streams.runner import BatchLoop, OutputProducer
 from streams.serve import ServeStage
-from streams.stage import Stage
+from streams.stage import ALL_STAGES, Stage
 from streams.validate import ValidateStage
 from weir.kafka import make_producer
 from weir.metrics import StageMetrics
@@ -39,8 +39,6 @@ from weir.registry_store import apply_bytes, load_registry, register_default_mod
 from weir.serde import SchemaCatalog, open_catalog
 from weir.settings import Settings
 from weir.topics import MODELS, topic_serde
-
-ALL_STAGES: tuple[str, ...] = ("validate", "features", "serve", "learn", "monitor")
 
 log = logging.getLogger("weir.worker")
 
@@ -68,7 +66,7 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
     makers: dict[str, Callable[[], Stage]] = {
         "validate": lambda: ValidateStage(settings, catalog, metrics),
         "features": lambda: FeaturesStage(settings, catalog),
-        "serve": lambda: ServeStage(settings, catalog, registry),
+        "serve": lambda: ServeStage(settings, catalog, registry, metrics),
         "learn": lambda: LearnStage(settings, catalog, registry),
         "monitor": lambda: MonitorStage(settings, catalog),
     }

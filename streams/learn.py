@@ -24,6 +24,8 @@ class Learner:
         self.registry = registry
         self.join = join
         self.accuracy: dict[str, metrics.Accuracy] = {}
+        self.served_accuracy = metrics.Accuracy()  # of what was served, whichever version served it
+        self.served_scored = 0
         self.learned: dict[str, int] = {}
 
     def on_features(self, vector: Record) -> None:
@@ -41,9 +43,13 @@ class Learner:
             return
         assert event.features is not None
         x, y = event.features["features"], event.label
+        served = event.predictions[event.served_version] if event.served_version else None
+        if served is not None:
+            self.served_accuracy.update(y, served["predicted_label"])
+            self.served_scored += 1
         for version in self.registry.active():
             prediction = event.predictions.get(version.version)
-            if prediction is not None:
+            if prediction is not None and prediction["error"] is None:
                 self.accuracy.setdefault(version.version, metrics.Accuracy()).update(y, prediction["predicted_label"])
             version.model.learn_one(x, y)
             self.learned[version.version] = self.learned.get(version.version, 0) + 1
@@ -55,10 +61,11 @@ class Learner:
             "feedback_received": c.received, "feedback_joined": c.joined, "feedback_duplicate": c.duplicate,
             "feedback_unmatched": c.unmatched, "feedback_pending": self.join.labels_pending,
         }
+        served = {"served_accuracy": self.served_accuracy.get()} if self.served_scored else {}
         return [
             metrics_record(
                 self.registry.model_name, version,
-                {"accuracy": self.accuracy[version].get()} if version in self.accuracy else {},
+                {**({"accuracy": self.accuracy[version].get()} if version in self.accuracy else {}), **served},
                 {"learned": learned, **stage},
             )
             for version, learned in sorted(self.learned.items())

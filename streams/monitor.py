@@ -48,6 +48,8 @@ class ConceptDriftMonitor:
             return []
         alerts = []
         for version, prediction in sorted(event.predictions.items()):
+            if prediction["error"] is not None:
+                continue
             detector = self.detectors.get(version)
             if detector is None:
                 detector = self.detectors[version] = self.make_detector()

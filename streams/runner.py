@@ -136,9 +136,7 @@ class BatchLoop(mode.Service):
             except Exception:
                 die(EXIT_STAGE_FAILED, f"stage {self.stage.name} raised on a batch of {len(batch)}")
             await self.output.deliver(out, self.stage.name)
-            for m in messages:
-                if m.error() is None:
-                    self.consumer.store_offsets(message=m)
+            self.consumer.store_offsets(offsets=_next_offsets(messages))
             self.metrics.observe_batch(self.stage.name, batch, out, time.perf_counter() - started)
 
     def _next_batch(self) -> list[Message]:
@@ -192,6 +190,15 @@ class BatchLoop(mode.Service):
         if self.consumer is not None:
             await asyncio.get_running_loop().run_in_executor(self.executor, self.consumer.close)  # commits
         self.executor.shutdown(wait=True)
+
+
+def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """Per partition, the offset after the last record of the batch: what to commit once it is delivered."""
+    last: dict[tuple[str, int], int] = {}
+    for m in messages:
+        if m.error() is None:
+            last[(m.topic(), m.partition())] = m.offset()
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 
 def _describe(partitions: list[TopicPartition]) -> str:

@@ -19,6 +19,8 @@ from weir.serde import AvroSerde, Record
 
 Headers = list[tuple[str, bytes]]
 
+ALL_STAGES: tuple[str, ...] = ("validate", "features", "serve", "learn", "monitor")
+
 
 @dataclass(frozen=True)
 class InRecord:

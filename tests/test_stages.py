@@ -15,10 +15,10 @@ from streams.stage import InRecord
 from streams.validate import ValidateStage
 from weir.clock import now_ms
 from weir.dlq import read_headers
-from weir.registry import CHAMPION, ModelRegistry, routing_record, version_record
+from weir.registry import ModelRegistry, routing_record, version_record
 from weir.serde import SchemaCatalog
 from weir.settings import Settings
-from weir.topics import EVENTS_RAW, FEATURES, FEEDBACK, topic_serde
+from weir.topics import EVENTS_RAW, FEEDBACK, topic_serde
 
 SETTINGS = Settings(topic_prefix="u.")
 
@@ -37,7 +37,7 @@ def raw_event(catalog: SchemaCatalog, **override) -> bytes:
 def registry_with(*versions: str) -> ModelRegistry:
     registry = ModelRegistry("m")
     for v in versions:
-        registry.apply(version_record("m", v, "logistic_regression", {}, status=CHAMPION))
+        registry.apply(version_record("m", v, "logistic_regression", {}))
     registry.apply(routing_record("m", "basic", versions[0], list(versions[1:])))
     return registry
 
@@ -79,48 +79,6 @@ def test_validate_dead_letters_bad_input_with_original_bytes_and_reason(
 def test_features_encode_numbers_booleans_and_categories() -> None:
     event = {"attributes": {"x": 2, "ok": False, "plan": "pro", "missing": None}}
     assert compute_features(event) == {"x": 2.0, "ok": 0.0, "plan=pro": 1.0}
-
-
-def test_serve_scores_every_version_and_serves_exactly_the_champion(catalog: SchemaCatalog) -> None:
-    valid = ValidateStage(SETTINGS, catalog).process([rec("u.events.raw", raw_event(catalog))])
-    vectors = FeaturesStage(SETTINGS, catalog).process([rec("u.events.valid", valid[0].value)])
-    stage = ServeStage(SETTINGS, catalog, registry_with("v1", "v2", "v3"))
-    out = stage.process([rec("u.features", vectors[0].value)])
-    predictions = [stage.predictions.decode(o.value) for o in out]
-    assert [(p["model_version"], p["served"]) for p in predictions] == [("v2", False), ("v3", False), ("v1", True)]
-    assert all(0.0 <= p["score"] <= 1.0 for p in predictions)
-
-
-def encode_vector(catalog: SchemaCatalog, event_id: str = "e1") -> bytes:
-    vector = {"event_id": event_id, "entity_id": "c1", "event_time": 1, "features": {"x": 1.0},
-              "feature_set_version": "fs1"}
-    return topic_serde(catalog, SETTINGS, FEATURES).encode(vector)
-
-
-class Broken:
-    def predict_proba_one(self, x: dict) -> dict:
-        raise RuntimeError("boom")
-
-
-def test_a_failing_challenger_never_touches_the_served_prediction(catalog: SchemaCatalog) -> None:
-    registry = registry_with("v1", "v2")
-    registry.versions["v2"].model = Broken()
-    stage = ServeStage(SETTINGS, catalog, registry)
-    out = stage.process([rec("u.features", encode_vector(catalog))])
-    assert [stage.predictions.decode(o.value)["model_version"] for o in out] == ["v1"]
-    assert stage.scorer.errors == {"v2": 1}
-
-
-def test_a_failing_champion_dead_letters_the_event(catalog: SchemaCatalog) -> None:
-    registry = registry_with("v1")
-    registry.versions["v1"].model = Broken()
-    [dead] = ServeStage(SETTINGS, catalog, registry).process([rec("u.features", encode_vector(catalog))])
-    assert dead.topic == "u.events.dlq" and read_headers(dead.headers)["reason"] == "champion-failed"
-
-
-def test_no_routed_champion_dead_letters_the_event(catalog: SchemaCatalog) -> None:
-    [dead] = ServeStage(SETTINGS, catalog, ModelRegistry("m")).process([rec("u.features", encode_vector(catalog))])
-    assert read_headers(dead.headers)["reason"] == "no-champion"
 
 
 def run_loop(catalog: SchemaCatalog, n: int, delay: int) -> tuple[LearnStage, MonitorStage, list]:

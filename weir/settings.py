@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=500, ge=1, description="records a stage processes per batch")
     batch_window_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    predict_timeout_ms: float = Field(
+        default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"
+    )
     join_window_ms: int = Field(default=10 * 60 * 1000, description="how long parts of an event wait for its label")
     session_timeout_s: float = Field(default=10.0, description="consumer group session timeout of stream workers")
     default_factory: str | None = Field(
