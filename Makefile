@@ -7,7 +7,7 @@ EVENTS ?= 20000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test unit bench kafka-up kafka-down clean venv
+.PHONY: demo test unit bench bench-serve kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
@@ -30,6 +30,9 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.throughput
+
+bench-serve: $(STAMP)
+	$(VENV)/bin/python -m bench.serve
 
 kafka-up: $(STAMP)
 	$(WEIR) kafka up

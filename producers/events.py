@@ -13,6 +13,7 @@ import heapq
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Producer
@@ -93,14 +94,17 @@ def publish(
     stop: threading.Event | None = None,
     progress: bool = True,
     seed: int = 0,
+    milestones: dict[int, Callable[[], None]] | None = None,
 ) -> ProduceSummary:
     """Send ``source``'s events at ``rate`` events/s (``None``: as fast as possible) and their labels per ``policy``.
 
     Stops after the source is exhausted, after ``duration_s`` seconds, or when
     ``stop`` is set: what was accepted is flushed, the labels of events already
     sent are still delivered (their delays are honoured), and the summary says
-    whether it was interrupted.
+    whether it was interrupted. ``milestones`` run once the event with their
+    index has been sent (the demo deploys challengers that way).
     """
+    milestones = milestones or {}
     stop = stop or threading.Event()
     rng = random.Random(seed)
     summary = publisher.summary
@@ -125,6 +129,8 @@ def publish(
                 heapq.heappush(due, (sent_at + delay, 2 * i + n, event))
             _send_due(publisher, due, time.monotonic())
             bar.update(1)
+            if i in milestones:
+                milestones[i]()
         while due:
             wait = due[0][0] - time.monotonic()
             if wait > 0:

@@ -6,13 +6,11 @@ import random
 import struct
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
 from producers.churn import ChurnDomain
 from producers.events import EventPublisher
 from weir.clock import now_ms
 from weir.dlq import read_headers
-from weir.kafka import poll_until, read_topic
+from weir.kafka import end_offsets, poll_until, read_topic
 from weir.processes import start_worker, stop_process
 from weir.serde import SchemaCatalog
 from weir.settings import Settings
@@ -35,15 +33,6 @@ def poison(kind: str, good: bytes, encode) -> tuple[bytes, str]:
         "oversized": (encode({"notes": "x" * 70_000}), "oversized-record"),
     }
     return pills[kind]
-
-
-def end_offsets(settings: Settings, topic: str) -> int:
-    consumer = Consumer(settings.librdkafka(**{"group.id": "watermarks"}))
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
-    finally:
-        consumer.close()
 
 
 def test_exactly_the_poison_pills_are_dead_lettered_with_the_right_reason(

@@ -199,7 +199,8 @@ def worker(ctx: click.Context, stages: tuple[str, ...], web_port: int | None, lo
     learner just learned). Several workers with the same --app-id split the
     partitions between them.
     """
-    from streams.app import ALL_STAGES, run_worker
+    from streams.app import run_worker
+    from streams.stage import ALL_STAGES
 
     settings = _settings(ctx).with_overrides(web_port=web_port)
     run_worker(settings, stages or ALL_STAGES, loglevel=loglevel)
@@ -268,6 +269,213 @@ def produce(ctx: click.Context, source: str, count: int | None, duration: float 
         click.echo(f"  delivery failure x{n}: {reason}", err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _model_option(f: Any) -> Any:
+    return click.option("--model", "model_name", help="Model name (env WEIR_MODEL_NAME, default 'default').")(f)
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE pairs, VALUE read as JSON when it parses (numbers, booleans), else as a string."""
+    import json
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+@cli.group()
+def models() -> None:
+    """The model registry on the models topic: versions, their status, and every routing decision."""
+
+
+@models.command("register")
+@_model_option
+@click.option("--factory", help="A river pipeline factory: logistic_regression, hoeffding_tree.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Factory parameter (repeatable).")
+@click.option("--pickle", "pickle_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Upload a pickled river model instead (trusted files only: unpickling runs code).")
+@click.option("--version", help="Version name; default: the next vN.")
+@click.option("--parent", help="The version this one derives from (lineage).")
+@click.option("--trained-from", type=int, help="Start of the training data's event time (epoch ms).")
+@click.option("--trained-to", type=int, help="End of the training data's event time (epoch ms).")
+@click.option("--note", help="Why this version exists.")
+@click.pass_context
+def models_register(ctx: click.Context, model_name: str | None, factory: str | None, params: tuple[str, ...],
+                    pickle_path: Path | None, version: str | None, parent: str | None, trained_from: int | None,
+                    trained_to: int | None, note: str | None) -> None:
+    """Register a new version. It serves nothing until a `weir deploy` routes traffic to it."""
+    from weir.deploy import register
+    from weir.serde import open_catalog
+
+    settings = _settings(ctx)
+    window = (trained_from, trained_to) if trained_from is not None and trained_to is not None else None
+    record = register(settings, open_catalog(settings), model_name or settings.model_name, factory=factory,
+                      params=_parse_params(params), pickle_path=pickle_path, version=version, parent=parent,
+                      training_window=window, note=note)
+    click.echo(f"registered {record['model_name']} {record['version']} ({record['spec']['factory']})")
+
+
+@models.command("list")
+@_model_option
+@click.pass_context
+def models_list(ctx: click.Context, model_name: str | None) -> None:
+    """Every version with its status (champion, challenger, retired, registered) and the routing now."""
+    from weir.deploy import current
+    from weir.serde import open_catalog
+
+    settings = _settings(ctx)
+    registry = current(settings, open_catalog(settings), model_name or settings.model_name)
+    if not registry.versions:
+        click.echo(f"no versions of {registry.model_name} registered")
+        return
+    for v in sorted(registry.versions.values(), key=lambda v: v.created_at):
+        lineage = f" from {v.parent_version}" if v.parent_version else ""
+        click.echo(f"{v.version:8} {registry.status(v.version):11} {v.factory}{lineage}")
+    if registry.routing is not None:
+        click.echo(f"routing: {registry.routing.describe()}")
+
+
+@models.command("show")
+@_model_option
+@click.argument("version")
+@click.pass_context
+def models_show(ctx: click.Context, model_name: str | None, version: str) -> None:
+    """One version: spec, lineage, status, and its latest learned metrics."""
+    from weir.deploy import current
+    from weir.kafka import read_topic
+    from weir.serde import open_catalog
+    from weir.topics import MODELS, topic_serde
+
+    settings = _settings(ctx)
+    catalog = open_catalog(settings)
+    name = model_name or settings.model_name
+    registry = current(settings, catalog, name)
+    v = registry.versions.get(version)
+    if v is None:
+        raise click.ClickException(f"{name} has no version {version}")
+    serde = topic_serde(catalog, settings, MODELS)
+    latest = None
+    for msg in read_topic(settings, serde.topic):
+        if msg.key() == f"{name}:{version}:metrics".encode():
+            latest = serde.decode(msg.value())
+    click.echo(f"{name} {version}: {registry.status(version)}")
+    click.echo(f"  factory {v.factory} {dict(v.params) or ''}".rstrip())
+    click.echo(f"  parent {v.parent_version or '-'}; training window {v.training_window or '-'}; note {v.note or '-'}")
+    if latest is not None:
+        click.echo(f"  metrics {latest['metrics']}  counters {latest['counters']}")
+
+
+@models.command("history")
+@_model_option
+@click.pass_context
+def models_history(ctx: click.Context, model_name: str | None) -> None:
+    """Every registration and routing decision, oldest first: who served, from when, and why."""
+    import datetime as dt
+
+    from weir.kafka import read_topic
+    from weir.registry import ModelRegistry
+    from weir.serde import open_catalog
+    from weir.topics import MODELS, topic_serde
+
+    settings = _settings(ctx)
+    name = model_name or settings.model_name
+    serde = topic_serde(open_catalog(settings), settings, MODELS)
+    view = ModelRegistry(name)
+    for msg in read_topic(settings, serde.topic):
+        record = serde.decode(msg.value())
+        if record["model_name"] != name or record["kind"] == "METRICS":
+            continue
+        view.apply(record)
+        when = dt.datetime.fromtimestamp(record["created_at"] / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        what = (f"register {record['version']} ({record['spec']['factory']})" if record["kind"] == "VERSION"
+                else view.routing.describe() if view.routing else "")
+        click.echo(f"{when}  {what}" + (f"  -- {record['note']}" if record["note"] else ""))
+
+
+@cli.group()
+def deploy() -> None:
+    """Route live traffic: basic, shadow, canary, promote, rollback. Takes effect without restarts."""
+
+
+@deploy.command("basic")
+@_model_option
+@click.argument("version")
+@click.option("--note", help="Why.")
+@click.pass_context
+def deploy_basic(ctx: click.Context, model_name: str | None, version: str, note: str | None) -> None:
+    """VERSION becomes the champion and serves every event; nothing else scores."""
+    _route(ctx, model_name, "basic", champion=version, note=note)
+
+
+@deploy.command("shadow")
+@_model_option
+@click.argument("versions", nargs=-1, required=True)
+@click.option("--note", help="Why.")
+@click.pass_context
+def deploy_shadow(ctx: click.Context, model_name: str | None, versions: tuple[str, ...], note: str | None) -> None:
+    """VERSIONS score every event beside the champion and are never served."""
+    _route(ctx, model_name, "shadow", challengers=list(versions), note=note)
+
+
+@deploy.command("canary")
+@_model_option
+@click.argument("version")
+@click.option("--percent", type=float, required=True, help="Share of entities the canary serves (0-100).")
+@click.option("--note", help="Why.")
+@click.pass_context
+def deploy_canary(ctx: click.Context, model_name: str | None, version: str, percent: float, note: str | None
+                  ) -> None:
+    """VERSION serves PERCENT of the entities (sticky by entity), the champion the rest; both score every event."""
+    _route(ctx, model_name, "canary", challengers=[version], percent=percent, note=note)
+
+
+@deploy.command("promote")
+@_model_option
+@click.argument("version", required=False)
+@click.option("--note", help="Why.")
+@click.pass_context
+def deploy_promote(ctx: click.Context, model_name: str | None, version: str | None, note: str | None) -> None:
+    """Make a challenger (default: the canary, or the only challenger) the champion, in basic routing."""
+    from weir.deploy import promote
+    from weir.serde import open_catalog
+
+    settings = _settings(ctx)
+    record = promote(settings, open_catalog(settings), model_name or settings.model_name, version, note)
+    click.echo(f"routing of {record['model_name']}: {record['routing']['champion']} is champion (basic)")
+
+
+@deploy.command("rollback")
+@_model_option
+@click.option("--note", help="Why.")
+@click.pass_context
+def deploy_rollback(ctx: click.Context, model_name: str | None, note: str | None) -> None:
+    """Stop a running shadow or canary; after a promotion, give the previous champion back its place."""
+    from weir.deploy import rollback
+    from weir.serde import open_catalog
+
+    settings = _settings(ctx)
+    record = rollback(settings, open_catalog(settings), model_name or settings.model_name, note)
+    click.echo(f"routing of {record['model_name']}: {record['routing']['champion']} is champion (basic)")
+
+
+def _route(ctx: click.Context, model_name: str | None, mode: str, **kwargs: Any) -> None:
+    from weir.deploy import route
+    from weir.registry import ModelRegistry
+    from weir.serde import open_catalog
+
+    settings = _settings(ctx)
+    record = route(settings, open_catalog(settings), model_name or settings.model_name, mode, **kwargs)
+    view = ModelRegistry(record["model_name"])
+    view.apply(record)
+    click.echo(f"routing of {record['model_name']}: {view.routing.describe() if view.routing else mode}")
 
 
 @cli.group()

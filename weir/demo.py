@@ -24,14 +24,19 @@ from producers.drift import DriftSchedule
 from producers.events import EventPublisher, ProduceSummary, publish
 from producers.labels import FeedbackPolicy
 from producers.sources import Source, open_source
+from streams.stage import ALL_STAGES
 from weir import local_kafka
+from weir.deploy import current, register, route
 from weir.errors import WeirError
+from weir.kafka import assigned_members, poll_until
 from weir.processes import free_port, scrape, start_worker, stop_process
 from weir.quality import summarize_metrics
 from weir.serde import Record, SchemaCatalog, open_catalog
 from weir.settings import Settings
 from weir.tally import Tally, TopicTally
 from weir.topics import create_topics
+
+MODEL = "default"
 
 
 def run_settings(settings: Settings, run_id: str) -> Settings:
@@ -76,8 +81,8 @@ def _settled_feedback(t: Tally) -> int:
 
 def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Settings, seconds: float,
               drained: bool, interrupted: bool) -> dict[str, Any]:
-    champion = max(t.served_by_version, key=t.served_by_version.__getitem__, default=None)
-    accuracy = t.metrics[champion]["metrics"].get("accuracy") if champion in t.metrics else None
+    newest = max(t.metrics.values(), key=lambda r: r["created_at"], default=None)
+    accuracy = newest["metrics"].get("served_accuracy") if newest else None
     summary: dict[str, Any] = {
         "run_id": run_id,
         "topic_prefix": settings.topic_prefix,
@@ -101,7 +106,8 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
         "interrupted": interrupted,
     }
     summary["reconciled"] = (
-        summary["events_produced"] == summary["served"] + summary["events_dead_lettered"]
+        drained
+        and summary["events_produced"] == summary["served"] + summary["events_dead_lettered"]
         and summary["feedback_learned"] == summary["feedback_sent"]
     )
     return summary
@@ -137,7 +143,19 @@ class DemoRun:
         say(f"Kafka at {state.bootstrap}" + (f" (log: {state.log})" if state.log else ""))
         created = create_topics(self.settings)
         say(f"topics: {sum(o.action == 'created' for o in created)} created")
+        register(self.settings, self.catalog, MODEL, factory="logistic_regression", note="demo champion")
+        route(self.settings, self.catalog, MODEL, "basic", champion="v1", note="demo start")
+        say("registered v1 (logistic regression) as champion")
         self.worker = start_worker(self.settings, self.run_dir / "worker.log")
+        worker, log = self.worker, self.run_dir / "worker.log"
+
+        def ready() -> bool:
+            if worker.poll() is not None:
+                raise WeirError(f"the worker exited with code {worker.returncode}; see {log}")
+            return all(assigned_members(self.settings, f"{self.settings.app_id}-{stage}") for stage in ALL_STAGES)
+
+        poll_until(ready, timeout_s=120, interval_s=0.5, what="the worker's stages holding partitions")
+        say("worker ready")
         self.sink = threading.Thread(target=consume_alerts, name="alert-sink", kwargs={
             "settings": self.settings, "catalog": self.catalog, "stop": self.sink_stop,
             "handler": lambda a: tqdm.write("alert: " + format_alert(a)),
@@ -148,7 +166,20 @@ class DemoRun:
     def produce(self, policy: FeedbackPolicy, rate: float | None, stop: threading.Event) -> None:
         publisher = EventPublisher(self.settings, self.catalog)
         publisher.summary = self.produced
-        publish(publisher, self.source, policy=policy, rate=rate, stop=stop)
+        total = self.source.total or 0
+        milestones = {total // 4: self._shadow_challenger, total // 2: self._canary_challenger}
+        publish(publisher, self.source, policy=policy, rate=rate, stop=stop, milestones=milestones)
+
+    def _shadow_challenger(self) -> None:
+        register(self.settings, self.catalog, MODEL, factory="hoeffding_tree", params={"grace_period": 100},
+                 parent="v1", note="demo challenger")
+        route(self.settings, self.catalog, MODEL, "shadow", challengers=["v2"], note="demo: v2 in shadow")
+        tqdm.write("weir demo: deployed v2 (Hoeffding tree) in shadow")
+
+    def _canary_challenger(self) -> None:
+        route(self.settings, self.catalog, MODEL, "canary", challengers=["v2"], percent=10.0,
+              note="demo: v2 as a 10% canary")
+        tqdm.write("weir demo: v2 now serves a 10% canary")
 
     def wait(self, stop: threading.Event, timeout_s: float) -> None:
         assert self.tally is not None and self.worker is not None
@@ -173,8 +204,25 @@ class DemoRun:
         t = self.tally.tally if self.tally else Tally()
         summary = summarize(t, self.produced, run_id=self.run_id, settings=self.settings, seconds=seconds,
                             drained=self.drained, interrupted=interrupted)
-        summary.update(source=self.source.name, drift_schedule=self.source.schedule.to_dict(), quality=self.quality)
+        summary.update(source=self.source.name, drift_schedule=self.source.schedule.to_dict(), quality=self.quality,
+                       versions=self._versions(t))
         return summary
+
+    def _versions(self, t: Tally) -> dict[str, dict[str, Any]]:
+        """Per version: how it was built, its status now, what it served and scored, its learned accuracy."""
+        registry = current(self.settings, self.catalog, MODEL)
+        return {
+            v.version: {
+                "factory": v.factory,
+                "status": registry.status(v.version),
+                "served": t.served_by_version.get(v.version, 0),
+                "predictions": t.predictions_by_version.get(v.version, 0),
+                "errors": t.errors_by_version.get(v.version, 0),
+                "accuracy": t.metrics[v.version]["metrics"].get("accuracy") if v.version in t.metrics else None,
+                "learned": t.metrics[v.version]["counters"].get("learned", 0) if v.version in t.metrics else 0,
+            }
+            for v in registry.versions.values()
+        }
 
 
 def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: float | None, drift: str,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from weir.errors import WeirError
 from weir.settings import Settings
@@ -95,7 +95,7 @@ def read_topic(
             raise WeirError(f"cannot read {topic}: {metadata.error.str()}")
         ends: dict[int, int] = {}
         for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)
+            low, high = watermarks(consumer, TopicPartition(topic, p))
             if high > low:
                 ends[p] = high
         if not ends:
@@ -118,6 +118,34 @@ def read_topic(
         consumer.close()
 
 
+# A topic created a moment ago answers these until its partition leaders are elected.
+_NOT_READY_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
+def watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+    """(low, high) offsets of a partition, waiting out a leader election on a topic just created."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            return low, high
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_READY_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def end_offsets(settings: Settings, topic: str) -> int:
+    """The sum of a topic's high watermarks: how many records were ever written to it (no compaction)."""
+    consumer = Consumer(settings.librdkafka(**{"group.id": "weir-watermarks"}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
+        return sum(watermarks(consumer, TopicPartition(topic, p))[1] for p in partitions)
+    finally:
+        consumer.close()
+
+
 def poll_until(predicate: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.2,
                what: str = "condition") -> None:
     """Wait for ``predicate`` with a deadline instead of sleeping a guessed time."""
@@ -126,3 +154,12 @@ def poll_until(predicate: Callable[[], bool], *, timeout_s: float, interval_s: f
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not reached within {timeout_s:.0f} s")
         time.sleep(interval_s)
+
+
+def assigned_members(settings: Settings, group: str) -> int:
+    """How many members of consumer group ``group`` hold partitions now."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.librdkafka())  # keep a reference: a collected client abandons its futures
+    description = admin.describe_consumer_groups([group])[group].result(timeout=15)
+    return sum(1 for m in description.members if m.assignment.topic_partitions)

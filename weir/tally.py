@@ -28,6 +28,7 @@ class Tally:
     served_twice: int = 0
     served_by_version: Counter[str] = field(default_factory=Counter)
     predictions_by_version: Counter[str] = field(default_factory=Counter)
+    errors_by_version: Counter[str] = field(default_factory=Counter)
     dead_letters: int = 0
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     alerts: list[Record] = field(default_factory=list)
@@ -82,6 +83,8 @@ class TopicTally:
         if topic == self.predictions_topic:
             t.predictions += 1
             t.predictions_by_version[record["model_version"]] += 1
+            if record["error"] is not None:
+                t.errors_by_version[record["model_version"]] += 1
             if record["served"]:
                 if record["event_id"] in t.served_ids:
                     t.served_twice += 1

@@ -1,0 +1,177 @@
+"""Serve-stage throughput on the real broker against the same river models in a plain loop.
+
+    python -m bench.serve [--events 30000]
+
+For 1 and 3 active versions (logistic-regression variants, so both sides pay
+the same per-model cost), the serve stage runs in a real worker process
+(``weir worker --stage serve``) over pre-produced churn feature vectors; its
+rate is events over the span of the predictions' timestamps, so start-up is
+excluded. The baseline calls ``predict_proba_one`` of the same fresh models on
+the same feature dicts in a plain Python loop, in this process, in the same
+run. The last figure is how long a routing change takes to reach predictions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from producers.sources import open_source
+from streams.features import feature_vector
+from weir import local_kafka
+from weir.deploy import register, route
+from weir.kafka import end_offsets, make_producer, poll_until, read_topic
+from weir.models import build_model
+from weir.processes import start_worker, stop_process
+from weir.serde import SchemaCatalog, open_catalog
+from weir.settings import Settings
+from weir.topics import create_topics, delete_topics
+
+VERSIONS = [("logistic_regression", {}), ("logistic_regression", {"lr": 0.1}), ("logistic_regression", {"l2": 0.01})]
+
+
+def vectors(n: int) -> list[dict]:
+    return [feature_vector({"event_id": e.event_id, "entity_id": e.entity_id, "event_time": e.event_time_ms,
+                            "attributes": e.attributes}) for e in open_source("churn", n).events]
+
+
+def plain_loop(data: list[dict], k: int) -> float:
+    models = [build_model(f, {key: str(v) for key, v in p.items()}) for f, p in VERSIONS[:k]]
+    started = time.perf_counter()
+    for v in data:
+        for m in models:
+            m.predict_proba_one(v["features"])
+    return len(data) / (time.perf_counter() - started)
+
+
+def codec_costs(catalog: SchemaCatalog, data: list[dict]) -> tuple[float, float]:
+    """Microseconds per features decode and per prediction encode, measured here: the stage's floor."""
+    features = catalog.serde("feature_vector", "bench.features")
+    predictions = catalog.serde("prediction", "bench.predictions")
+    encoded = [features.encode(v) for v in data]
+    started = time.perf_counter()
+    for value in encoded:
+        features.decode(value)
+    decode_us = (time.perf_counter() - started) / len(encoded) * 1e6
+    prediction = {"event_id": "e", "entity_id": "c", "event_time": 0, "model_name": "default", "model_version": "v1",
+                  "role": "champion", "served": True, "score": 0.2, "predicted_label": False, "latency_ms": 0.01,
+                  "predicted_at": 0, "error": None}
+    started = time.perf_counter()
+    for _ in data:
+        predictions.encode(prediction)
+    return decode_us, (time.perf_counter() - started) / len(data) * 1e6
+
+
+def serve_stage(settings: Settings, catalog: SchemaCatalog, data: list[dict], k: int) -> float:
+    run = settings.with_overrides(topic_prefix=f"bench-serve-{uuid.uuid4().hex[:6]}.",
+                                  app_id=f"bench-serve-{uuid.uuid4().hex[:6]}", web_port=0)
+    create_topics(run)
+    try:
+        for factory, params in VERSIONS[:k]:
+            register(run, catalog, "default", factory=factory, params=params)
+        route(run, catalog, "default", "shadow" if k > 1 else "basic", champion="v1",
+              challengers=[f"v{i}" for i in range(2, k + 1)])
+        send(run, catalog, data)
+        log = Path(tempfile.mkstemp(prefix="weir-bench-serve-", suffix=".log")[1])
+        worker = start_worker(run, log, "serve")
+        try:
+            poll_until(lambda: count(run) >= k * len(data), timeout_s=600, interval_s=1.0, what="all served")
+        finally:
+            stop_process(worker)
+        serde = catalog.serde("prediction", run.topic("predictions"))
+        stamps = [serde.decode(m.value())["predicted_at"] for m in read_topic(run, run.topic("predictions"),
+                                                                             timeout_s=120)]
+        return len(data) / ((max(stamps) - min(stamps)) / 1000)
+    finally:
+        delete_topics(run)
+
+
+def send(settings: Settings, catalog: SchemaCatalog, data: list[dict]) -> None:
+    serde = catalog.serde("feature_vector", settings.topic("features"))
+    producer = make_producer(settings)
+    for v in data:
+        while True:
+            try:
+                producer.produce(settings.topic("features"), key=v["entity_id"].encode(), value=serde.encode(v))
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+
+
+def count(settings: Settings) -> int:
+    return end_offsets(settings, settings.topic("predictions"))
+
+
+def routing_latency(settings: Settings, catalog: SchemaCatalog, data: list[dict]) -> float:
+    """Milliseconds from a routing record's creation to the first prediction that follows it."""
+    run = settings.with_overrides(topic_prefix=f"bench-route-{uuid.uuid4().hex[:6]}.",
+                                  app_id=f"bench-route-{uuid.uuid4().hex[:6]}", web_port=0)
+    create_topics(run)
+    stop = threading.Event()
+    try:
+        register(run, catalog, "default", factory="logistic_regression")
+        register(run, catalog, "default", factory="logistic_regression")
+        route(run, catalog, "default", "basic", champion="v1")
+        worker = start_worker(run, Path(tempfile.mkstemp(suffix=".log")[1]), "serve")
+
+        def feed() -> None:
+            for i in range(0, len(data), 100):
+                if stop.is_set():
+                    return
+                send(run, catalog, data[i:i + 100])
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        try:
+            feeder.start()
+            poll_until(lambda: count(run) > 0, timeout_s=120, what="first prediction")
+            change = route(run, catalog, "default", "shadow", challengers=["v2"])
+            serde = catalog.serde("prediction", run.topic("predictions"))
+
+            def shadowed() -> list[int]:
+                return [p["predicted_at"] for p in (serde.decode(m.value()) for m in
+                                                    read_topic(run, run.topic("predictions")))
+                        if p["model_version"] == "v2"]
+
+            poll_until(lambda: bool(shadowed()), timeout_s=60, what="the shadow's first prediction")
+            return min(shadowed()) - change["created_at"]
+        finally:
+            stop.set()
+            stop_process(worker)
+    finally:
+        delete_topics(run)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=30_000)
+    args = parser.parse_args()
+    settings = Settings()
+    state = local_kafka.up(settings)
+    catalog = open_catalog(settings)
+    data = vectors(args.events)
+    try:
+        rows = []
+        for k in (1, 3):
+            baseline = plain_loop(data, k)
+            stage = serve_stage(settings, catalog, data, k)
+            rows.append((k, stage, baseline))
+        latency = routing_latency(settings, catalog, data)
+        decode_us, encode_us = codec_costs(catalog, data)
+    finally:
+        if state.started_here:
+            local_kafka.down(settings)
+    print(f"{'active versions':>15} {'serve stage ev/s':>17} {'plain loop ev/s':>16} {'ratio':>7}")
+    for k, stage, baseline in rows:
+        print(f"{k:>15} {stage:17.0f} {baseline:16.0f} {stage / baseline:7.3f}")
+    print(f"routing change to first prediction under it: {latency:.0f} ms")
+    print(f"Avro per event, same run: features decode {decode_us:.1f} us, prediction encode {encode_us:.1f} us "
+          f"per version; a plain-loop prediction costs {1e6 / rows[0][2]:.1f} us")
+
+
+if __name__ == "__main__":
+    main()
