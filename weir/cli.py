@@ -349,23 +349,20 @@ def models_list(ctx: click.Context, model_name: str | None) -> None:
 @click.pass_context
 def models_show(ctx: click.Context, model_name: str | None, version: str) -> None:
     """One version: spec, lineage, status, and its latest learned metrics."""
-    from weir.deploy import current
-    from weir.kafka import read_topic
+    from weir.registry import ModelRegistry
+    from weir.registry_store import registry_records
     from weir.serde import open_catalog
-    from weir.topics import MODELS, topic_serde
 
     settings = _settings(ctx)
-    catalog = open_catalog(settings)
     name = model_name or settings.model_name
-    registry = current(settings, catalog, name)
+    registry, latest = ModelRegistry(name), None
+    for _, _, record in registry_records(settings, open_catalog(settings)):
+        registry.apply(record)
+        if (record["model_name"], record["kind"], record["version"]) == (name, "METRICS", version):
+            latest = record
     v = registry.versions.get(version)
     if v is None:
         raise click.ClickException(f"{name} has no version {version}")
-    serde = topic_serde(catalog, settings, MODELS)
-    latest = None
-    for msg in read_topic(settings, serde.topic):
-        if msg.key() == f"{name}:{version}:metrics".encode():
-            latest = serde.decode(msg.value())
     click.echo(f"{name} {version}: {registry.status(version)}")
     click.echo(f"  factory {v.factory} {dict(v.params) or ''}".rstrip())
     click.echo(f"  parent {v.parent_version or '-'}; training window {v.training_window or '-'}; note {v.note or '-'}")
@@ -380,17 +377,14 @@ def models_history(ctx: click.Context, model_name: str | None) -> None:
     """Every registration and routing decision, oldest first: who served, from when, and why."""
     import datetime as dt
 
-    from weir.kafka import read_topic
     from weir.registry import ModelRegistry
+    from weir.registry_store import registry_records
     from weir.serde import open_catalog
-    from weir.topics import MODELS, topic_serde
 
     settings = _settings(ctx)
     name = model_name or settings.model_name
-    serde = topic_serde(open_catalog(settings), settings, MODELS)
     view = ModelRegistry(name)
-    for msg in read_topic(settings, serde.topic):
-        record = serde.decode(msg.value())
+    for _, _, record in registry_records(settings, open_catalog(settings)):
         if record["model_name"] != name or record["kind"] == "METRICS":
             continue
         view.apply(record)

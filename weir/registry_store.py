@@ -10,6 +10,7 @@ order, and never rolls the view back to an older record it re-reads.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from weir.errors import WeirError
 from weir.kafka import flush_or_raise, make_producer, read_topic
@@ -21,15 +22,24 @@ from weir.topics import MODELS, topic_serde
 log = logging.getLogger("weir.registry")
 
 
-def load_registry(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry) -> dict[int, int]:
-    """Apply every record the topic holds now; returns, per partition, the offset to follow from."""
+def registry_records(settings: Settings, catalog: SchemaCatalog) -> Iterator[tuple[int, int, Record]]:
+    """(partition, offset, record) of every readable ``models`` record, in order; unreadable ones are logged."""
     serde = topic_serde(catalog, settings, MODELS)
-    follow_from: dict[int, int] = {}
     for msg in read_topic(settings, serde.topic):
-        follow_from[msg.partition()] = msg.offset() + 1
         if msg.value() is None:
             continue  # a tombstone deletes nothing from a live view
-        apply_bytes(registry, serde, msg.partition(), msg.offset(), msg.value())
+        try:
+            yield msg.partition(), msg.offset(), serde.decode(msg.value())
+        except WeirError as exc:
+            log.error("registry record %s/%d/%d skipped: %s", serde.topic, msg.partition(), msg.offset(), exc)
+
+
+def load_registry(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry) -> dict[int, int]:
+    """Apply every record the topic holds now; returns, per partition, the offset to follow from."""
+    follow_from: dict[int, int] = {}
+    for partition, offset, record in registry_records(settings, catalog):
+        follow_from[partition] = offset + 1
+        registry.apply(record)
     return follow_from
 
 
