@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from weir.join import PendingJoin
+from weir.join import PendingJoin, Stray
 
 
 def features(i: int, t: int = 1000) -> dict:
@@ -34,9 +34,11 @@ PARTS = {
 @pytest.mark.parametrize("order", list(itertools.permutations(["features", "served", "feedback"])))
 def test_completes_once_whatever_the_arrival_order(order: tuple[str, ...]) -> None:
     join = PendingJoin(window_ms=60_000, needs_features=True)
-    results = [PARTS[part](join) for part in order]
-    assert [r is not None for r in results] == [False, False, True]
-    done = results[-1]
+    flags, done = [], None
+    for part in order:
+        done = PARTS[part](join)
+        flags.append(done is not None and done.complete)  # as it was right after this part arrived
+    assert flags == [False, False, True]
     assert done.features["features"] == {"x": 1.0} and done.label is True and done.served_version == "v1"
     assert join.counters.joined == 1 and len(join) == 0
 
@@ -51,7 +53,7 @@ def test_shadow_predictions_that_arrive_first_are_kept_with_the_event() -> None:
 
 def test_duplicate_feedback_is_counted_not_joined_before_and_after_completion() -> None:
     join = PendingJoin(window_ms=60_000, needs_features=False)
-    assert join.add_feedback(feedback(1)) is None
+    assert not join.add_feedback(feedback(1)).complete  # taken, waiting for its prediction
     assert join.add_feedback(feedback(1)) is None  # twice before the prediction
     assert join.add_prediction(prediction(1)) is not None
     assert join.add_feedback(feedback(1)) is None  # again after completion
@@ -67,14 +69,25 @@ def test_replayed_parts_of_a_completed_event_are_ignored() -> None:
     assert len(join) == 0
 
 
-def test_expiry_counts_unmatched_labels_and_unlabelled_events_in_stream_time() -> None:
+def test_expiry_sorts_labels_into_unmatched_and_late_in_stream_time() -> None:
     join = PendingJoin(window_ms=1000, needs_features=False)
-    join.add_feedback(feedback(1, t=1000))        # no prediction will ever come
-    join.add_prediction(prediction(2, t=1000))    # no label will ever come
+    join.add_feedback(feedback(1, t=1000), source="fb-1")  # no prediction will ever come
+    join.add_prediction(prediction(2, t=1000))  # its label will come too late
     assert join.expire() == [] and len(join) == 2  # stream time has not moved past the window
-    join.add_prediction(prediction(3, t=5000))    # stream time advances
-    unmatched = join.expire()
-    assert [p.event_id for p in unmatched] == ["e1"]
+    join.add_prediction(prediction(3, t=5000))  # stream time advances
+    assert join.expire() == []
+    assert join.take_strays() == [Stray("unmatched", "e1", "fb-1")]
+    join.add_feedback(feedback(2, t=5100), source="fb-2")  # the event left the window unlabelled
+    assert join.take_strays() == [Stray("late", "e2", "fb-2")]
     c = join.counters
-    assert (c.unmatched, c.unlabelled, len(join)) == (1, 1, 1)
-    assert c.received == c.joined + c.duplicate + c.unmatched + join.labels_pending
+    assert (c.received, c.joined, c.duplicate, c.late, c.unmatched, c.unlabelled) == (2, 0, 0, 1, 1, 1)
+    assert c.received == c.joined + c.duplicate + c.late + c.unmatched + join.labels_pending
+
+
+def test_a_label_whose_event_was_never_served_is_still_learned_at_expiry() -> None:
+    join = PendingJoin(window_ms=1000, needs_features=True)
+    join.add_features(features(1, t=1000))
+    assert not join.add_feedback(feedback(1, t=1500)).complete  # waits for a served prediction that never comes
+    join.add_features(features(2, t=9000))
+    [learnable] = join.expire()
+    assert learnable.event_id == "e1" and learnable.label is True and join.counters.joined == 1

@@ -1,11 +1,19 @@
 """The label join: feedback meets the features and predictions of its event, once.
 
 Three streams carry the parts of one event's story, all keyed by entity and
-so co-partitioned: ``features`` (what the models saw), ``predictions`` (what
-each version said) and ``feedback`` (what was true). They arrive in any order.
-A ``PendingJoin`` holds the parts by event id until the event is complete,
-hands it out exactly once, counts duplicates, and gives up on parts older than
-the join window (measured in stream time, so a replay expires the same way).
+so co-partitioned: ``features`` (what the models saw, point in time),
+``predictions`` (what each version said) and ``feedback`` (what was true).
+They arrive in any order. A ``PendingJoin`` holds the parts by event id until
+the event is complete, hands it out exactly once, and accounts for every label:
+
+* joined: features, the served prediction and the label met;
+* duplicate: a label for an event that already has one;
+* late: a label for an event whose parts expired unlabelled (the window passed);
+* unmatched: a label that never met its event within the window;
+
+so that ``received = joined + duplicate + late + unmatched + labels still
+pending``. Windows are measured in stream time (the largest event or label
+time seen), so a replay expires exactly as the original run did.
 """
 
 from __future__ import annotations
@@ -29,30 +37,43 @@ class PendingEvent:
     label: Any = None
     has_label: bool = False
     label_time_ms: int = 0
+    label_source: Any = None  # the feedback record as read (key, bytes, headers), to route it on if it goes astray
+    complete: bool = False  # joined: it can be learned
+    gone: bool = False  # expired without joining: it never will be
 
 
 @dataclass
 class JoinCounters:
-    """received = joined + duplicate + unmatched + (labels still pending)."""
-
     received: int = 0
     joined: int = 0
     duplicate: int = 0
+    late: int = 0
     unmatched: int = 0
     unlabelled: int = 0  # events whose label never came within the window
+
+
+@dataclass(frozen=True)
+class Stray:
+    """A label that will not be learned: ``late`` or ``unmatched``, with the record it came in."""
+
+    kind: str
+    event_id: str
+    source: Any
 
 
 class PendingJoin:
     """Joins label + served prediction (+ features when ``needs_features``) per event id."""
 
-    def __init__(self, *, window_ms: int, needs_features: bool, remember_completed: int = 500_000) -> None:
+    def __init__(self, *, window_ms: int, needs_features: bool, remember: int = 500_000) -> None:
         self.window_ms = window_ms
         self.needs_features = needs_features
-        self.remember_completed = remember_completed
+        self.remember = remember
         self.counters = JoinCounters()
+        self.stream_time_ms = 0
         self._pending: OrderedDict[str, PendingEvent] = OrderedDict()
         self._completed: OrderedDict[str, None] = OrderedDict()
-        self.stream_time_ms = 0
+        self._expired: OrderedDict[str, None] = OrderedDict()  # unlabelled events that left the window
+        self.strays: list[Stray] = []  # drained by the caller
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -77,35 +98,66 @@ class PendingJoin:
             pending.served_version = prediction["model_version"]
         return self._complete_if_ready(pending)
 
-    def add_feedback(self, feedback: Record) -> PendingEvent | None:
-        """The completed event if this label completes it; ``None`` if it waits or is a duplicate."""
+    def add_feedback(self, feedback: Record, source: Any = None) -> PendingEvent | None:
+        """The event, if this label was taken (``complete`` says whether it joined already); ``None`` for a
+        duplicate or a late label."""
         self.counters.received += 1
         event_id, label_time = feedback["event_id"], feedback["label_time"]
         if self._already_done(event_id, label_time):
             self.counters.duplicate += 1
             return None
+        if event_id in self._expired:
+            self.counters.late += 1
+            self.strays.append(Stray("late", event_id, source))
+            return None
         pending = self._slot(event_id, label_time)
         if pending.has_label:
             self.counters.duplicate += 1
             return None
+        if label_time - pending.first_seen_ms > self.window_ms:  # its event left the window, swept or not
+            del self._pending[event_id]
+            self._remember(self._expired, event_id)
+            self.counters.late += 1
+            self.strays.append(Stray("late", event_id, source))
+            return None
         pending.label, pending.has_label, pending.label_time_ms = feedback["label"], True, label_time
-        return self._complete_if_ready(pending)
+        pending.label_source = source
+        self._complete_if_ready(pending)
+        return pending
 
     def expire(self) -> list[PendingEvent]:
-        """Drop parts older than the window; returns the labels that found no event (unmatched)."""
+        """Let go of parts older than the window.
+
+        Returns the labelled events that have their features but never saw a
+        served prediction (the serve stage dead-lettered them): the models can
+        still learn from those. Labels without features become unmatched
+        strays; features without a label are remembered as expired, so their
+        label, if it ever comes, is recognised as late.
+        """
         horizon = self.stream_time_ms - self.window_ms
-        unmatched = []
+        learnable = []
         while self._pending:
             event_id, oldest = next(iter(self._pending.items()))
             if oldest.first_seen_ms >= horizon:
                 break
             del self._pending[event_id]
-            if oldest.has_label:
+            if oldest.has_label and oldest.features is not None:
+                self._mark_completed(event_id)
+                self.counters.joined += 1
+                oldest.complete = True
+                learnable.append(oldest)
+            elif oldest.has_label:
                 self.counters.unmatched += 1
-                unmatched.append(oldest)
+                oldest.gone = True
+                self.strays.append(Stray("unmatched", event_id, oldest.label_source))
             else:
                 self.counters.unlabelled += 1
-        return unmatched
+                self._remember(self._expired, event_id)
+        return learnable
+
+    def take_strays(self) -> list[Stray]:
+        strays, self.strays = self.strays, []
+        return strays
 
     def _already_done(self, event_id: str, time_ms: int) -> bool:
         """Advance stream time; True if ``event_id`` completed before (a replayed or repeated part)."""
@@ -125,8 +177,15 @@ class PendingJoin:
         if not ready:
             return None
         del self._pending[pending.event_id]
-        self._completed[pending.event_id] = None
-        if len(self._completed) > self.remember_completed:
-            self._completed.popitem(last=False)
+        self._mark_completed(pending.event_id)
         self.counters.joined += 1
+        pending.complete = True
         return pending
+
+    def _mark_completed(self, event_id: str) -> None:
+        self._remember(self._completed, event_id)
+
+    def _remember(self, ids: OrderedDict[str, None], event_id: str) -> None:
+        ids[event_id] = None
+        if len(ids) > self.remember:
+            ids.popitem(last=False)

@@ -1,0 +1,69 @@
+"""The learning order: (label time, event id), whatever the arrival order, and never past an unjoined head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from weir.sequencer import Sequencer
+
+
+@dataclass
+class Event:
+    event_id: str
+    label_time_ms: int
+    complete: bool = True
+    gone: bool = False
+
+
+def test_nothing_passes_a_partition_that_has_not_caught_up() -> None:
+    s = Sequencer(idle_ms=1_000)
+    s.track({0, 1}, caught_up=set(), wall_ms=0)
+    s.observe(0, 500, wall_ms=0)
+    s.hold(Event("a", 100), 100, "a")
+    assert s.release(wall_ms=10) == []  # partition 1 may still hold an earlier label
+    s.observe(1, 300, wall_ms=20)
+    assert [e.event_id for e in s.release(wall_ms=20)] == ["a"]
+
+
+def test_a_silent_partition_read_to_its_end_stops_holding_the_tail() -> None:
+    s = Sequencer(idle_ms=1_000)
+    s.track({0, 1}, caught_up=set(), wall_ms=0)
+    s.observe(0, 500, wall_ms=0)
+    s.hold(Event("a", 100), 100, "a")
+    assert s.release(wall_ms=5_000) == []  # partition 1 sent nothing, but it is not read to its end either
+    s.track({0, 1}, caught_up={1}, wall_ms=5_000)
+    assert [e.event_id for e in s.release(wall_ms=5_000)] == ["a"]  # read out and silent for over a second
+
+
+def test_an_unjoined_head_holds_back_the_rest_until_it_joins_or_goes() -> None:
+    s = Sequencer()
+    s.observe(0, 1_000, wall_ms=0)
+    first, second, third = Event("a", 1, complete=False), Event("b", 2), Event("c", 3, complete=False)
+    for e in (third, second, first):
+        s.hold(e, e.label_time_ms, e.event_id)
+    assert s.release(0) == []
+    first.complete = True
+    assert [e.event_id for e in s.release(0)] == ["a", "b"]
+    third.gone = True
+    assert s.release(0) == [] and len(s) == 0
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 2)), min_size=1, max_size=60, unique_by=lambda t: t))
+def test_release_order_is_label_time_then_id_whatever_the_arrival_order(labels: list[tuple[int, int]]) -> None:
+    # Within a partition, labels come in time order (one producer's clock); across partitions, any interleaving.
+    per_partition = {p: sorted(t for t, q in labels if q == p) for p in {q for _, q in labels}}
+    labels = [(per_partition[p].pop(0), p) for _, p in labels]
+    s = Sequencer()
+    s.track({0, 1, 2}, caught_up=set(), wall_ms=0)
+    released = []
+    for n, (t, p) in enumerate(labels):
+        s.observe(p, t, wall_ms=0)
+        e = Event(f"e{n:03d}", t)
+        s.hold(e, t, e.event_id)
+        released += s.release(0)
+    released += s.flush()
+    keys = [(e.label_time_ms, e.event_id) for e in released]
+    assert keys == sorted(keys) and len(keys) == len(labels)

@@ -1,0 +1,94 @@
+"""One learning order, whatever the batches: labelled events are learned sorted by (label time, event id).
+
+Online models depend on the order they learn in. Kafka gives order within a
+partition only, and how partitions and topics interleave in a batch depends on
+timing, so a learner that learned in arrival order would end in a different
+state after a crash and replay than without one. The sequencer holds every
+labelled event from the moment its label is read and releases them in
+(label time, event id) order, when two things hold:
+
+* every feedback partition has moved past that label time (the watermark), so
+  no label that sorts earlier can still come; a partition read to its end and
+  silent for ``idle_ms`` stops holding the watermark back, so a stream's tail
+  is released too;
+* the event at the head has joined. One still waiting for its features or
+  prediction holds back the ones after it, until it joins or its window
+  expires (then it is skipped). That is the price of one order.
+
+``flush`` releases what has joined (the end of a bounded replay).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(order=True)
+class _Held:
+    label_time_ms: int
+    event_id: str
+    event: Any = field(compare=False)
+
+
+class Sequencer:
+    def __init__(self, idle_ms: int = 2_000) -> None:
+        self.idle_ms = idle_ms
+        self._heap: list[_Held] = []
+        self._partition_time: dict[Any, int] = {}  # feedback partition -> largest label time seen
+        self._partition_seen: dict[Any, int] = {}  # feedback partition -> wall time of its last label
+        self.caught_up: set[Any] = set()  # partitions read to their end, as the consumer last knew
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def track(self, partitions: set[Any], caught_up: set[Any], wall_ms: int) -> None:
+        """The feedback partitions to wait for (all assigned ones, read or not yet) and which are read to the end.
+
+        A partition nothing was read from yet holds the watermark at its start:
+        its first label may be older than everything read elsewhere.
+        """
+        for p in partitions - self._partition_time.keys():
+            self._partition_time[p] = -1
+            self._partition_seen[p] = wall_ms
+        self.caught_up = caught_up
+
+    def observe(self, partition: Any, label_time_ms: int, wall_ms: int) -> None:
+        """A label was read from ``partition``: it moves that partition's watermark."""
+        self._partition_time[partition] = max(self._partition_time.get(partition, 0), label_time_ms)
+        self._partition_seen[partition] = wall_ms
+
+    def hold(self, event: Any, label_time_ms: int, event_id: str) -> None:
+        heapq.heappush(self._heap, _Held(label_time_ms, event_id, event))
+
+    def watermark(self, wall_ms: int) -> float:
+        """Every label up to this time has been read from every partition still sending."""
+        active = [t for p, t in self._partition_time.items()
+                  if wall_ms - self._partition_seen[p] < self.idle_ms or p not in self.caught_up]
+        return min(active) if active else float("inf")
+
+    def resume(self, wall_ms: int) -> None:
+        """After a restore: every partition counts as sending again until it proves idle here."""
+        self._partition_seen = dict.fromkeys(self._partition_time, wall_ms)
+        self.caught_up = set()
+
+    def release(self, wall_ms: int) -> list[Any]:
+        """The joined events at or below the watermark, in (label time, event id) order, up to the first that
+        has not joined yet."""
+        mark = self.watermark(wall_ms)
+        out = []
+        while self._heap and self._heap[0].label_time_ms <= mark:
+            head = self._heap[0].event
+            if head.gone:
+                heapq.heappop(self._heap)
+            elif head.complete:
+                out.append(heapq.heappop(self._heap).event)
+            else:
+                break
+        return out
+
+    def flush(self) -> list[Any]:
+        out = [held.event for held in sorted(self._heap) if held.event.complete]
+        self._heap.clear()
+        return out
