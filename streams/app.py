@@ -58,7 +58,9 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
     unknown = set(names) - set(ALL_STAGES)
     if unknown:
         raise ValueError(f"unknown stages: {', '.join(sorted(unknown))}")
-    registry = ModelRegistry(settings.model_name)
+    # A serve worker without a learner beside it follows the learner's snapshots; with one, it serves the
+    # learner's live models directly.
+    registry = ModelRegistry(settings.model_name, follows_snapshots="learn" not in names)
     follow_from = load_registry(settings, catalog, registry)
     if {"serve", "learn"} & set(names) and register_default_model(settings, catalog, registry):
         log.info("registry was empty: registered %s v1 (%s) as champion", settings.model_name,
@@ -67,7 +69,7 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
         "validate": lambda: ValidateStage(settings, catalog, metrics),
         "features": lambda: FeaturesStage(settings, catalog),
         "serve": lambda: ServeStage(settings, catalog, registry, metrics),
-        "learn": lambda: LearnStage(settings, catalog, registry),
+        "learn": lambda: LearnStage(settings, catalog, registry, metrics),
         "monitor": lambda: MonitorStage(settings, catalog),
     }
     return Pipeline([makers[n]() for n in ALL_STAGES if n in names], registry, follow_from)

@@ -1,102 +1,274 @@
-"""Learn stage: a label that completes its event teaches every active version, once.
+"""Learn stage: a label that completes its event teaches every active version, once, in one order.
 
-Metrics are scored against the prediction each version actually made at
-serving time (not a fresh prediction from today's model), which is what
-river's delayed progressive validation measures too.
+The join (``weir.join``) meets each label with the point-in-time features and
+the predictions of its event; the sequencer (``weir.sequencer``) releases
+completed events in (label time, event id) order, so the models end in the
+same state whether the stage ran without a break or was killed and replayed.
+Metrics score each version's served-time prediction (``weir.evaluation``).
+
+The stage's whole state (models, metrics, join, sequencer, dedupe memory) is
+snapshotted atomically to local disk with the input offsets it reflects, every
+``snapshot_every_labels`` labels or ``snapshot_every_s`` seconds; on start the
+runner restores it and resumes reading exactly there. Each snapshot also puts
+every active version's model on the ``models`` topic, for serve workers in
+other processes to pick up.
 """
 
 from __future__ import annotations
 
-from river import metrics
+import logging
+import os
+import pickle
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
-from streams.stage import InRecord, OutRecord, Route, dispatch
-from weir.join import PendingEvent, PendingJoin
-from weir.registry import ModelRegistry, metrics_record, record_key
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import Counter as PromCounter
+
+from streams.stage import InRecord, OutRecord, Route, dead_letter, dispatch
+from weir.clock import now_ms
+from weir.dlq import Rejection
+from weir.evaluation import VersionMetrics
+from weir.join import PendingEvent, PendingJoin, Stray
+from weir.registry import ModelRegistry, metrics_record, record_key, snapshot_record
+from weir.sequencer import Sequencer
 from weir.serde import Record, SchemaCatalog
 from weir.settings import Settings
-from weir.topics import EVENTS_DLQ, FEATURES, FEEDBACK, MODELS, PREDICTIONS, topic_serde
+from weir.topics import EVENTS_DLQ, FEATURES, FEEDBACK, FEEDBACK_LATE, MODELS, PREDICTIONS, topic_serde
+
+STAGE = "learn"
+SNAPSHOT_FORMAT = 1
+
+log = logging.getLogger("weir.learn")
 
 
 class Learner:
-    """Feeds joined labels to the registry's live models and keeps per-version metrics."""
+    """Feeds joined labels, in sequence, to the registry's live models and keeps per-version metrics."""
 
-    def __init__(self, registry: ModelRegistry, join: PendingJoin) -> None:
+    def __init__(self, registry: ModelRegistry, join: PendingJoin, sequencer: Sequencer) -> None:
         self.registry = registry
         self.join = join
-        self.accuracy: dict[str, metrics.Accuracy] = {}
-        self.served_accuracy = metrics.Accuracy()  # of what was served, whichever version served it
-        self.served_scored = 0
-        self.learned: dict[str, int] = {}
+        self.sequencer = sequencer
+        self.metrics: dict[str, VersionMetrics] = {}
+        self.served = VersionMetrics()  # of what was served, whichever version served it
+        self.learned: Counter[str] = Counter()
+        self.labels_learned = 0
 
     def on_features(self, vector: Record) -> None:
-        self._learn(self.join.add_features(vector))
+        self.join.add_features(vector)
 
     def on_prediction(self, prediction: Record) -> None:
-        self._learn(self.join.add_prediction(prediction))
+        self.join.add_prediction(prediction)
 
-    def on_feedback(self, feedback: Record) -> None:
-        self._learn(self.join.add_feedback(feedback))
+    def on_feedback(self, feedback: Record, *, partition: Any = 0, source: Any = None, wall_ms: int = 0) -> None:
+        """A label: held in sequence from now on, learned once its event has joined and its turn has come."""
+        self.sequencer.observe(partition, feedback["label_time"], wall_ms)
+        event = self.join.add_feedback(feedback, source)
+        if event is not None:
+            self.sequencer.hold(event, event.label_time_ms, event.event_id)
+
+    def advance(self, wall_ms: int) -> list[Stray]:
+        """Expire what left the window, learn what the sequencer releases; the strays to route on."""
         self.join.expire()
+        for event in self.sequencer.release(wall_ms):
+            self._learn(event)
+        return self.join.take_strays()
 
-    def _learn(self, event: PendingEvent | None) -> None:
-        if event is None:
-            return
+    def finish(self) -> list[Stray]:
+        """Learn everything still held (the end of a bounded replay)."""
+        for event in self.sequencer.flush():
+            self._learn(event)
+        return self.join.take_strays()
+
+    def _learn(self, event: PendingEvent) -> None:
         assert event.features is not None
         x, y = event.features["features"], event.label
-        served = event.predictions[event.served_version] if event.served_version else None
-        if served is not None:
-            self.served_accuracy.update(y, served["predicted_label"])
-            self.served_scored += 1
+        if event.served_version is not None:
+            self.served.update(y, event.predictions[event.served_version])
+        for version, prediction in event.predictions.items():
+            self.metrics.setdefault(version, VersionMetrics()).update(y, prediction)
         for version in self.registry.active():
-            prediction = event.predictions.get(version.version)
-            if prediction is not None and prediction["error"] is None:
-                self.accuracy.setdefault(version.version, metrics.Accuracy()).update(y, prediction["predicted_label"])
             version.model.learn_one(x, y)
-            self.learned[version.version] = self.learned.get(version.version, 0) + 1
+            self.learned[version.version] += 1
+        self.labels_learned += 1
 
     def metrics_records(self) -> list[Record]:
-        """One METRICS record per version that learned, with the stage's join counters."""
+        """One METRICS record per version that learned, with the stage's label accounting."""
         c = self.join.counters
         stage = {
             "feedback_received": c.received, "feedback_joined": c.joined, "feedback_duplicate": c.duplicate,
-            "feedback_unmatched": c.unmatched, "feedback_pending": self.join.labels_pending,
+            "feedback_late": c.late, "feedback_unmatched": c.unmatched, "feedback_pending": self.join.labels_pending,
+            "feedback_held": len(self.sequencer), "labels_learned": self.labels_learned,
         }
-        served = {"served_accuracy": self.served_accuracy.get()} if self.served_scored else {}
+        served = {f"served_{k}": v for k, v in self.served.values().items()}
         return [
-            metrics_record(
-                self.registry.model_name, version,
-                {**({"accuracy": self.accuracy[version].get()} if version in self.accuracy else {}), **served},
-                {"learned": learned, **stage},
-            )
+            metrics_record(self.registry.model_name, version,
+                           {**(self.metrics[version].values() if version in self.metrics else {}), **served},
+                           {"learned": learned, **stage})
             for version, learned in sorted(self.learned.items())
         ]
 
+    def state(self) -> dict[str, Any]:
+        """Everything a restart needs to continue exactly where this left off."""
+        return {
+            "models": {v.version: v.model for v in self.registry.versions.values() if v.version in self.learned},
+            "metrics": self.metrics, "served": self.served, "learned": self.learned,
+            "labels_learned": self.labels_learned, "join": self.join, "sequencer": self.sequencer,
+        }
+
+    def load_state(self, state: dict[str, Any], wall_ms: int) -> None:
+        for version, model in state["models"].items():
+            if version in self.registry.versions:
+                self.registry.versions[version].model = model
+            else:
+                log.error("snapshot has a model for %s, which the registry does not know; dropped", version)
+        self.metrics, self.served, self.learned = state["metrics"], state["served"], state["learned"]
+        self.labels_learned, self.join, self.sequencer = state["labels_learned"], state["join"], state["sequencer"]
+        self.sequencer.resume(wall_ms)
+
+
+class LearnMetrics:
+    """Prometheus view of the learner: label accounting and per-version metric values."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.labels = PromCounter("weir_learn_labels", "Labels by outcome", ["outcome"], registry=registry)
+        self.metric = Gauge("weir_learn_metric", "Per-version metric of learned labels",
+                            ["model", "version", "metric"], registry=registry)
+        self.snapshot_age = Gauge("weir_learn_snapshot_age_seconds", "Time since the last snapshot",
+                                  registry=registry)
+        self._seen: Counter[str] = Counter()
+
+    def publish(self, learner: Learner, snapshot_at: float) -> None:
+        c = learner.join.counters
+        for outcome, value in (("received", c.received), ("joined", c.joined), ("duplicate", c.duplicate),
+                               ("late", c.late), ("unmatched", c.unmatched), ("learned", learner.labels_learned)):
+            self.labels.labels(outcome).inc(value - self._seen[outcome])
+            self._seen[outcome] = value
+        for version, vm in learner.metrics.items():
+            for name, value in vm.values().items():
+                self.metric.labels(learner.registry.model_name, version, name).set(value)
+        self.snapshot_age.set(time.monotonic() - snapshot_at)
+
 
 class LearnStage:
-    """features + predictions + feedback -> learned models; METRICS records to models on a timer."""
+    """features + predictions + feedback -> learned models; late labels to feedback.late, unmatched to the DLQ."""
 
-    name = "learn"
+    name = STAGE
 
-    def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry) -> None:
-        self.learner = Learner(registry, PendingJoin(window_ms=settings.join_window_ms, needs_features=True))
+    def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
+                 metrics: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.learner = Learner(registry, PendingJoin(window_ms=settings.join_window_ms, needs_features=True),
+                               Sequencer(settings.sequencer_idle_ms))
         vectors = topic_serde(catalog, settings, FEATURES)
         predictions = topic_serde(catalog, settings, PREDICTIONS)
         feedback = topic_serde(catalog, settings, FEEDBACK)
         self.models = topic_serde(catalog, settings, MODELS)
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
+        self.late_topic = settings.topic(FEEDBACK_LATE.name)
+        self.feedback_topic = feedback.topic
         self.inputs = (vectors.topic, predictions.topic, feedback.topic)
-        self.outputs = (self.models.topic, self.dlq_topic)
+        self.outputs = (self.models.topic, self.dlq_topic, self.late_topic)
         self.routes = {
             vectors.topic: Route(vectors, lambda _r, v: self.learner.on_features(v) or []),
             predictions.topic: Route(predictions, lambda _r, v: self.learner.on_prediction(v) or []),
-            feedback.topic: Route(feedback, lambda _r, v: self.learner.on_feedback(v) or []),
+            feedback.topic: Route(feedback, self._feedback),
         }
+        self.snapshot_path = settings.state_dir / settings.app_id / f"{STAGE}.snapshot"
+        self.prometheus = LearnMetrics(metrics or CollectorRegistry())
+        self._snapshot_at = time.monotonic()
+        self._learned_at_snapshot = 0
+
+    def _feedback(self, record: InRecord, feedback: Record) -> list[OutRecord]:
+        self.learner.on_feedback(feedback, partition=record.partition, source=record, wall_ms=now_ms())
+        return []
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
-        return dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)
+        out = dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)
+        return out + self._route_strays(self.learner.advance(now_ms()))
 
     def tick(self) -> list[OutRecord]:
-        return [
-            OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(r))
-            for r in self.learner.metrics_records()
-        ]
+        out = self._route_strays(self.learner.advance(now_ms()))
+        self.prometheus.publish(self.learner, self._snapshot_at)
+        return out + [OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(r))
+                      for r in self.learner.metrics_records()]
+
+    def _route_strays(self, strays: list[Stray]) -> list[OutRecord]:
+        out = []
+        for stray in strays:
+            record: InRecord | None = stray.source
+            if record is None:
+                continue
+            if stray.kind == "late":
+                why = Rejection("late-feedback", STAGE, f"label for {stray.event_id} came after its event "
+                                f"left the {self.settings.join_window_ms} ms join window", dimension="timeliness")
+                out.append(dead_letter(self.late_topic, record, why))
+            else:
+                why = Rejection("unmatched-feedback", STAGE, f"no event {stray.event_id} was seen within "
+                                f"{self.settings.join_window_ms} ms of its label", dimension="consistency")
+                out.append(dead_letter(self.dlq_topic, record, why))
+        return out
+
+    # --- state -------------------------------------------------------------------------
+
+    def restore(self) -> dict[tuple[str, int], int] | None:
+        """Load the last snapshot; the input offsets to resume from, or None when there is none."""
+        try:
+            with open(self.snapshot_path, "rb") as f:
+                snapshot = pickle.load(f)  # noqa: S301 - written by this stage, on this machine
+        except FileNotFoundError:
+            return None
+        if snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise RuntimeError(f"{self.snapshot_path} has snapshot format {snapshot.get('format')}, "
+                               f"this version reads {SNAPSHOT_FORMAT}")
+        self.learner.load_state(snapshot["learner"], now_ms())
+        self._learned_at_snapshot = self.learner.labels_learned
+        log.info("restored %s: %d labels learned, resuming at %s", self.snapshot_path,
+                 self.learner.labels_learned, snapshot["offsets"])
+        return dict(snapshot["offsets"])
+
+    def snapshot_due(self, final: bool = False) -> bool:
+        learned = self.learner.labels_learned - self._learned_at_snapshot
+        return learned >= self.settings.snapshot_every_labels or (learned > 0 and (
+            final or time.monotonic() - self._snapshot_at >= self.settings.snapshot_every_s))
+
+    def note_partitions(self, assigned: set[tuple[str, int]], caught_up: set[tuple[str, int]]) -> None:
+        feedback = self.feedback_topic
+        self.learner.sequencer.track({p for t, p in assigned if t == feedback},
+                                     {p for t, p in caught_up if t == feedback}, now_ms())
+
+    def snapshot(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
+        """Write the state with the offsets it reflects (atomically); the serving copies to publish."""
+        self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.snapshot_path.with_suffix(".tmp")
+        with open(temporary, "wb") as f:
+            pickle.dump({"format": SNAPSHOT_FORMAT, "offsets": dict(offsets), "learner": self.learner.state()}, f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.snapshot_path)
+        _fsync_dir(self.snapshot_path.parent)
+        self._snapshot_at, self._learned_at_snapshot = time.monotonic(), self.learner.labels_learned
+        return self._serving_copies()
+
+    def _serving_copies(self) -> list[OutRecord]:
+        out = []
+        for version in self.learner.registry.active():
+            data = pickle.dumps(version.model, protocol=pickle.HIGHEST_PROTOCOL)
+            if len(data) > self.settings.max_snapshot_bytes:
+                log.error("the model of %s is %d bytes, above %d: serve workers keep their older copy",
+                          version.version, len(data), self.settings.max_snapshot_bytes)
+                continue
+            r = snapshot_record(version.name, version.version, data, self.learner.learned[version.version])
+            out.append(OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(r)))
+        return out
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -39,7 +39,8 @@ class ConceptDriftMonitor:
         return self._check(self.join.add_prediction(prediction))
 
     def on_feedback(self, feedback: Record) -> list[Record]:
-        alerts = self._check(self.join.add_feedback(feedback))
+        event = self.join.add_feedback(feedback)
+        alerts = self._check(event if event is not None and event.complete else None)
         self.join.expire()
         return alerts
 

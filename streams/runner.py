@@ -15,6 +15,11 @@ The ordering is the at-least-once guarantee:
 A stage that raises, or an output the broker refuses, ends the process before
 step 4 (``os._exit``): the batch is read again after the restart, and the
 stages' effects are idempotent.
+
+A stateful stage (one with ``restore``/``snapshot``, the learner) keeps its
+offsets in its own snapshots instead: it is assigned every partition of its
+inputs (no consumer group: each replica learns everything), starts at the
+offsets its snapshot reflects, and takes a new snapshot when it says one is due.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
 import mode
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams.stage import InRecord, OutRecord, Stage
+from streams.stage import InRecord, OutRecord, Stage, StatefulStage
 from weir.kafka import DeliveryReport, make_consumer
 from weir.metrics import StageMetrics
 from weir.settings import Settings
@@ -106,6 +111,8 @@ class BatchLoop(mode.Service):
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"weir-{stage.name}")
         self.consumer: Consumer | None = None
         self.task: asyncio.Task[None] | None = None
+        self.stateful: StatefulStage | None = stage if isinstance(stage, StatefulStage) else None
+        self.positions: dict[tuple[str, int], int] = {}  # stateful stages: next offset per input partition
 
     async def on_start(self) -> None:
         self.consumer = make_consumer(self.settings, self.group, **{
@@ -117,7 +124,17 @@ class BatchLoop(mode.Service):
             "auto.commit.interval.ms": int(self.settings.commit_interval_s * 1000),
             "max.poll.interval.ms": 300_000,
         })
-        self.consumer.subscribe(list(self.stage.inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        if self.stateful is None:
+            self.consumer.subscribe(list(self.stage.inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
+            return
+        self.positions = self.stateful.restore() or {}
+        assignment = []
+        for topic in self.stage.inputs:
+            partitions = self.consumer.list_topics(topic, timeout=15).topics[topic].partitions
+            assignment += [TopicPartition(topic, p, self.positions.get((topic, p), OFFSET_BEGINNING))
+                           for p in sorted(partitions)]
+        self.consumer.assign(assignment)
+        log.info("stage %s resumes at %s", self.stage.name, _describe(assignment))
 
     async def on_started(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"weir-{self.stage.name}")
@@ -128,6 +145,9 @@ class BatchLoop(mode.Service):
         while not self.should_stop:
             messages = await loop.run_in_executor(self.executor, self._next_batch)
             batch = [in_record(m) for m in messages if not self._is_error(m)]
+            if self.stateful is not None:
+                assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+                self.stateful.note_partitions(assigned, self._caught_up())
             if not batch:
                 continue
             started = time.perf_counter()
@@ -136,7 +156,12 @@ class BatchLoop(mode.Service):
             except Exception:
                 die(EXIT_STAGE_FAILED, f"stage {self.stage.name} raised on a batch of {len(batch)}")
             await self.output.deliver(out, self.stage.name)
-            self.consumer.store_offsets(offsets=_next_offsets(messages))
+            if self.stateful is None:
+                self.consumer.store_offsets(offsets=_next_offsets(messages))
+            else:
+                self.positions.update({(tp.topic, tp.partition): tp.offset for tp in _next_offsets(messages)})
+                if self.stateful.snapshot_due():
+                    await self.output.deliver(self.stateful.snapshot(dict(self.positions)), self.stage.name)
             self.metrics.observe_batch(self.stage.name, batch, out, time.perf_counter() - started)
 
     def _next_batch(self) -> list[Message]:
@@ -150,6 +175,16 @@ class BatchLoop(mode.Service):
         if first is None:
             return []
         return [first, *self.consumer.consume(self.settings.batch_size - 1, timeout=0)]
+
+    def _caught_up(self) -> set[tuple[str, int]]:
+        """Assigned partitions read to the end the consumer last heard of (cached watermarks: no round trip)."""
+        assert self.consumer is not None
+        done = set()
+        for tp in self.consumer.assignment():
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and self.positions.get((tp.topic, tp.partition), 0) >= high:
+                done.add((tp.topic, tp.partition))
+        return done
 
     def _is_error(self, m: Message) -> bool:
         err = m.error()
@@ -187,6 +222,8 @@ class BatchLoop(mode.Service):
         if self.task is not None:
             await self.task  # the loop sees should_stop after its current batch (at most one batch window)
         await self.tick()  # a last metrics snapshot that includes the last batch
+        if self.stateful is not None and self.stateful.snapshot_due(final=True):
+            await self.output.deliver(self.stateful.snapshot(dict(self.positions)), self.stage.name)
         if self.consumer is not None:
             await asyncio.get_running_loop().run_in_executor(self.executor, self.consumer.close)  # commits
         self.executor.shutdown(wait=True)

@@ -87,8 +87,15 @@ class Scorer:
             record["error"] = f"timeout: {latency:.1f} ms > {budget_ms:g} ms"
         elif record["error"] is None and proba:
             record["predicted_label"] = max(proba, key=proba.__getitem__)
-            record["score"] = float(proba.get(True, max(proba.values())))
+            record["score"] = positive_score(proba)
         return record
+
+
+def positive_score(proba: dict[Any, float]) -> float:
+    """P(positive) for a binary label (True, or 1), absent meaning 0; else the top class's probability."""
+    if all(isinstance(k, bool) or k in (0, 1) for k in proba):
+        return float(proba.get(True, 0.0))
+    return float(max(proba.values()))
 
 
 class ServeStage:
@@ -119,4 +126,9 @@ class ServeStage:
         return out
 
     def tick(self) -> list[OutRecord]:
+        """Publish how stale each served model copy is (0 when the learner's live model serves)."""
+        registry = self.scorer.registry
+        for v in registry.active():
+            stale = max(0, v.learned - v.snapshot_learned) if registry.follows_snapshots else 0
+            self.scorer.metrics.staleness.labels(v.name, v.version).set(stale)
         return []

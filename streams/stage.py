@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from weir.dlq import Origin, Rejection, dead_letter_headers
 from weir.errors import SerdeError
@@ -20,6 +20,7 @@ from weir.serde import AvroSerde, Record
 Headers = list[tuple[str, bytes]]
 
 ALL_STAGES: tuple[str, ...] = ("validate", "features", "serve", "learn", "monitor")
+GROUPED_STAGES: tuple[str, ...] = ("validate", "features", "serve", "monitor")  # learn reads every partition
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,25 @@ class Stage(Protocol):
 
     def tick(self) -> list[OutRecord]:
         """Records to emit on a timer (metrics snapshots); most stages have none."""
+        ...
+
+
+@runtime_checkable
+class StatefulStage(Stage, Protocol):
+    """A stage whose state lives in snapshots that record the input offsets they reflect."""
+
+    def restore(self) -> dict[tuple[str, int], int] | None:
+        """Load the last snapshot; the offsets to resume from, or None to start from the beginning."""
+        ...
+
+    def snapshot_due(self, final: bool = False) -> bool: ...
+
+    def snapshot(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
+        """Persist the state with ``offsets``; records to publish (copies for other processes)."""
+        ...
+
+    def note_partitions(self, assigned: set[tuple[str, int]], caught_up: set[tuple[str, int]]) -> None:
+        """The input partitions it reads, and which of them the consumer has read to their end."""
         ...
 
 

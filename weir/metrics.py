@@ -58,6 +58,9 @@ class ServeMetrics:
                                  registry=registry, buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1))
         self.share = Gauge("weir_serve_traffic_share", f"Share of the last {window} served events", labels,
                            registry=registry)
+        self.staleness = Gauge("weir_serve_snapshot_staleness_labels",
+                               "Labels the learner learned that this worker's copy of the model does not reflect yet",
+                               labels, registry=registry)
         self.window = window
         self._children: dict[tuple[Any, ...], Any] = {}
         self._pending: Tally[tuple[Any, ...]] = Tally()

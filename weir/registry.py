@@ -15,6 +15,7 @@ holds one river model per version, and answers the serve stage's questions
 from __future__ import annotations
 
 import hashlib
+import logging
 import pickle
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +29,8 @@ from weir.serde import Record
 if TYPE_CHECKING:
     from river import base
 
+log = logging.getLogger("weir.registry")
+
 CHAMPION, CHALLENGER, RETIRED, REGISTERED = "champion", "challenger", "retired", "registered"
 MODES = ("basic", "shadow", "canary")
 PICKLE_FACTORY = "pickle"
@@ -38,15 +41,16 @@ def record_key(record: Record) -> str:
     name, kind = record["model_name"], record["kind"]
     if kind == "ROUTING":
         return f"{name}:routing:{record['created_at']:013d}"
-    if kind == "METRICS":
-        return f"{name}:{record['version']}:metrics"
+    if kind in ("METRICS", "SNAPSHOT"):
+        return f"{name}:{record['version']}:{kind.lower()}"
     return f"{name}:{record['version']}"
 
 
 def _record(name: str, kind: str, **fields: Any) -> Record:
     base_fields: Record = {
         "model_name": name, "kind": kind, "version": None, "status": None, "spec": None, "parent_version": None,
-        "training_window": None, "routing": None, "metrics": {}, "counters": {}, "created_at": now_ms(), "note": None,
+        "training_window": None, "routing": None, "metrics": {}, "counters": {}, "snapshot": None,
+        "created_at": now_ms(), "note": None,
     }
     return {**base_fields, **fields}
 
@@ -72,6 +76,10 @@ def metrics_record(name: str, version: str, metrics: dict[str, float], counters:
     return _record(name, "METRICS", version=version, metrics=metrics, counters=counters)
 
 
+def snapshot_record(name: str, version: str, model: bytes, learned: int) -> Record:
+    return _record(name, "SNAPSHOT", version=version, snapshot=model, counters={"learned": learned})
+
+
 def canary_bucket(model_name: str, entity_id: str) -> float:
     """Where an entity falls in [0, 100): stable across processes, restarts and replicas.
 
@@ -95,6 +103,8 @@ class ModelVersion:
     parent_version: str | None = None
     training_window: dict[str, int] | None = None
     note: str | None = None
+    snapshot_learned: int = 0  # labels reflected in the model a serve worker holds (from a snapshot)
+    learned: int = 0  # labels the learner reports (METRICS)
 
     @cached_property
     def model(self) -> base.Estimator:
@@ -132,8 +142,9 @@ class Routing:
 class ModelRegistry:
     """One process's view of one model name: versions with live models, the routing, and its history."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, *, follows_snapshots: bool = False) -> None:
         self.model_name = model_name
+        self.follows_snapshots = follows_snapshots  # a serve worker without a learner in its process
         self.versions: dict[str, ModelVersion] = {}
         self.routing: Routing | None = None
         self.decisions: list[Routing] = []
@@ -149,6 +160,18 @@ class ModelRegistry:
             self.routing = Routing(r["mode"], r["champion"], list(r["challengers"]), r["canary_percent"],
                                    record["created_at"], record.get("note"))
             self.decisions.append(self.routing)
+        elif record["kind"] == "METRICS" and record["version"] in self.versions:
+            self.versions[record["version"]].learned = record["counters"].get("learned", 0)
+        elif record["kind"] == "SNAPSHOT" and self.follows_snapshots and record["version"] in self.versions:
+            self._apply_snapshot(record)
+
+    def _apply_snapshot(self, record: Record) -> None:
+        version = self.versions[record["version"]]
+        learned = record["counters"].get("learned", 0)
+        if learned > version.snapshot_learned:
+            version.model = unpickle_model(record["snapshot"])
+            version.snapshot_learned = learned
+            log.info("serving copy of %s %s now reflects %d learned labels", self.model_name, version.version, learned)
 
     def _apply_version(self, record: Record) -> None:
         version, spec = record["version"], record["spec"]

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"
     )
     join_window_ms: int = Field(default=10 * 60 * 1000, description="how long parts of an event wait for its label")
+    sequencer_idle_ms: int = Field(
+        default=5_000, description="a feedback partition read to its end and silent this long stops holding learning"
+    )
+    snapshot_every_labels: int = Field(default=5_000, ge=1, description="learner snapshot after this many labels")
+    snapshot_every_s: float = Field(
+        default=10.0, gt=0, description="learner snapshot after this many seconds, if it learned anything"
+    )
+    max_snapshot_bytes: int = Field(
+        default=900_000, description="largest model copy put on the models topic for serve workers"
+    )
     session_timeout_s: float = Field(default=10.0, description="consumer group session timeout of stream workers")
     default_factory: str | None = Field(
         default="logistic_regression",
@@ -73,6 +83,9 @@ class Settings(BaseSettings):
     home: Path = Field(
         default=Path.home() / ".cache" / "weir",
         description="cache for Kafka jars, the local broker's data and logs (outside the repository)",
+    )
+    state_dir: Path = Field(
+        default=Path.home() / ".cache" / "weir" / "state", description="where stateful stages keep snapshots"
     )
     schemas_dir: Path = Field(default=REPO_ROOT / "schemas", description="the Avro schemas of the topic contract")
     rules_file: Path | None = Field(

@@ -35,13 +35,14 @@ EVENTS_VALID = ContractTopic("events.valid", "valid_event", "events that passed 
 FEATURES = ContractTopic("features", "feature_vector", "point-in-time features the models scored")
 PREDICTIONS = ContractTopic("predictions", "prediction", "one record per (event, scored version); one served")
 FEEDBACK = ContractTopic("feedback", "feedback", "true labels, late, duplicated or missing")
+FEEDBACK_LATE = ContractTopic("feedback.late", None, "labels that came after their join window, bytes untouched")
 # One partition: registry decisions must be applied in one total order by every process.
 MODELS = ContractTopic("models", "model_record", "registry: versions, routing, metrics", compacted=True,
                        partitions=1)
 ALERTS = ContractTopic("alerts", "alert", "drift and quality alerts, firing and resolved")
 
 CONTRACT: tuple[ContractTopic, ...] = (
-    EVENTS_RAW, EVENTS_DLQ, EVENTS_VALID, FEATURES, PREDICTIONS, FEEDBACK, MODELS, ALERTS,
+    EVENTS_RAW, EVENTS_DLQ, EVENTS_VALID, FEATURES, PREDICTIONS, FEEDBACK, FEEDBACK_LATE, MODELS, ALERTS,
 )
 
 
@@ -49,7 +50,7 @@ def topic_config(topic: ContractTopic, settings: Settings) -> dict[str, str]:
     if topic.compacted:
         return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
     retention = settings.retention_ms
-    if topic is EVENTS_DLQ:
+    if topic in (EVENTS_DLQ, FEEDBACK_LATE):
         retention = max(retention, DEAD_LETTER_RETENTION_MS)
     return {"cleanup.policy": "delete", "retention.ms": str(retention)}
 
