@@ -7,7 +7,7 @@ EVENTS ?= 20000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test unit bench bench-serve kafka-up kafka-down clean venv
+.PHONY: demo test unit bench bench-serve bench-learn kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
@@ -33,6 +33,9 @@ bench: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(VENV)/bin/python -m bench.serve
+
+bench-learn: $(STAMP)
+	$(VENV)/bin/python -m bench.learn
 
 kafka-up: $(STAMP)
 	$(WEIR) kafka up

@@ -20,11 +20,11 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.broker import running_broker
 from producers.sources import open_source
 from streams.features import feature_vector
-from weir import local_kafka
 from weir.deploy import register, route
-from weir.kafka import end_offsets, make_producer, poll_until, read_topic
+from weir.kafka import end_offsets, make_producer, poll_until, produce, read_topic
 from weir.models import build_model
 from weir.processes import start_worker, stop_process
 from weir.serde import SchemaCatalog, open_catalog
@@ -66,15 +66,20 @@ def codec_costs(catalog: SchemaCatalog, data: list[dict]) -> tuple[float, float]
     return decode_us, (time.perf_counter() - started) / len(data) * 1e6
 
 
+def deploy_versions(settings: Settings, catalog: SchemaCatalog, k: int) -> None:
+    """The first ``k`` benchmark versions, v1 champion, the rest in shadow."""
+    for factory, params in VERSIONS[:k]:
+        register(settings, catalog, "default", factory=factory, params=params)
+    route(settings, catalog, "default", "shadow" if k > 1 else "basic", champion="v1",
+          challengers=[f"v{i}" for i in range(2, k + 1)])
+
+
 def serve_stage(settings: Settings, catalog: SchemaCatalog, data: list[dict], k: int) -> float:
     run = settings.with_overrides(topic_prefix=f"bench-serve-{uuid.uuid4().hex[:6]}.",
                                   app_id=f"bench-serve-{uuid.uuid4().hex[:6]}", web_port=0)
     create_topics(run)
     try:
-        for factory, params in VERSIONS[:k]:
-            register(run, catalog, "default", factory=factory, params=params)
-        route(run, catalog, "default", "shadow" if k > 1 else "basic", champion="v1",
-              challengers=[f"v{i}" for i in range(2, k + 1)])
+        deploy_versions(run, catalog, k)
         send(run, catalog, data)
         log = Path(tempfile.mkstemp(prefix="weir-bench-serve-", suffix=".log")[1])
         worker = start_worker(run, log, "serve")
@@ -94,12 +99,7 @@ def send(settings: Settings, catalog: SchemaCatalog, data: list[dict]) -> None:
     serde = catalog.serde("feature_vector", settings.topic("features"))
     producer = make_producer(settings)
     for v in data:
-        while True:
-            try:
-                producer.produce(settings.topic("features"), key=v["entity_id"].encode(), value=serde.encode(v))
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, settings.topic("features"), serde.encode(v), v["entity_id"].encode())
     producer.flush(60)
 
 
@@ -150,21 +150,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=30_000)
     args = parser.parse_args()
-    settings = Settings()
-    state = local_kafka.up(settings)
-    catalog = open_catalog(settings)
     data = vectors(args.events)
-    try:
-        rows = []
-        for k in (1, 3):
-            baseline = plain_loop(data, k)
-            stage = serve_stage(settings, catalog, data, k)
-            rows.append((k, stage, baseline))
+    with running_broker() as settings:
+        catalog = open_catalog(settings)
+        rows = [(k, serve_stage(settings, catalog, data, k), plain_loop(data, k)) for k in (1, 3)]
         latency = routing_latency(settings, catalog, data)
-        decode_us, encode_us = codec_costs(catalog, data)
-    finally:
-        if state.started_here:
-            local_kafka.down(settings)
+    decode_us, encode_us = codec_costs(catalog, data)
     print(f"{'active versions':>15} {'serve stage ev/s':>17} {'plain loop ev/s':>16} {'ratio':>7}")
     for k, stage, baseline in rows:
         print(f"{k:>15} {stage:17.0f} {baseline:16.0f} {stage / baseline:7.3f}")

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import faust
 
+from bench.broker import running_broker
 from producers.events import EventPublisher, publish
 from producers.labels import FeedbackPolicy
 from producers.sources import open_source
-from weir import local_kafka
-from weir.kafka import make_consumer, make_producer
+from weir.kafka import make_consumer, make_producer, produce
 from weir.processes import start_worker, stop_process
 from weir.serde import open_catalog
 from weir.settings import Settings
@@ -54,12 +54,7 @@ def fill_topic(settings: Settings, topic: str, records: int) -> None:
     producer = make_producer(settings)
     payload = b"x" * 100
     for i in range(records):
-        while True:
-            try:
-                producer.produce(topic, key=f"c{i % 1000}".encode(), value=payload)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, topic, payload, f"c{i % 1000}".encode())
     producer.flush(60)
 
 
@@ -145,19 +140,17 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000, help="records for the consume-and-count runs")
     parser.add_argument("--events", type=int, default=10_000, help="events for the end-to-end run")
     args = parser.parse_args()
-    settings = Settings()
-    state = local_kafka.up(settings)
     topic = f"bench-count-{uuid.uuid4().hex[:6]}"
-    try:
-        fill_topic(settings, topic, args.records)
-        results = [confluent_count(settings, topic, args.records), faust_count(settings, topic, args.records),
-                   skeleton(settings, args.events)]
-    finally:
-        from confluent_kafka.admin import AdminClient
+    with running_broker() as settings:
+        try:
+            fill_topic(settings, topic, args.records)
+            results = [confluent_count(settings, topic, args.records), faust_count(settings, topic, args.records),
+                       skeleton(settings, args.events)]
+        finally:
+            from confluent_kafka.admin import AdminClient
 
-        AdminClient(settings.librdkafka()).delete_topics([topic])
-        if state.started_here:
-            local_kafka.down(settings)
+            admin = AdminClient(settings.librdkafka())
+            admin.delete_topics([topic])[topic].result()
     baseline = results[0].rate
     print(f"{'measurement':45} {'records':>9} {'events/s':>10} {'vs confluent':>13} {'startup s':>10}")
     for m in results:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from producers.labels import FeedbackPolicy
 from producers.sources import LabelledEvent, Source
 from weir.clock import now_ms
-from weir.kafka import DeliveryReport, flush_or_raise, make_producer
+from weir.kafka import DeliveryReport, flush_or_raise, make_producer, produce
 from weir.serde import AvroSerde, SchemaCatalog
 from weir.settings import Settings
 from weir.topics import EVENTS_RAW, FEEDBACK, topic_serde
@@ -71,13 +71,7 @@ class EventPublisher:
         self.summary.feedback_sent += 1
 
     def send_bytes(self, topic: str, key: str, value: bytes, report: DeliveryReport) -> None:
-        """Send, waiting for room in librdkafka's queue instead of failing when it is full."""
-        while True:
-            try:
-                self.producer.produce(topic, key=key.encode(), value=value, on_delivery=report.callback)
-                break
-            except BufferError:
-                self.producer.poll(0.05)
+        produce(self.producer, topic, value, key.encode(), on_delivery=report.callback)
         self.producer.poll(0)
 
     def flush(self) -> None:

@@ -29,7 +29,10 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
         assert REQUIRED_KEYS <= set(summary)
         assert summary["events_produced"] == 1500
         assert summary["events_produced"] == summary["served"] + summary["events_dead_lettered"]
-        assert summary["feedback_learned"] == summary["feedback_sent"] == 1500
+        assert summary["feedback_learned"] == 1500  # every event's label, once
+        assert summary["feedback_learned"] + summary["feedback_late"] + summary["feedback_unmatched"] + \
+            summary["feedback_duplicate"] == summary["feedback_sent"]
+        assert summary["learner_restarts"] == 1  # the demo kills the learn stage once and it loses nothing
         assert summary["reconciled"] is True and summary["drained"] is True
         assert 0.0 <= summary["accuracy"] <= 1.0
         assert summary["source"] == "churn" and [p["kind"] for p in summary["drift_schedule"]] == [

@@ -14,7 +14,7 @@ from river import compose, linear_model
 
 from weir.deploy import promote, register, rollback, route
 from weir.errors import ConfigError
-from weir.kafka import assigned_members, end_offsets, make_producer, poll_until, read_topic
+from weir.kafka import assigned_members, end_offsets, make_producer, poll_until, produce, read_topic
 from weir.processes import start_worker, stop_process
 from weir.serde import SchemaCatalog
 from weir.settings import Settings
@@ -27,12 +27,7 @@ def send_features(settings: Settings, catalog: SchemaCatalog, events: list[tuple
     for i, (event_id, entity) in enumerate(events):
         value = serde.encode({"event_id": event_id, "entity_id": entity, "event_time": 1_700_000_000_000 + i,
                               "features": {"x": float(i % 7), "y": float(i % 3)}, "feature_set_version": "fs1"})
-        while True:
-            try:
-                producer.produce(settings.topic("features"), key=entity.encode(), value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, settings.topic("features"), value, entity.encode())
     assert producer.flush(60) == 0
 
 

@@ -472,6 +472,61 @@ def _route(ctx: click.Context, model_name: str | None, mode: str, **kwargs: Any)
     click.echo(f"routing of {record['model_name']}: {view.routing.describe() if view.routing else mode}")
 
 
+@cli.command("replay")
+@click.option("--source", default="churn", show_default=True,
+              help="churn, simple, sea, agrawal, hyperplane, or a .csv/.parquet file (see `weir produce --help`).")
+@click.option("--events", "count", type=int, default=10_000, show_default=True, help="Events of a named source.")
+@click.option("--delay", type=int, default=0, show_default=True,
+              help="When each label becomes known, after its event: in events for a named source, in ms for a "
+                   "file with --time-column.")
+@click.option("--factory", default="logistic_regression", show_default=True, help="Model factory.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Factory parameter (repeatable).")
+@click.option("--drift", default="none", show_default=True, help="Drift schedule of a named source.")
+@click.option("--seed", default=42, show_default=True)
+@click.option("--entity-column", default="entity_id", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--time-column", help="File replay: event-time column; default: row order.")
+@click.option("--compare-river", is_flag=True, help="Also run river.evaluate.progressive_val_score and compare.")
+def replay_command(source: str, count: int, delay: int, factory: str, params: tuple[str, ...], drift: str,
+                   seed: int, entity_column: str, label_column: str, time_column: str | None,
+                   compare_river: bool) -> None:
+    """Replay a dataset in event-time order through the serve and learn code, deterministically.
+
+    No broker: each event is scored after every label due by its time was
+    learned, which is river's delayed progressive validation, so
+    --compare-river reproduces the metric exactly. The same replay gives the
+    same numbers every time.
+    """
+    from producers.replay import FileColumns, file_source
+    from producers.sources import open_source
+    from weir.replay import replay
+
+    if Path(source).suffix in (".csv", ".parquet", ".pq"):
+        stream = file_source(Path(source), FileColumns(entity_column, label_column, time_column),
+                             event_time=lambda i: i)
+    else:
+        stream = open_source(source, count, seed=seed, schedule=DriftSchedule.parse(drift, count),
+                             event_time=lambda i: i)
+    events = list(stream.events)
+    parsed = _parse_params(params)
+    result = replay(events, factory=factory, params=parsed, delay=delay)
+    click.echo(f"replayed {result.events} events, learned {result.labels} labels (delay {delay})")
+    for name, value in sorted(result.metrics.items()):
+        click.echo(f"  {name:18} {value:.10f}")
+    if compare_river:
+        from river import evaluate, metrics
+
+        from streams.features import compute_features
+        from weir.models import build_model, encode_params
+
+        dataset = [(compute_features({"attributes": e.attributes}), e.label) for e in events if e.label is not None]
+        for name, metric in (("accuracy", metrics.Accuracy()), ("log_loss", metrics.LogLoss())):
+            river_value = evaluate.progressive_val_score(dataset, build_model(factory, encode_params(parsed)), metric,
+                                                         delay=delay or None).get()
+            ours = result.metrics.get(name, float("nan"))
+            click.echo(f"  river {name:12} {river_value:.10f}  difference {abs(river_value - ours):.2e}")
+
+
 @cli.group()
 def dlq() -> None:
     """The dead-letter topic: what was rejected, why, and sending it again after a fix."""

@@ -9,6 +9,7 @@ own topic prefix and consumer groups, so runs never see each other's records.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -24,7 +25,7 @@ from producers.drift import DriftSchedule
 from producers.events import EventPublisher, ProduceSummary, publish
 from producers.labels import FeedbackPolicy
 from producers.sources import Source, open_source
-from streams.stage import ALL_STAGES
+from streams.stage import GROUPED_STAGES
 from weir import local_kafka
 from weir.deploy import current, register, route
 from weir.errors import WeirError
@@ -41,11 +42,12 @@ MODEL = "default"
 
 def run_settings(settings: Settings, run_id: str) -> Settings:
     return settings.with_overrides(
-        topic_prefix=f"{settings.topic_prefix}demo-{run_id}.", app_id=f"weir-demo-{run_id}", web_port=free_port()
+        topic_prefix=f"{settings.topic_prefix}demo-{run_id}.", app_id=f"weir-demo-{run_id}", web_port=free_port(),
+        snapshot_every_s=2.0,  # serve workers see the learner's models within seconds
     )
 
 
-def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, worker: subprocess.Popen[bytes], log: Path,
+def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, workers: dict[Path, subprocess.Popen[bytes]],
                       *, stop: threading.Event, timeout_s: float) -> bool:
     """Poll the output topics until every event is served or dead-lettered and every label learned."""
     t = tally.tally
@@ -62,8 +64,9 @@ def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, worker: subpr
             if t.served + t.dead_letters >= produced.events_produced and \
                     _settled_feedback(t) >= produced.feedback_sent:
                 return True
-            if worker.poll() is not None:
-                raise WeirError(f"the worker exited with code {worker.returncode}; see {log}")
+            for log, worker in workers.items():
+                if worker.poll() is not None:
+                    raise WeirError(f"a worker exited with code {worker.returncode}; see {log}")
     finally:
         for bar in bars.values():
             bar.close()
@@ -75,8 +78,11 @@ def _advance(bar: tqdm, value: int) -> None:
 
 
 def _settled_feedback(t: Tally) -> int:
-    """Labels the learner is done with: learned, duplicates and unmatched."""
-    return sum(t.learner_counter(c) for c in ("feedback_joined", "feedback_duplicate", "feedback_unmatched"))
+    """Labels the learner is done with: learned, duplicates, late and unmatched."""
+    return sum(t.learner_counter(c) for c in SETTLED)
+
+
+SETTLED = ("labels_learned", "feedback_duplicate", "feedback_late", "feedback_unmatched")
 
 
 def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Settings, seconds: float,
@@ -92,8 +98,9 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
         "served": t.served,
         "served_twice": t.served_twice,
         "feedback_sent": produced.feedback_sent,
-        "feedback_learned": t.learner_counter("feedback_joined"),
+        "feedback_learned": t.learner_counter("labels_learned"),
         "feedback_duplicate": t.learner_counter("feedback_duplicate"),
+        "feedback_late": t.learner_counter("feedback_late"),
         "feedback_unmatched": t.learner_counter("feedback_unmatched"),
         "alerts": len(t.alerts),
         "accuracy": accuracy,
@@ -108,7 +115,8 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
     summary["reconciled"] = (
         drained
         and summary["events_produced"] == summary["served"] + summary["events_dead_lettered"]
-        and summary["feedback_learned"] == summary["feedback_sent"]
+        and summary["feedback_learned"] + summary["feedback_late"] + summary["feedback_unmatched"]
+        + summary["feedback_duplicate"] == summary["feedback_sent"]
     )
     return summary
 
@@ -131,7 +139,9 @@ class DemoRun:
     quality: dict[str, Any] = field(default_factory=dict)
     drained: bool = False
     broker_started: bool = False
-    worker: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None  # validate, features, serve, monitor
+    learner: subprocess.Popen[bytes] | None = None  # learn, in a process of its own: the demo kills it once
+    learner_restarts: int = 0
     sink: threading.Thread | None = None
     sink_stop: threading.Event = field(default_factory=threading.Event)
 
@@ -146,16 +156,17 @@ class DemoRun:
         register(self.settings, self.catalog, MODEL, factory="logistic_regression", note="demo champion")
         route(self.settings, self.catalog, MODEL, "basic", champion="v1", note="demo start")
         say("registered v1 (logistic regression) as champion")
-        self.worker = start_worker(self.settings, self.run_dir / "worker.log")
-        worker, log = self.worker, self.run_dir / "worker.log"
+        self.worker = start_worker(self.settings, self.run_dir / "worker.log", *GROUPED_STAGES)
+        self.learner = self._start_learner()
 
         def ready() -> bool:
-            if worker.poll() is not None:
-                raise WeirError(f"the worker exited with code {worker.returncode}; see {log}")
-            return all(assigned_members(self.settings, f"{self.settings.app_id}-{stage}") for stage in ALL_STAGES)
+            for log, worker in self.processes().items():
+                if worker.poll() is not None:
+                    raise WeirError(f"a worker exited with code {worker.returncode}; see {log}")
+            return all(assigned_members(self.settings, f"{self.settings.app_id}-{stage}") for stage in GROUPED_STAGES)
 
         poll_until(ready, timeout_s=120, interval_s=0.5, what="the worker's stages holding partitions")
-        say("worker ready")
+        say("workers ready: validate+features+serve+monitor in one process, learn in another")
         self.sink = threading.Thread(target=consume_alerts, name="alert-sink", kwargs={
             "settings": self.settings, "catalog": self.catalog, "stop": self.sink_stop,
             "handler": lambda a: tqdm.write("alert: " + format_alert(a)),
@@ -167,8 +178,26 @@ class DemoRun:
         publisher = EventPublisher(self.settings, self.catalog)
         publisher.summary = self.produced
         total = self.source.total or 0
-        milestones = {total // 4: self._shadow_challenger, total // 2: self._canary_challenger}
+        milestones = {total // 4: self._shadow_challenger, total // 2: self._canary_challenger,
+                      total * 3 // 5: self._kill_learner}
         publish(publisher, self.source, policy=policy, rate=rate, stop=stop, milestones=milestones)
+
+    def processes(self) -> dict[Path, subprocess.Popen[bytes]]:
+        running = {self.run_dir / "worker.log": self.worker, self.run_dir / "learner.log": self.learner}
+        return {log: p for log, p in running.items() if p is not None}
+
+    def _start_learner(self) -> subprocess.Popen[bytes]:
+        learner = self.settings.with_overrides(web_port=free_port())  # its own /metrics
+        return start_worker(learner, self.run_dir / "learner.log", "learn")
+
+    def _kill_learner(self) -> None:
+        """kill -9 the learn stage mid-run and start it again: it resumes from its snapshot, losing nothing."""
+        assert self.learner is not None
+        self.learner.send_signal(signal.SIGKILL)
+        self.learner.wait()
+        self.learner = self._start_learner()
+        self.learner_restarts += 1
+        tqdm.write("weir demo: killed the learn stage (kill -9) and started it again")
 
     def _shadow_challenger(self) -> None:
         register(self.settings, self.catalog, MODEL, factory="hoeffding_tree", params={"grace_period": 100},
@@ -182,17 +211,17 @@ class DemoRun:
         tqdm.write("weir demo: v2 now serves a 10% canary")
 
     def wait(self, stop: threading.Event, timeout_s: float) -> None:
-        assert self.tally is not None and self.worker is not None
-        self.drained = wait_for_pipeline(self.tally, self.produced, self.worker, self.run_dir / "worker.log",
-                                         stop=stop, timeout_s=timeout_s)
+        assert self.tally is not None
+        self.drained = wait_for_pipeline(self.tally, self.produced, self.processes(), stop=stop,
+                                         timeout_s=timeout_s)
         if self.drained:
             self.quality = summarize_metrics(scrape(self.settings))
         elif not stop.is_set():
             say(f"the pipeline did not drain within {timeout_s:.0f} s; the summary says how far it got")
 
     def stop(self) -> None:
-        if self.worker is not None:
-            say(f"worker stopped (exit code {stop_process(self.worker)})")
+        for log, process in self.processes().items():
+            say(f"{log.stem} stopped (exit code {stop_process(process)})")
         self.sink_stop.set()
         if self.sink is not None:
             self.sink.join(timeout=10)
@@ -205,7 +234,7 @@ class DemoRun:
         summary = summarize(t, self.produced, run_id=self.run_id, settings=self.settings, seconds=seconds,
                             drained=self.drained, interrupted=interrupted)
         summary.update(source=self.source.name, drift_schedule=self.source.schedule.to_dict(), quality=self.quality,
-                       versions=self._versions(t))
+                       versions=self._versions(t), learner_restarts=self.learner_restarts)
         return summary
 
     def _versions(self, t: Tally) -> dict[str, dict[str, Any]]:
@@ -240,7 +269,7 @@ def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: 
     failure: BaseException | None = None
     try:
         run.start()
-        run.produce(FeedbackPolicy(f"fixed:{feedback_delay_s}"), rate, stop)
+        run.produce(FeedbackPolicy(f"fixed:{feedback_delay_s}", duplicate=0.01), rate, stop)  # some labels twice
         run.wait(stop, drain_timeout_s)
     except BaseException as exc:  # also KeyboardInterrupt: stop what was started, then write what we know
         failure = exc

@@ -69,6 +69,16 @@ class DeliveryReport:
                 self.errors[err.str()] = self.errors.get(err.str(), 0) + 1
 
 
+def produce(producer: Producer, topic: str, value: bytes | None, key: bytes | None = None, **kwargs: Any) -> None:
+    """Produce, waiting for room when librdkafka's queue is full instead of failing the record."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def flush_or_raise(producer: Producer, timeout_s: float = 60.0) -> None:
     """Flush and fail loudly if records are still queued: they would be lost silently."""
     remaining = producer.flush(timeout_s)

@@ -20,12 +20,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process read exactly ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"WEIR_{name.upper()}"] = str(value)
+    return env
+
+
 def start_worker(settings: Settings, log_path: Path, *stages: str, loglevel: str = "warn") -> subprocess.Popen[bytes]:
     """The stream stages in their own process, as in production, logging to ``log_path``."""
-    env = {**os.environ, "WEIR_TOPIC_PREFIX": settings.topic_prefix, "WEIR_APP_ID": settings.app_id,
-           "WEIR_WEB_PORT": str(settings.web_port)}
-    if settings.kafka_bootstrap:
-        env["WEIR_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    env = settings_env(settings)
     args = [sys.executable, "-m", "weir", "worker", "--loglevel", loglevel]
     for stage in stages:
         args += ["--stage", stage]

@@ -1,0 +1,118 @@
+"""Learn-stage throughput on the real broker against river's learn_one in a plain loop, same run.
+
+    python -m bench.learn [--labels 30000]
+
+The learn stage runs alone in a worker process (``weir worker --stage learn``)
+over pre-produced features, served predictions and labels, with 1 and with 3
+active versions (logistic-regression variants). Its rate is labels over the
+time from its first to its last learned label, read from its /metrics. The
+baseline calls ``learn_one`` of the same fresh models on the same (features,
+label) pairs in a plain Python loop in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.broker import running_broker
+from bench.serve import VERSIONS, deploy_versions, send, vectors
+from weir.kafka import make_producer, produce
+from weir.models import build_model
+from weir.processes import free_port, scrape, start_worker, stop_process
+from weir.serde import SchemaCatalog, open_catalog
+from weir.settings import Settings
+from weir.topics import create_topics, delete_topics
+
+
+def plain_loop(data: list[dict], labels: list[bool], k: int) -> float:
+    models = [build_model(f, {key: str(v) for key, v in p.items()}) for f, p in VERSIONS[:k]]
+    started = time.perf_counter()
+    for v, y in zip(data, labels, strict=True):
+        for m in models:
+            m.learn_one(v["features"], y)
+    return len(data) / (time.perf_counter() - started)
+
+
+def learned(settings: Settings) -> float:
+    for family in text_string_to_metric_families(scrape(settings)):
+        if family.name == "weir_learn_labels":
+            for s in family.samples:
+                if s.labels.get("outcome") == "learned" and s.name.endswith("_total"):
+                    return s.value
+    return 0.0
+
+
+def learn_stage(settings: Settings, catalog: SchemaCatalog, data: list[dict], labels: list[bool], k: int) -> float:
+    run = settings.with_overrides(topic_prefix=f"bench-learn-{uuid.uuid4().hex[:6]}.",
+                                  app_id=f"bench-learn-{uuid.uuid4().hex[:6]}", web_port=free_port(),
+                                  commit_interval_s=0.2,  # the learned-labels counter refreshes that often
+                                  state_dir=Path(tempfile.mkdtemp(prefix="weir-bench-state-")))
+    create_topics(run)
+    try:
+        deploy_versions(run, catalog, k)
+        send(run, catalog, data)
+        send_predictions_and_labels(run, catalog, data, labels)
+        worker = start_worker(run, Path(tempfile.mkstemp(prefix="weir-bench-learn-", suffix=".log")[1]), "learn")
+        try:
+            first = last = None
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                try:
+                    n = learned(run)
+                except OSError:  # the worker's web server is not up yet
+                    n = 0
+                now = time.perf_counter()
+                if n > 0 and first is None:
+                    first = (now, n)
+                if n >= len(data):
+                    last = now
+                    break
+                time.sleep(0.1)  # a benchmark's sampling interval, not synchronisation
+        finally:
+            stop_process(worker)
+        assert first is not None and last is not None, "the learn stage did not finish"
+        return (len(data) - first[1]) / (last - first[0])
+    finally:
+        delete_topics(run)
+
+
+def send_predictions_and_labels(settings: Settings, catalog: SchemaCatalog, data: list[dict],
+                                labels: list[bool]) -> None:
+    predictions = catalog.serde("prediction", settings.topic("predictions"))
+    feedback = catalog.serde("feedback", settings.topic("feedback"))
+    producer = make_producer(settings)
+    for i, (v, y) in enumerate(zip(data, labels, strict=True)):
+        for topic, value in (
+            (settings.topic("predictions"), predictions.encode({
+                "event_id": v["event_id"], "entity_id": v["entity_id"], "event_time": v["event_time"],
+                "model_name": "default", "model_version": "v1", "role": "champion", "served": True, "score": 0.5,
+                "predicted_label": False, "latency_ms": 0.01, "predicted_at": 0, "error": None})),
+            (settings.topic("feedback"), feedback.encode({"event_id": v["event_id"], "entity_id": v["entity_id"],
+                                                          "label": y, "label_time": 1_700_000_000_000 + i})),
+        ):
+            produce(producer, topic, value, v["entity_id"].encode())
+    producer.flush(60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", type=int, default=30_000)
+    args = parser.parse_args()
+    data = vectors(args.labels)
+    labels = [bool(i % 4 == 0) for i in range(len(data))]
+    with running_broker() as settings:
+        catalog = open_catalog(settings)
+        rows = [(k, learn_stage(settings, catalog, data, labels, k), plain_loop(data, labels, k)) for k in (1, 3)]
+    print(f"{'active versions':>15} {'learn stage labels/s':>21} {'plain learn_one labels/s':>25} {'ratio':>7}")
+    for k, stage, baseline in rows:
+        print(f"{k:>15} {stage:21.0f} {baseline:25.0f} {stage / baseline:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
