@@ -26,7 +26,9 @@ CONTRACTS = ("monthly", "annual", "biennial")
 PAYMENTS = ("card", "bank_transfer", "paypal", "invoice")
 REGIONS = ("north", "south", "east", "west")
 DEVICES = ("ios", "android", "web")
-EVENTS_PER_TENURE_MONTH = 4_000  # tenure advances one month every this many events
+# Tenure advances one month every this many events: slowly enough that a stream without a drift
+# schedule is stationary (the drift benchmark counts false alarms on it), yet never goes back.
+EVENTS_PER_TENURE_MONTH = 1_000_000
 
 
 @dataclass
@@ -145,8 +147,11 @@ class ChurnDomain:
         concept = self.schedule.intensity("concept", i)
         x = {k: float(v) for k, v in a.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         satisfaction = x.get("satisfaction_score", 3.0)  # not surveyed: neutral
-        contract_effect = {"monthly": 1.0, "annual": -0.4, "biennial": -1.2}[str(a["contract"])]
-        # After a concept drift, price drives churn and support calls stop predicting it.
+        # After a concept drift, price drives churn, support calls stop predicting it, and long contracts
+        # no longer hold customers (a competitor buys them out).
+        before = {"monthly": 1.0, "annual": -0.4, "biennial": -1.2}[str(a["contract"])]
+        after = {"monthly": -0.9, "annual": 0.6, "biennial": 1.6}[str(a["contract"])]
+        contract_effect = before + (after - before) * concept
         price_weight = 0.015 + 0.05 * concept
         calls_weight = 0.45 * (1 - 0.8 * concept)
         logit = (
@@ -156,7 +161,7 @@ class ChurnDomain:
             + contract_effect
             + 0.35 * x["late_payments_12m"]
             - 0.45 * (satisfaction - 3)
-            + price_weight * (x["monthly_charges"] - 60)
+            + 0.015 * (x["monthly_charges"] - 60) + (price_weight - 0.015) * (x["monthly_charges"] - 40)
             - 0.04 * (x["login_days_30d"] - 15)
             - (0.4 if a["autopay"] else 0.0)
             + rng.gauss(0, 0.4)

@@ -61,10 +61,16 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=500, ge=1, description="records a stage processes per batch")
     batch_window_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    alert_webhook_url: str | None = Field(default=None, description="where the alert sink forwards every alert")
     predict_timeout_ms: float = Field(
         default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"
     )
     join_window_ms: int = Field(default=10 * 60 * 1000, description="how long parts of an event wait for its label")
+    drift_reference_events: int = Field(default=2_000, ge=100, description="values per feature in a drift reference")
+    drift_window: int = Field(default=1_000, ge=100, description="values per feature in the live drift window")
+    drift_check_every: int = Field(default=250, ge=1, description="values between two drift checks")
+    drift_alpha: float = Field(default=0.01, gt=0, lt=1, description="family-wise false-alarm rate of a drift check")
+    drift_min_psi: float = Field(default=0.1, ge=0, description="smallest PSI that counts as a moved feature")
     sequencer_idle_ms: int = Field(
         default=5_000, description="a feedback partition read to its end and silent this long stops holding learning"
     )
