@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from streams.features import FeaturesStage
 from streams.learn import LearnStage
@@ -70,7 +70,7 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
         "features": lambda: FeaturesStage(settings, catalog),
         "serve": lambda: ServeStage(settings, catalog, registry, metrics),
         "learn": lambda: LearnStage(settings, catalog, registry, metrics),
-        "monitor": lambda: MonitorStage(settings, catalog),
+        "monitor": lambda: MonitorStage(settings, catalog, metrics),
     }
     return Pipeline([makers[n]() for n in ALL_STAGES if n in names], registry, follow_from)
 
@@ -127,6 +127,7 @@ def run_worker(settings: Settings, names: Sequence[str], *, loglevel: str = "inf
     """Run the named stages until SIGINT/SIGTERM, then stop cleanly (in-flight batches finish, offsets commit)."""
     catalog = open_catalog(settings)
     metrics = CollectorRegistry()
+    ProcessCollector(registry=metrics)  # CPU, memory, open files of this worker
     pipeline = build_pipeline(settings, names, catalog, metrics)
     app = build_app(settings, pipeline, catalog, metrics)
 

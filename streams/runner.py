@@ -145,9 +145,11 @@ class BatchLoop(mode.Service):
         while not self.should_stop:
             messages = await loop.run_in_executor(self.executor, self._next_batch)
             batch = [in_record(m) for m in messages if not self._is_error(m)]
+            lags = self._lags()
+            self.metrics.observe_lag(self.stage.name, lags)
             if self.stateful is not None:
                 assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-                self.stateful.note_partitions(assigned, self._caught_up())
+                self.stateful.note_partitions(assigned, self._caught_up(lags))
             if not batch:
                 continue
             started = time.perf_counter()
@@ -176,15 +178,28 @@ class BatchLoop(mode.Service):
             return []
         return [first, *self.consumer.consume(self.settings.batch_size - 1, timeout=0)]
 
-    def _caught_up(self) -> set[tuple[str, int]]:
-        """Assigned partitions read to the end the consumer last heard of (cached watermarks: no round trip)."""
+    def _lags(self) -> dict[tuple[str, int], int]:
+        """Records between this stage's position and each assigned partition's end, as last heard of.
+
+        Cached watermarks and positions: no round trip to the broker on the batch path.
+        """
         assert self.consumer is not None
-        done = set()
-        for tp in self.consumer.assignment():
+        lags = {}
+        assignment = self.consumer.assignment()
+        positions = self.consumer.position(assignment) if self.stateful is None else None
+        for i, tp in enumerate(assignment):
             _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0 and self.positions.get((tp.topic, tp.partition), 0) >= high:
-                done.add((tp.topic, tp.partition))
-        return done
+            if high < 0:
+                continue
+            if positions is not None:
+                at = positions[i].offset
+            else:
+                at = self.positions.get((tp.topic, tp.partition), 0)
+            lags[(tp.topic, tp.partition)] = max(0, high - at) if at >= 0 else high
+        return lags
+
+    def _caught_up(self, lags: dict[tuple[str, int], int]) -> set[tuple[str, int]]:
+        return {tp for tp, lag in lags.items() if lag == 0}
 
     def _is_error(self, m: Message) -> bool:
         err = m.error()

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+REASON_HEADER = "weir.reason"
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -18,9 +20,13 @@ if TYPE_CHECKING:
 
 
 class StageMetrics:
-    """Records in and out per stage and topic, and batch processing time."""
+    """Records in and out per stage and topic, dead letters by reason, batch time, and consumer lag."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.dead_letters = Counter("weir_dead_letters", "Records a stage sent to the dead-letter topic",
+                                    ["stage", "reason"], registry=registry)
+        self.lag = Gauge("weir_consumer_lag", "Records between a stage's position and the partition's end",
+                         ["stage", "topic", "partition"], registry=registry)
         self.records_in = Counter("weir_stage_records_in", "Records a stage read", ["stage", "topic"],
                                   registry=registry)
         self.records_out = Counter("weir_stage_records_out", "Records a stage wrote (acknowledged)",
@@ -38,6 +44,14 @@ class StageMetrics:
     def observe_output(self, stage: str, out: list[OutRecord]) -> None:
         for topic, n in Tally(r.topic for r in out).items():
             self.records_out.labels(stage, topic).inc(n)
+        reasons = Tally(dict(o.headers or []).get(REASON_HEADER, b"?").decode() for o in out
+                        if o.headers and any(k == REASON_HEADER for k, _ in o.headers))
+        for reason, n in reasons.items():
+            self.dead_letters.labels(stage, reason).inc(n)
+
+    def observe_lag(self, stage: str, lags: dict[tuple[str, int], int]) -> None:
+        for (topic, partition), lag in lags.items():
+            self.lag.labels(stage, topic, str(partition)).set(lag)
 
 
 class ServeMetrics:
@@ -58,6 +72,8 @@ class ServeMetrics:
                                  registry=registry, buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1))
         self.share = Gauge("weir_serve_traffic_share", f"Share of the last {window} served events", labels,
                            registry=registry)
+        self.e2e = Histogram("weir_e2e_latency_seconds", "From an event's time to its served prediction", ["model"],
+                             registry=registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
         self.staleness = Gauge("weir_serve_snapshot_staleness_labels",
                                "Labels the learner learned that this worker's copy of the model does not reflect yet",
                                labels, registry=registry)
@@ -86,6 +102,8 @@ class ServeMetrics:
         if served is not None:
             pending[(self.served, model, served)] += 1
             self._recent[(model, served)] += 1
+            record = next(r for r in records if r["model_version"] == served)
+            self._child(self.e2e, model).observe(max(0.0, (record["predicted_at"] - record["event_time"]) / 1000))
 
     def flush(self) -> None:
         """Add the batch's counts; publish the traffic shares once a window of served events is full."""
