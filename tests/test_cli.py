@@ -57,3 +57,30 @@ def test_every_weir_service_runs_a_command_the_cli_has(service: str) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"], prog_name="weir")
     assert result.exit_code == 0, f"{service}: `weir {' '.join(command)}` is not a valid command:\n{result.output}"
     assert "Usage: weir " + command[0] in result.output
+
+
+def exposed_metric_names() -> set[str]:
+    """Every metric family a Weir worker can expose, read from the code that declares them."""
+    import re
+
+    names = set()
+    for path in (REPO / "weir").glob("*.py"):
+        names |= set(re.findall(r'"(weir_[a-z0-9_]+)"', path.read_text()))
+    for path in (REPO / "streams").glob("*.py"):
+        names |= set(re.findall(r'"(weir_[a-z0-9_]+)"', path.read_text()))
+    return names
+
+
+def test_the_dashboard_and_the_rules_only_use_metrics_weir_exposes() -> None:
+    import json
+    import re
+
+    known = exposed_metric_names()
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "dashboards" / "weir.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [r["expr"] for g in yaml.safe_load((REPO / "deploy" / "prometheus" / "rules.yml").read_text())["groups"]
+              for r in g["rules"]]
+    used = {re.sub(r"_(total|bucket|count|sum)$", "", m) for e in exprs for m in re.findall(r"weir_[a-z0-9_]+", e)}
+    assert used and used <= known, f"not exposed by any Weir process: {sorted(used - known)}"
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["grafana"]["volumes"]
+    assert any("dashboards" in v for v in compose)

@@ -597,6 +597,41 @@ def alerts() -> None:
     """Alerts from the alerts topic."""
 
 
+@alerts.command("serve")
+@click.option("--port", type=int, default=9095, show_default=True, help="Port of the Alertmanager webhook.")
+@click.option("--forward-url", help="POST every alert there as JSON, with retries (env WEIR_ALERT_WEBHOOK_URL).")
+@click.option("--group", help="Consumer group on the alerts topic (default <app-id>-alerts-sink).")
+@click.pass_context
+def alerts_serve(ctx: click.Context, port: int, forward_url: str | None, group: str | None) -> None:
+    """Take alerts from the alerts topic and from Alertmanager's webhook; log and forward each one.
+
+    Two independent paths reach on-call: Weir's own detectors (the topic) and
+    Prometheus rules (Alertmanager POSTs to http://<host>:PORT/alertmanager).
+    """
+    import logging
+
+    from consumers.alerts import consume_alerts
+    from consumers.webhook import Forwarder, alertmanager_server
+    from weir.serde import open_catalog
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(ctx)
+    forwarder = Forwarder(forward_url or settings.alert_webhook_url)
+    stop = _stop_on_signals()
+    topic = threading.Thread(target=consume_alerts, daemon=True, kwargs={
+        "settings": settings, "catalog": open_catalog(settings), "group_id": group, "stop": stop,
+        "handler": lambda alert: forwarder.send(alert, "alerts-topic")})
+    topic.start()
+    server = alertmanager_server(port, lambda alert: forwarder.send(alert, "alertmanager"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    click.echo(f"alert sink: alerts topic {settings.topic('alerts')} and http://0.0.0.0:{port}/alertmanager; "
+               f"forwarding to {forwarder.url or 'the log only'}")
+    stop.wait()
+    server.shutdown()
+    topic.join(timeout=10)
+    click.echo(f"alert sink stopped: {forwarder.delivered} forwarded, {forwarder.failed} failed after retries")
+
+
 @alerts.command("tail")
 @click.option("--group", help="Consumer group (default <app-id>-alerts-sink).")
 @click.pass_context

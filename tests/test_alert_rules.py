@@ -1,0 +1,138 @@
+"""The Prometheus alert path: rules unit-tested with promtool, and a real Prometheus + Alertmanager firing one
+at the alert sink's webhook, which forwards it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from weir.kafka import poll_until
+from weir.processes import free_port, settings_env, start_worker, stop_process
+from weir.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+RULES = REPO / "deploy" / "prometheus" / "rules.yml"
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name)
+    assert found, f"{name} is missing: .ci/run installs it (Debian packages prometheus, prometheus-alertmanager)"
+    return found
+
+
+def test_the_rules_are_valid_and_pass_their_unit_tests() -> None:
+    promtool = tool("promtool")
+    subprocess.run([promtool, "check", "rules", str(RULES)], check=True, capture_output=True)
+    done = subprocess.run([promtool, "test", "rules", "rules_test.yml"], cwd=REPO / "tests" / "prometheus",
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_rule_tests_fail_when_a_rule_is_wrong(tmp_path: Path) -> None:
+    broken = tmp_path / "deploy" / "prometheus"
+    broken.mkdir(parents=True)
+    (broken / "rules.yml").write_text(RULES.read_text().replace("> 0.05", "> 0.5"))
+    tests = tmp_path / "tests" / "prometheus"
+    tests.mkdir(parents=True)
+    shutil.copy(REPO / "tests" / "prometheus" / "rules_test.yml", tests)
+    done = subprocess.run([tool("promtool"), "test", "rules", "rules_test.yml"], cwd=tests, capture_output=True,
+                          text=True)
+    assert done.returncode != 0 and "WeirDataQualityDrop" in done.stdout + done.stderr
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        Receiver.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver():
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Receiver.received = []
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def test_a_rule_fires_through_prometheus_and_alertmanager_to_the_sink(kafka: Settings, tmp_path: Path,
+                                                                      receiver: str) -> None:
+    worker_port, prometheus_port, alertmanager_port, sink_port = (free_port() for _ in range(4))
+    worker_settings = kafka.with_overrides(web_port=worker_port)
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES), str(REPO / "tests" / "prometheus" / "e2e_rules.yml")],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
+        "scrape_configs": [{"job_name": "weir", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}],
+    }))
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
+        "route": {"receiver": "sink", "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "sink", "webhook_configs": [{"url": f"http://127.0.0.1:{sink_port}/alertmanager"}]}],
+    }))
+    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("prometheus", "alertmanager", "sink")}
+    processes = [
+        start_worker(worker_settings, tmp_path / "worker.log", "validate"),
+        subprocess.Popen([tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+                          f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                          f"--web.listen-address=127.0.0.1:{prometheus_port}"],
+                         stdout=logs["prometheus"], stderr=subprocess.STDOUT),
+        subprocess.Popen([tool("prometheus-alertmanager"), f"--config.file={tmp_path / 'alertmanager.yml'}",
+                          f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{alertmanager_port}",
+                          "--cluster.listen-address="], stdout=logs["alertmanager"], stderr=subprocess.STDOUT),
+        subprocess.Popen([*_weir(), "alerts", "serve", "--port", str(sink_port), "--forward-url", receiver],
+                         env=settings_env(kafka), stdout=logs["sink"], stderr=subprocess.STDOUT),
+    ]
+    try:
+        poll_until(lambda: any(a["alert"].get("labels", {}).get("alertname") == "WeirWorkerScraped"
+                               for a in Receiver.received), timeout_s=120, interval_s=0.5,
+                   what="the rule's alert forwarded by the sink")
+    finally:
+        for p in processes:
+            stop_process(p)
+        for f in logs.values():
+            f.close()
+    fired = next(a for a in Receiver.received if a["alert"]["labels"]["alertname"] == "WeirWorkerScraped")
+    assert fired["origin"] == "alertmanager" and fired["alert"]["status"] == "firing"
+    assert fired["alert"]["labels"]["severity"] == "info"
+
+
+def _weir() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "weir"]
+
+
+def test_an_alert_on_the_topic_is_forwarded_too(kafka: Settings, tmp_path: Path, receiver: str) -> None:
+    from weir.kafka import make_producer
+    from weir.serde import open_catalog
+
+    sink_port = free_port()
+    with open(tmp_path / "sink.log", "wb") as log:
+        sink = subprocess.Popen([*_weir(), "alerts", "serve", "--port", str(sink_port), "--forward-url", receiver],
+                                env=settings_env(kafka), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            serde = open_catalog(kafka).serde("alert", kafka.topic("alerts"))
+            producer = make_producer(kafka)
+            producer.produce(kafka.topic("alerts"), key=b"data_drift:age", value=serde.encode({
+                "alert_id": "a1", "kind": "data_drift", "severity": "warning", "subject": "age", "status": "FIRING",
+                "statistic": 0.4, "threshold": 0.1, "evidence": {"psi": "0.4"}, "runbook": "look", "detected_at": 1}))
+            producer.flush(10)
+            poll_until(lambda: any(a["origin"] == "alerts-topic" for a in Receiver.received), timeout_s=60,
+                       interval_s=0.2, what="the topic's alert forwarded")
+        finally:
+            stop_process(sink)
+    forwarded = next(a for a in Receiver.received if a["origin"] == "alerts-topic")["alert"]
+    assert (forwarded["kind"], forwarded["subject"], forwarded["status"]) == ("data_drift", "age", "FIRING")
