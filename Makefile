@@ -7,21 +7,23 @@ EVENTS ?= 20000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test unit bench bench-serve bench-learn kafka-up kafka-down clean venv
+.PHONY: demo test unit bench bench-serve bench-learn bench-drift kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=... to another 3.11 interpreter)"; exit 1; }
+	@command -v $(PYTHON) >/dev/null || scripts/install-tools demo
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
+	scripts/install-tools demo
 	$(WEIR) demo --events $(EVENTS)
 
 test: $(STAMP)
+	scripts/install-tools test
 	$(VENV)/bin/ruff check weir streams producers consumers bench tests
 	$(VENV)/bin/pytest
 
@@ -30,6 +32,9 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.throughput
+
+bench-drift: $(STAMP)
+	$(VENV)/bin/python -m bench.drift
 
 bench-serve: $(STAMP)
 	$(VENV)/bin/python -m bench.serve

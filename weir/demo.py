@@ -121,6 +121,32 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
     return summary
 
 
+def drift_report(schedule: list[dict[str, Any]], alerts: list[Record]) -> dict[str, Any]:
+    """Each drift point of the schedule with the alerts that opened after it (and before the next point).
+
+    Alerts are placed by the event they were raised on (the churn event id ends in its index); an alert
+    raised before the first point has no drift to explain it and is listed apart.
+    """
+    points = [{**p, "alerts": []} for p in sorted(schedule, key=lambda p: p["at"])]
+    unexplained = []
+    for alert in alerts:
+        if alert["status"] != "FIRING":
+            continue
+        index = _event_index(alert["evidence"].get("event_id", ""))
+        brief = {"kind": alert["kind"], "subject": alert["subject"], "event": index}
+        owner = next((p for p in reversed(points) if index is not None and p["at"] <= index), None)
+        if owner is None:
+            unexplained.append(brief)
+        else:
+            owner["alerts"].append({**brief, "delay_events": index - owner["at"]})
+    return {"points": points, "alerts_before_any_drift": unexplained}
+
+
+def _event_index(event_id: str) -> int | None:
+    tail = event_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
 def _alert_brief(alert: Record) -> dict[str, Any]:
     return {k: alert[k] for k in ("kind", "subject", "status", "statistic", "evidence", "detected_at")}
 
@@ -234,7 +260,8 @@ class DemoRun:
         summary = summarize(t, self.produced, run_id=self.run_id, settings=self.settings, seconds=seconds,
                             drained=self.drained, interrupted=interrupted)
         summary.update(source=self.source.name, drift_schedule=self.source.schedule.to_dict(), quality=self.quality,
-                       versions=self._versions(t), learner_restarts=self.learner_restarts)
+                       versions=self._versions(t), learner_restarts=self.learner_restarts,
+                       drift=drift_report(self.source.schedule.to_dict(), t.alerts))
         return summary
 
     def _versions(self, t: Tally) -> dict[str, dict[str, Any]]:
