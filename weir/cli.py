@@ -228,11 +228,12 @@ def worker(ctx: click.Context, stages: tuple[str, ...], web_port: int | None, lo
 @click.option("--column", "columns", multiple=True, metavar="COLUMN=ATTRIBUTE",
               help="File replay: send only these columns, renamed (repeatable); default: every other column.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--metrics-port", type=int, help="Serve this producer's counters on /metrics at this port.")
 @click.pass_context
 def produce(ctx: click.Context, source: str, count: int | None, duration: float | None, rate: float | None,
             feedback_delay: str, label_loss: float, label_duplicates: float, drift: str, seed: int,
             entity_column: str, label_column: str, time_column: str | None, id_column: str | None,
-            delay_column: str | None, columns: tuple[str, ...], progress: bool) -> None:
+            delay_column: str | None, columns: tuple[str, ...], progress: bool, metrics_port: int | None) -> None:
     """Send events to events.raw and, after their delay, their labels to feedback.
 
     Keys are entity ids; records go through the idempotent producer. Delivery
@@ -244,6 +245,7 @@ def produce(ctx: click.Context, source: str, count: int | None, duration: float 
     from producers.labels import FeedbackPolicy
     from producers.replay import FileColumns, file_source
     from producers.sources import open_source
+    from weir.metrics import CountersCollector, serve_metrics
     from weir.serde import open_catalog
 
     settings = _settings(ctx)
@@ -256,6 +258,10 @@ def produce(ctx: click.Context, source: str, count: int | None, duration: float 
         total = count or 10_000
         stream = open_source(source, total, seed=seed, schedule=DriftSchedule.parse(drift, total))
     publisher = EventPublisher(settings, open_catalog(settings))
+    serve_metrics(metrics_port, CountersCollector("Records the producer sent, by topic and delivery outcome", lambda: {
+        ("weir_produced", (("topic", t), ("outcome", o))): n
+        for t, report in (("events.raw", publisher.summary.events), ("feedback", publisher.summary.feedback))
+        for o, n in (("delivered", report.delivered), ("failed", report.failed))}))
     summary = publish(publisher, stream, policy=policy, rate=rate, duration_s=duration,
                       stop=_stop_on_signals(), progress=progress, seed=seed)
     click.echo(
@@ -601,8 +607,10 @@ def alerts() -> None:
 @click.option("--port", type=int, default=9095, show_default=True, help="Port of the Alertmanager webhook.")
 @click.option("--forward-url", help="POST every alert there as JSON, with retries (env WEIR_ALERT_WEBHOOK_URL).")
 @click.option("--group", help="Consumer group on the alerts topic (default <app-id>-alerts-sink).")
+@click.option("--metrics-port", type=int, help="Serve the sink's counters on /metrics at this port.")
 @click.pass_context
-def alerts_serve(ctx: click.Context, port: int, forward_url: str | None, group: str | None) -> None:
+def alerts_serve(ctx: click.Context, port: int, forward_url: str | None, group: str | None,
+                 metrics_port: int | None) -> None:
     """Take alerts from the alerts topic and from Alertmanager's webhook; log and forward each one.
 
     Two independent paths reach on-call: Weir's own detectors (the topic) and
@@ -612,11 +620,15 @@ def alerts_serve(ctx: click.Context, port: int, forward_url: str | None, group: 
 
     from consumers.alerts import consume_alerts
     from consumers.webhook import Forwarder, alertmanager_server
+    from weir.metrics import CountersCollector, serve_metrics
     from weir.serde import open_catalog
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(ctx)
     forwarder = Forwarder(forward_url or settings.alert_webhook_url)
+    serve_metrics(metrics_port, CountersCollector("Alerts the sink forwarded, by outcome", lambda: {
+        ("weir_alerts_forwarded", (("outcome", "delivered"),)): forwarder.delivered,
+        ("weir_alerts_forwarded", (("outcome", "failed"),)): forwarder.failed}))
     stop = _stop_on_signals()
     topic = threading.Thread(target=consume_alerts, daemon=True, kwargs={
         "settings": settings, "catalog": open_catalog(settings), "group_id": group, "stop": stop,

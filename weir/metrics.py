@@ -7,9 +7,12 @@ several workers live in one process (DESIGN §4).
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REASON_HEADER = "weir.reason"
 
@@ -115,3 +118,31 @@ class ServeMetrics:
             for key, n in self._recent.items():
                 self._child(self.share, *key).set(n / seen)
             self._recent.clear()
+
+
+def serve_metrics(port: int | None, collector: Collector) -> None:
+    """Expose one collector on its own /metrics (for processes that are not faust workers); no port, no server."""
+    if not port:
+        return
+    registry = CollectorRegistry()
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    start_http_server(port, registry=registry)
+
+
+class CountersCollector(Collector):
+    """Counters read from a live object at scrape time: ``read`` returns {(name, labels): value}."""
+
+    def __init__(self, help_text: str, read: Callable[[], dict[tuple[str, tuple[tuple[str, str], ...]], float]]
+                 ) -> None:
+        self.help_text = help_text
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, CounterMetricFamily] = {}
+        for (name, labels), value in sorted(self.read().items()):
+            family = families.get(name)
+            if family is None:
+                family = families[name] = CounterMetricFamily(name, self.help_text, labels=[k for k, _ in labels])
+            family.add_metric([v for _, v in labels], value)
+        yield from families.values()
