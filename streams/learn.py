@@ -6,22 +6,21 @@ completed events in (label time, event id) order, so the models end in the
 same state whether the stage ran without a break or was killed and replayed.
 Metrics score each version's served-time prediction (``weir.evaluation``).
 
-The stage's whole state (models, metrics, join, sequencer, dedupe memory) is
-snapshotted atomically to local disk with the input offsets it reflects, every
-``snapshot_every_labels`` labels or ``snapshot_every_s`` seconds; on start the
-runner restores it and resumes reading exactly there. Each snapshot also puts
-every active version's model on the ``models`` topic, for serve workers in
-other processes to pick up.
+The stage's whole state lives in one SQLite file on local disk
+(``weir.state_store``): the join's pending parts and dedupe memory in tables,
+models, metrics and the sequencer in a snapshot row. A snapshot commits both,
+with the input offsets they reflect, every ``snapshot_every_labels`` labels or
+``snapshot_every_s`` seconds; on start the runner restores it and resumes
+reading exactly there. Each snapshot also puts every active version's model on
+the ``models`` topic, for serve workers in other processes to pick up.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -36,6 +35,7 @@ from weir.registry import ModelRegistry, metrics_record, record_key, snapshot_re
 from weir.sequencer import Sequencer
 from weir.serde import Record, SchemaCatalog
 from weir.settings import Settings
+from weir.state_store import StateStore
 from weir.topics import EVENTS_DLQ, FEATURES, FEEDBACK, FEEDBACK_LATE, MODELS, PREDICTIONS, topic_serde
 
 STAGE = "learn"
@@ -57,24 +57,34 @@ class Learner:
         self.labels_learned = 0
 
     def on_features(self, vector: Record) -> None:
-        self.join.add_features(vector)
+        self._joined(self.join.add_features(vector))
 
     def on_prediction(self, prediction: Record) -> None:
-        self.join.add_prediction(prediction)
+        self._joined(self.join.add_prediction(prediction))
 
     def on_feedback(self, feedback: Record, *, partition: Any = 0, source: Any = None, wall_ms: int = 0) -> None:
         """A label: held in sequence from now on, learned once its event has joined and its turn has come."""
         self.sequencer.observe(partition, feedback["label_time"], wall_ms)
         event = self.join.add_feedback(feedback, source)
         if event is not None:
-            self.sequencer.hold(event, event.label_time_ms, event.event_id)
+            self.sequencer.hold(event.label_time_ms, event.event_id)
+            self._joined(event if event.complete else None)
+
+    def _joined(self, event: PendingEvent | None) -> None:
+        if event is not None:
+            self.sequencer.joined(event.event_id, event)
 
     def advance(self, wall_ms: int) -> list[Stray]:
         """Expire what left the window, learn what the sequencer releases; the strays to route on."""
-        self.join.expire()
+        for event in self.join.expire():
+            self._joined(event)
+        strays = self.join.take_strays()
+        for stray in strays:
+            if stray.kind == "unmatched":  # a held label whose event never came
+                self.sequencer.drop(stray.event_id)
         for event in self.sequencer.release(wall_ms):
             self._learn(event)
-        return self.join.take_strays()
+        return strays
 
     def finish(self) -> list[Stray]:
         """Learn everything still held (the end of a bounded replay)."""
@@ -115,7 +125,7 @@ class Learner:
         return {
             "models": {v.version: v.model for v in self.registry.versions.values() if v.version in self.learned},
             "metrics": self.metrics, "served": self.served, "learned": self.learned,
-            "labels_learned": self.labels_learned, "join": self.join, "sequencer": self.sequencer,
+            "labels_learned": self.labels_learned, "join": self.join.state(), "sequencer": self.sequencer,
         }
 
     def load_state(self, state: dict[str, Any], wall_ms: int) -> None:
@@ -125,7 +135,8 @@ class Learner:
             else:
                 log.error("snapshot has a model for %s, which the registry does not know; dropped", version)
         self.metrics, self.served, self.learned = state["metrics"], state["served"], state["learned"]
-        self.labels_learned, self.join, self.sequencer = state["labels_learned"], state["join"], state["sequencer"]
+        self.labels_learned, self.sequencer = state["labels_learned"], state["sequencer"]
+        self.join.load_state(state["join"])
         self.sequencer.resume(wall_ms)
 
 
@@ -160,8 +171,9 @@ class LearnStage:
     def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
                  metrics: CollectorRegistry | None = None) -> None:
         self.settings = settings
-        self.learner = Learner(registry, PendingJoin(window_ms=settings.join_window_ms, needs_features=True),
-                               Sequencer(settings.sequencer_idle_ms))
+        self.state_path = settings.state_dir / settings.app_id / f"{STAGE}.db"
+        self.store = StateStore(None)  # until ``restore`` opens the stage's own file
+        self.learner = Learner(registry, self._join(), Sequencer(settings.sequencer_idle_ms))
         vectors = topic_serde(catalog, settings, FEATURES)
         predictions = topic_serde(catalog, settings, PREDICTIONS)
         feedback = topic_serde(catalog, settings, FEEDBACK)
@@ -176,7 +188,6 @@ class LearnStage:
             predictions.topic: Route(predictions, lambda _r, v: self.learner.on_prediction(v) or []),
             feedback.topic: Route(feedback, self._feedback),
         }
-        self.snapshot_path = settings.state_dir / settings.app_id / f"{STAGE}.snapshot"
         self.prometheus = LearnMetrics(metrics or CollectorRegistry())
         self._snapshot_at = time.monotonic()
         self._learned_at_snapshot = 0
@@ -213,21 +224,31 @@ class LearnStage:
 
     # --- state -------------------------------------------------------------------------
 
+    def _join(self) -> PendingJoin:
+        return PendingJoin(window_ms=self.settings.join_window_ms, needs_features=True,
+                           hot_events=self.settings.join_hot_events, store=self.store)
+
     def restore(self) -> dict[tuple[str, int], int] | None:
-        """Load the last snapshot; the input offsets to resume from, or None when there is none."""
-        try:
-            with open(self.snapshot_path, "rb") as f:
-                snapshot = pickle.load(f)  # noqa: S301 - written by this stage, on this machine
-        except FileNotFoundError:
+        """Open the stage's state file and load its last snapshot; the input offsets to resume from, or None
+        when there is none."""
+        self.store.close()
+        self.store = StateStore(self.state_path, cache_mb=self.settings.state_cache_mb)
+        self.learner.join = self._join()
+        snapshot = self.store.load()
+        if snapshot is None:
             return None
         if snapshot.get("format") != SNAPSHOT_FORMAT:
-            raise RuntimeError(f"{self.snapshot_path} has snapshot format {snapshot.get('format')}, "
+            raise RuntimeError(f"{self.state_path} has snapshot format {snapshot.get('format')}, "
                                f"this version reads {SNAPSHOT_FORMAT}")
         self.learner.load_state(snapshot["learner"], now_ms())
         self._learned_at_snapshot = self.learner.labels_learned
-        log.info("restored %s: %d labels learned, resuming at %s", self.snapshot_path,
-                 self.learner.labels_learned, snapshot["offsets"])
+        log.info("restored %s: %d labels learned, %d event parts pending, resuming at %s", self.state_path,
+                 self.learner.labels_learned, len(self.learner.join), snapshot["offsets"])
         return dict(snapshot["offsets"])
+
+    def close(self) -> None:
+        """Release the state file; what the last snapshot did not commit is rolled back with its offsets."""
+        self.store.close()
 
     def snapshot_due(self, final: bool = False) -> bool:
         learned = self.learner.labels_learned - self._learned_at_snapshot
@@ -240,16 +261,8 @@ class LearnStage:
                                      {p for t, p in caught_up if t == feedback}, now_ms())
 
     def snapshot(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
-        """Write the state with the offsets it reflects (atomically); the serving copies to publish."""
-        self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.snapshot_path.with_suffix(".tmp")
-        with open(temporary, "wb") as f:
-            pickle.dump({"format": SNAPSHOT_FORMAT, "offsets": dict(offsets), "learner": self.learner.state()}, f,
-                        protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.snapshot_path)
-        _fsync_dir(self.snapshot_path.parent)
+        """Commit the state with the offsets it reflects (atomically); the serving copies to publish."""
+        self.store.commit({"format": SNAPSHOT_FORMAT, "offsets": dict(offsets), "learner": self.learner.state()})
         self._snapshot_at, self._learned_at_snapshot = time.monotonic(), self.learner.labels_learned
         return self._serving_copies()
 
@@ -265,10 +278,3 @@ class LearnStage:
             out.append(OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(r)))
         return out
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -284,7 +284,8 @@ class MonitorStage:
     name = "monitor"
 
     def __init__(self, settings: Settings, catalog: SchemaCatalog, metrics: CollectorRegistry | None = None) -> None:
-        self.monitor = DriftMonitor(settings, PendingJoin(window_ms=settings.join_window_ms, needs_features=False))
+        self.monitor = DriftMonitor(settings, PendingJoin(
+            window_ms=settings.join_window_ms, needs_features=False, hot_events=settings.join_hot_events))
         self.prometheus = MonitorMetrics(metrics or CollectorRegistry())
         vectors = topic_serde(catalog, settings, FEATURES)
         predictions = topic_serde(catalog, settings, PREDICTIONS)

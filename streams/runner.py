@@ -237,8 +237,10 @@ class BatchLoop(mode.Service):
         if self.task is not None:
             await self.task  # the loop sees should_stop after its current batch (at most one batch window)
         await self.tick()  # a last metrics snapshot that includes the last batch
-        if self.stateful is not None and self.stateful.snapshot_due(final=True):
-            await self.output.deliver(self.stateful.snapshot(dict(self.positions)), self.stage.name)
+        if self.stateful is not None:
+            if self.stateful.snapshot_due(final=True):
+                await self.output.deliver(self.stateful.snapshot(dict(self.positions)), self.stage.name)
+            self.stateful.close()
         if self.consumer is not None:
             await asyncio.get_running_loop().run_in_executor(self.executor, self.consumer.close)  # commits
         self.executor.shutdown(wait=True)

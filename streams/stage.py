@@ -80,6 +80,10 @@ class StatefulStage(Stage, Protocol):
         """The input partitions it reads, and which of them the consumer has read to their end."""
         ...
 
+    def close(self) -> None:
+        """Release the state (after the last snapshot); what no snapshot holds is given up."""
+        ...
+
 
 def dead_letter(dlq_topic: str, record: InRecord, rejection: Rejection) -> OutRecord:
     """The DLQ copy of ``record``: same key, bytes and headers, plus headers saying why and from where."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -23,6 +25,15 @@ def feedback(i: int, t: int = 2000, label: bool = True) -> dict:
     return {"event_id": f"e{i}", "entity_id": "c", "label": label, "label_time": t}
 
 
+JoinFactory = Callable[..., PendingJoin]
+
+
+@pytest.fixture(params=[10_000, 1], ids=["in-memory", "spilled"])
+def new_join(request: pytest.FixtureRequest) -> JoinFactory:
+    """A join whose waiting events stay in memory, or one that spills all but the newest to its state file."""
+    return partial(PendingJoin, hot_events=request.param)
+
+
 PARTS = {
     "features": lambda j: j.add_features(features(1)),
     "shadow": lambda j: j.add_prediction(prediction(1, "v2", served=False)),
@@ -32,8 +43,9 @@ PARTS = {
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(["features", "served", "feedback"])))
-def test_completes_once_whatever_the_arrival_order(order: tuple[str, ...]) -> None:
-    join = PendingJoin(window_ms=60_000, needs_features=True)
+def test_completes_once_whatever_the_arrival_order(order: tuple[str, ...],
+                                                  new_join: JoinFactory) -> None:
+    join = new_join(window_ms=60_000, needs_features=True)
     flags, done = [], None
     for part in order:
         done = PARTS[part](join)
@@ -43,16 +55,16 @@ def test_completes_once_whatever_the_arrival_order(order: tuple[str, ...]) -> No
     assert join.counters.joined == 1 and len(join) == 0
 
 
-def test_shadow_predictions_that_arrive_first_are_kept_with_the_event() -> None:
-    join = PendingJoin(window_ms=60_000, needs_features=False)
+def test_shadow_predictions_that_arrive_first_are_kept_with_the_event(new_join: JoinFactory) -> None:
+    join = new_join(window_ms=60_000, needs_features=False)
     PARTS["shadow"](join)
     PARTS["feedback"](join)
     done = PARTS["served"](join)
     assert done is not None and set(done.predictions) == {"v1", "v2"}
 
 
-def test_duplicate_feedback_is_counted_not_joined_before_and_after_completion() -> None:
-    join = PendingJoin(window_ms=60_000, needs_features=False)
+def test_duplicate_feedback_is_counted_not_joined_before_and_after_completion(new_join: JoinFactory) -> None:
+    join = new_join(window_ms=60_000, needs_features=False)
     assert not join.add_feedback(feedback(1)).complete  # taken, waiting for its prediction
     assert join.add_feedback(feedback(1)) is None  # twice before the prediction
     assert join.add_prediction(prediction(1)) is not None
@@ -61,16 +73,16 @@ def test_duplicate_feedback_is_counted_not_joined_before_and_after_completion() 
     assert (c.received, c.joined, c.duplicate) == (3, 1, 2)
 
 
-def test_replayed_parts_of_a_completed_event_are_ignored() -> None:
-    join = PendingJoin(window_ms=60_000, needs_features=False)
+def test_replayed_parts_of_a_completed_event_are_ignored(new_join: JoinFactory) -> None:
+    join = new_join(window_ms=60_000, needs_features=False)
     join.add_prediction(prediction(1))
     assert join.add_feedback(feedback(1)) is not None
     assert join.add_prediction(prediction(1)) is None
     assert len(join) == 0
 
 
-def test_expiry_sorts_labels_into_unmatched_and_late_in_stream_time() -> None:
-    join = PendingJoin(window_ms=1000, needs_features=False)
+def test_expiry_sorts_labels_into_unmatched_and_late_in_stream_time(new_join: JoinFactory) -> None:
+    join = new_join(window_ms=1000, needs_features=False)
     join.add_feedback(feedback(1, t=1000), source="fb-1")  # no prediction will ever come
     join.add_prediction(prediction(2, t=1000))  # its label will come too late
     assert join.expire() == [] and len(join) == 2  # stream time has not moved past the window
@@ -84,8 +96,8 @@ def test_expiry_sorts_labels_into_unmatched_and_late_in_stream_time() -> None:
     assert c.received == c.joined + c.duplicate + c.late + c.unmatched + join.labels_pending
 
 
-def test_a_label_whose_event_was_never_served_is_still_learned_at_expiry() -> None:
-    join = PendingJoin(window_ms=1000, needs_features=True)
+def test_a_label_whose_event_was_never_served_is_still_learned_at_expiry(new_join: JoinFactory) -> None:
+    join = new_join(window_ms=1000, needs_features=True)
     join.add_features(features(1, t=1000))
     assert not join.add_feedback(feedback(1, t=1500)).complete  # waits for a served prediction that never comes
     join.add_features(features(2, t=9000))

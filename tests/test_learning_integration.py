@@ -7,7 +7,6 @@ predictions, feedback), so the learner is the only process under test.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import signal
 import threading
@@ -23,6 +22,7 @@ from weir.models import build_model
 from weir.processes import start_worker, stop_process
 from weir.serde import SchemaCatalog
 from weir.settings import Settings
+from weir.state_store import StateStore
 
 
 class Inputs:
@@ -122,8 +122,9 @@ def test_kill_9_ten_times_while_100000_labels_stream(kafka: Settings, catalog: S
     assert counters["labels_learned"] == counters["learned"] == len(inputs.label_sent) == n
     assert counters["feedback_duplicate"] == counters["feedback_late"] == counters["feedback_unmatched"] == 0
 
-    with open(learner.state_dir / learner.app_id / "learn.snapshot", "rb") as f:
-        learned = pickle.load(f)["learner"]["models"]["v1"]
+    store = StateStore(learner.state_dir / learner.app_id / "learn.db")
+    learned = store.load()["learner"]["models"]["v1"]
+    store.close()
     reference = build_model("logistic_regression", {})
     by_id = {v["event_id"]: v for v in inputs.vectors}
     for event_id, _ in sorted(inputs.label_sent.items(), key=lambda item: (item[1], item[0])):

@@ -14,15 +14,19 @@ from weir.sequencer import Sequencer
 class Event:
     event_id: str
     label_time_ms: int
-    complete: bool = True
-    gone: bool = False
+
+
+def hold_joined(s: Sequencer, e: Event) -> None:
+    """A label whose event had joined when it was taken."""
+    s.hold(e.label_time_ms, e.event_id)
+    s.joined(e.event_id, e)
 
 
 def test_nothing_passes_a_partition_that_has_not_caught_up() -> None:
     s = Sequencer(idle_ms=1_000)
     s.track({0, 1}, caught_up=set(), wall_ms=0)
     s.observe(0, 500, wall_ms=0)
-    s.hold(Event("a", 100), 100, "a")
+    hold_joined(s, Event("a", 100))
     assert s.release(wall_ms=10) == []  # partition 1 may still hold an earlier label
     s.observe(1, 300, wall_ms=20)
     assert [e.event_id for e in s.release(wall_ms=20)] == ["a"]
@@ -32,7 +36,7 @@ def test_a_silent_partition_read_to_its_end_stops_holding_the_tail() -> None:
     s = Sequencer(idle_ms=1_000)
     s.track({0, 1}, caught_up=set(), wall_ms=0)
     s.observe(0, 500, wall_ms=0)
-    s.hold(Event("a", 100), 100, "a")
+    hold_joined(s, Event("a", 100))
     assert s.release(wall_ms=5_000) == []  # partition 1 sent nothing, but it is not read to its end either
     s.track({0, 1}, caught_up={1}, wall_ms=5_000)
     assert [e.event_id for e in s.release(wall_ms=5_000)] == ["a"]  # read out and silent for over a second
@@ -41,13 +45,15 @@ def test_a_silent_partition_read_to_its_end_stops_holding_the_tail() -> None:
 def test_an_unjoined_head_holds_back_the_rest_until_it_joins_or_goes() -> None:
     s = Sequencer()
     s.observe(0, 1_000, wall_ms=0)
-    first, second, third = Event("a", 1, complete=False), Event("b", 2), Event("c", 3, complete=False)
-    for e in (third, second, first):
-        s.hold(e, e.label_time_ms, e.event_id)
+    first, second, third = Event("a", 1), Event("b", 2), Event("c", 3)
+    s.hold(third.label_time_ms, third.event_id)
+    hold_joined(s, second)
+    s.hold(first.label_time_ms, first.event_id)
     assert s.release(0) == []
-    first.complete = True
+    s.joined("a", first)
     assert [e.event_id for e in s.release(0)] == ["a", "b"]
-    third.gone = True
+    assert len(s) == 1
+    s.drop("c")
     assert s.release(0) == [] and len(s) == 0
 
 
@@ -61,8 +67,7 @@ def test_release_order_is_label_time_then_id_whatever_the_arrival_order(labels: 
     released = []
     for n, (t, p) in enumerate(labels):
         s.observe(p, t, wall_ms=0)
-        e = Event(f"e{n:03d}", t)
-        s.hold(e, t, e.event_id)
+        hold_joined(s, Event(f"e{n:03d}", t))
         released += s.release(0)
     released += s.flush()
     keys = [(e.label_time_ms, e.event_id) for e in released]

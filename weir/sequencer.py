@@ -15,27 +15,24 @@ labelled event from the moment its label is read and releases them in
   prediction holds back the ones after it, until it joins or its window
   expires (then it is skipped). That is the price of one order.
 
-``flush`` releases what has joined (the end of a bounded replay).
+The sequencer holds only (label time, event id) for what waits, and the
+joined events themselves until their turn: memory follows the labels in
+flight, not the join window. ``flush`` releases what has joined (the end of a
+bounded replay).
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
 from typing import Any
-
-
-@dataclass(order=True)
-class _Held:
-    label_time_ms: int
-    event_id: str
-    event: Any = field(compare=False)
 
 
 class Sequencer:
     def __init__(self, idle_ms: int = 2_000) -> None:
         self.idle_ms = idle_ms
-        self._heap: list[_Held] = []
+        self._heap: list[tuple[int, str]] = []  # (label time, event id) of every label taken and not yet learned
+        self._joined: dict[str, Any] = {}  # event id -> the joined event, until its turn
+        self._gone: set[str] = set()  # held ids whose event will never join
         self._partition_time: dict[Any, int] = {}  # feedback partition -> largest label time seen
         self._partition_seen: dict[Any, int] = {}  # feedback partition -> wall time of its last label
         self.caught_up: set[Any] = set()  # partitions read to their end, as the consumer last knew
@@ -59,8 +56,17 @@ class Sequencer:
         self._partition_time[partition] = max(self._partition_time.get(partition, 0), label_time_ms)
         self._partition_seen[partition] = wall_ms
 
-    def hold(self, event: Any, label_time_ms: int, event_id: str) -> None:
-        heapq.heappush(self._heap, _Held(label_time_ms, event_id, event))
+    def hold(self, label_time_ms: int, event_id: str) -> None:
+        """A label was taken: its place in the order is fixed from now on."""
+        heapq.heappush(self._heap, (label_time_ms, event_id))
+
+    def joined(self, event_id: str, event: Any) -> None:
+        """The held label's event is complete: it goes out when its turn comes."""
+        self._joined[event_id] = event
+
+    def drop(self, event_id: str) -> None:
+        """The held label's event will never join (its window expired): skip it."""
+        self._gone.add(event_id)
 
     def watermark(self, wall_ms: int) -> float:
         """Every label up to this time has been read from every partition still sending."""
@@ -78,17 +84,19 @@ class Sequencer:
         has not joined yet."""
         mark = self.watermark(wall_ms)
         out = []
-        while self._heap and self._heap[0].label_time_ms <= mark:
-            head = self._heap[0].event
-            if head.gone:
-                heapq.heappop(self._heap)
-            elif head.complete:
-                out.append(heapq.heappop(self._heap).event)
+        while self._heap and self._heap[0][0] <= mark:
+            event_id = self._heap[0][1]
+            if event_id in self._gone:
+                self._gone.discard(event_id)
+            elif event_id in self._joined:
+                out.append(self._joined.pop(event_id))
             else:
                 break
+            heapq.heappop(self._heap)
         return out
 
     def flush(self) -> list[Any]:
-        out = [held.event for held in sorted(self._heap) if held.event.complete]
+        out = [self._joined.pop(event_id) for _, event_id in sorted(self._heap) if event_id in self._joined]
         self._heap.clear()
+        self._gone.clear()
         return out

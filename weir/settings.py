@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"
     )
     join_window_ms: int = Field(default=10 * 60 * 1000, description="how long parts of an event wait for its label")
+    join_hot_events: int = Field(
+        default=10_000, ge=1, description="events whose parts the join keeps in memory; older ones wait on disk"
+    )
     drift_reference_events: int = Field(default=2_000, ge=100, description="values per feature in a drift reference")
     drift_window: int = Field(default=1_000, ge=100, description="values per feature in the live drift window")
     drift_check_every: int = Field(default=250, ge=1, description="values between two drift checks")
@@ -77,6 +80,9 @@ class Settings(BaseSettings):
     snapshot_every_labels: int = Field(default=5_000, ge=1, description="learner snapshot after this many labels")
     snapshot_every_s: float = Field(
         default=10.0, gt=0, description="learner snapshot after this many seconds, if it learned anything"
+    )
+    state_cache_mb: int = Field(
+        default=64, ge=1, description="memory a stateful stage's state file (the join's pending parts) may cache"
     )
     max_snapshot_bytes: int = Field(
         default=900_000, description="largest model copy put on the models topic for serve workers"
@@ -91,7 +97,8 @@ class Settings(BaseSettings):
         description="cache for Kafka jars, the local broker's data and logs (outside the repository)",
     )
     state_dir: Path = Field(
-        default=Path.home() / ".cache" / "weir" / "state", description="where stateful stages keep snapshots"
+        default=Path.home() / ".cache" / "weir" / "state",
+        description="where stateful stages keep their state files (`<app_id>/learn.db`)",
     )
     schemas_dir: Path = Field(default=REPO_ROOT / "schemas", description="the Avro schemas of the topic contract")
     rules_file: Path | None = Field(
