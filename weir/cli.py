@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,21 @@ def _model_option(f: Any) -> Any:
     return click.option("--model", "model_name", help="Model name (env WEIR_MODEL_NAME, default 'default').")(f)
 
 
+def _instant_ms(value: str | None, default: int) -> int:
+    """Epoch milliseconds from epoch ms or an ISO 8601 time (UTC when it names no zone)."""
+    if value is None:
+        return default
+    if value.lstrip("-").isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is neither epoch milliseconds nor an ISO 8601 time") from e
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     """KEY=VALUE pairs, VALUE read as JSON when it parses (numbers, booleans), else as a string."""
     import json
@@ -480,11 +496,14 @@ def _route(ctx: click.Context, model_name: str | None, mode: str, **kwargs: Any)
 
 @cli.command("replay")
 @click.option("--source", default="churn", show_default=True,
-              help="churn, simple, sea, agrawal, hyperplane, or a .csv/.parquet file (see `weir produce --help`).")
+              help="churn, simple, sea, agrawal, hyperplane, a .csv/.parquet file (see `weir produce --help`), or "
+                   "`topics`: what the features and feedback topics hold between --since and --until.")
 @click.option("--events", "count", type=int, default=10_000, show_default=True, help="Events of a named source.")
 @click.option("--delay", type=int, default=0, show_default=True,
               help="When each label becomes known, after its event: in events for a named source, in ms for a "
-                   "file with --time-column.")
+                   "file with --time-column. Topics carry their real label times.")
+@click.option("--since", help="Topics: first event time replayed (ISO 8601, UTC if no zone, or epoch ms).")
+@click.option("--until", help="Topics: event time where the replay stops, exclusive (default: everything).")
 @click.option("--factory", default="logistic_regression", show_default=True, help="Model factory.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Factory parameter (repeatable).")
 @click.option("--drift", default="none", show_default=True, help="Drift schedule of a named source.")
@@ -493,30 +512,45 @@ def _route(ctx: click.Context, model_name: str | None, mode: str, **kwargs: Any)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--time-column", help="File replay: event-time column; default: row order.")
 @click.option("--compare-river", is_flag=True, help="Also run river.evaluate.progressive_val_score and compare.")
-def replay_command(source: str, count: int, delay: int, factory: str, params: tuple[str, ...], drift: str,
-                   seed: int, entity_column: str, label_column: str, time_column: str | None,
-                   compare_river: bool) -> None:
-    """Replay a dataset in event-time order through the serve and learn code, deterministically.
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.pass_context
+def replay_command(ctx: click.Context, source: str, count: int, delay: int, since: str | None, until: str | None,
+                   factory: str, params: tuple[str, ...], drift: str, seed: int, entity_column: str,
+                   label_column: str, time_column: str | None, compare_river: bool, progress: bool) -> None:
+    """Replay a dataset or a topic range in event-time order through the serve and learn code, deterministically.
 
-    No broker: each event is scored after every label due by its time was
-    learned, which is river's delayed progressive validation, so
-    --compare-river reproduces the metric exactly. The same replay gives the
-    same numbers every time.
+    Each event is scored after every label due by its time was learned. For a
+    dataset, with a fixed --delay, that is river's delayed progressive
+    validation, so --compare-river reproduces the metric exactly. For
+    `--source topics`, it replays the feature vectors the models saw and the
+    labels at their real times, in (event time, event id) order, whatever the
+    partitions. The same replay gives the same numbers every time.
     """
     from producers.replay import FileColumns, file_source
     from producers.sources import open_source
-    from weir.replay import replay
+    from weir.replay import read_topic_range, replay, replay_vectors
+    from weir.serde import open_catalog
 
-    if Path(source).suffix in (".csv", ".parquet", ".pq"):
-        stream = file_source(Path(source), FileColumns(entity_column, label_column, time_column),
-                             event_time=lambda i: i)
-    else:
-        stream = open_source(source, count, seed=seed, schedule=DriftSchedule.parse(drift, count),
-                             event_time=lambda i: i)
-    events = list(stream.events)
     parsed = _parse_params(params)
-    result = replay(events, factory=factory, params=parsed, delay=delay)
-    click.echo(f"replayed {result.events} events, learned {result.labels} labels (delay {delay})")
+    if source == "topics":
+        if compare_river or delay:
+            raise click.UsageError("--compare-river and --delay need a dataset; topics carry their real label times")
+        settings = _settings(ctx)
+        span = read_topic_range(settings, open_catalog(settings), since_ms=_instant_ms(since, 0),
+                                until_ms=_instant_ms(until, 2**63 - 1), progress=progress)
+        result = replay_vectors(span.vectors, span.labels, factory=factory, params=parsed)
+        click.echo(f"replayed {result.events} events, learned {result.labels} labels at their recorded times; "
+                   + ", ".join(f"{k} {v}" for k, v in sorted(span.counts.items())))
+    else:
+        if Path(source).suffix in (".csv", ".parquet", ".pq"):
+            stream = file_source(Path(source), FileColumns(entity_column, label_column, time_column),
+                                 event_time=lambda i: i)
+        else:
+            stream = open_source(source, count, seed=seed, schedule=DriftSchedule.parse(drift, count),
+                                 event_time=lambda i: i)
+        events = list(stream.events)
+        result = replay(events, factory=factory, params=parsed, delay=delay)
+        click.echo(f"replayed {result.events} events, learned {result.labels} labels (delay {delay})")
     for name, value in sorted(result.metrics.items()):
         click.echo(f"  {name:18} {value:.10f}")
     if compare_river:
