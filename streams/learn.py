@@ -31,7 +31,7 @@ from weir.clock import now_ms
 from weir.dlq import Rejection
 from weir.evaluation import VersionMetrics
 from weir.join import PendingEvent, PendingJoin, Stray
-from weir.registry import ModelRegistry, metrics_record, record_key, snapshot_record
+from weir.registry import ModelRegistry, ModelVersion, metrics_record, record_key, snapshot_record
 from weir.sequencer import Sequencer
 from weir.serde import Record, SchemaCatalog
 from weir.settings import Settings
@@ -99,10 +99,18 @@ class Learner:
             self.served.update(y, event.predictions[event.served_version])
         for version, prediction in event.predictions.items():
             self.metrics.setdefault(version, VersionMetrics()).update(y, prediction)
-        for version in self.registry.active():
+        for version in self._learners_of(event):
             version.model.learn_one(x, y)
             self.learned[version.version] += 1
         self.labels_learned += 1
+
+    def _learners_of(self, event: PendingEvent) -> list[ModelVersion]:
+        """The versions that scored the event: a fact of the data, not of when the label was processed, so a
+        restore and replay teaches exactly the versions an uninterrupted run taught, across routing changes.
+        An event the serve stage dead-lettered has no predictions: the versions active now learn it."""
+        if not event.predictions:
+            return self.registry.active()
+        return [self.registry.versions[v] for v in sorted(event.predictions) if v in self.registry.versions]
 
     def metrics_records(self) -> list[Record]:
         """One METRICS record per version that learned, with the stage's label accounting."""

@@ -5,17 +5,21 @@ from __future__ import annotations
 import math
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from producers.synthetic import synthetic_events
-from streams.features import FeaturesStage, compute_features
-from streams.learn import LearnStage
+from streams.features import FeaturesStage, compute_features, feature_vector
+from streams.learn import Learner, LearnStage
 from streams.monitor import MonitorStage
-from streams.serve import ServeStage
+from streams.serve import Scorer, ServeStage
 from streams.stage import InRecord
 from streams.validate import ValidateStage
 from weir.clock import now_ms
 from weir.dlq import read_headers
+from weir.join import PendingJoin
+from weir.metrics import ServeMetrics
 from weir.registry import ModelRegistry, routing_record, version_record
+from weir.sequencer import Sequencer
 from weir.serde import SchemaCatalog
 from weir.settings import Settings
 from weir.topics import EVENTS_RAW, FEEDBACK, topic_serde
@@ -127,3 +131,22 @@ def test_the_monitor_raises_concept_drift_after_the_label_function_flips(catalog
     assert len(concept) == 1  # one episode, one alert
     assert 1_500 < int(concept[0]["evidence"]["labels_seen"]) < 2_500 and concept[0]["subject"] == "m:v1"
     assert {a["kind"] for a in decoded} <= {"concept_drift", "performance_drop"}
+
+
+def test_a_label_teaches_the_versions_that_scored_its_event_not_those_active_when_it_arrives() -> None:
+    """Which versions learn is a fact of the data, so a replay after a crash teaches the same ones."""
+    registry = registry_with("v1", "v2")
+    registry.apply(routing_record("m", "basic", "v1"))  # v2 registered, not scoring yet
+    scorer = Scorer(registry, timeout_ms=float("inf"), metrics=ServeMetrics(CollectorRegistry()))
+    learner = Learner(registry, PendingJoin(window_ms=60_000, needs_features=True), Sequencer())
+    for i, routing in enumerate([routing_record("m", "basic", "v1"), routing_record("m", "shadow", "v1", ["v2"])]):
+        registry.apply(routing)
+        vector = feature_vector({"event_id": f"e{i}", "entity_id": "c1", "event_time": 1_000 + i,
+                                 "attributes": {"x": float(i)}})
+        learner.on_features(vector)
+        for prediction in scorer.score(vector):
+            learner.on_prediction(prediction)
+    for i in range(2):  # both labels arrive while v1 and v2 are active
+        learner.on_feedback({"event_id": f"e{i}", "label": True, "label_time": 5_000 + i})
+    learner.finish()
+    assert learner.labels_learned == 2 and dict(learner.learned) == {"v1": 2, "v2": 1}
