@@ -9,6 +9,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from weir.errors import WeirError
+from weir.kafka import poll_until
 from weir.serde import AvroSerde, SchemaCatalog
 from weir.settings import Settings
 
@@ -84,19 +85,37 @@ def create_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRA
                      replication_factor=settings.replication_factor, config=config)
         )
     if wanted:
-        for physical, future in admin.create_topics(wanted, request_timeout=30).items():
+        raced = []
+        for physical, future in admin.create_topics(wanted, request_timeout=30, operation_timeout=30).items():
             try:
                 future.result()
                 outcomes.append(TopicOutcome(physical, "created"))
             except KafkaException as exc:
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise WeirError(f"could not create topic {physical}: {exc.args[0].str()}") from exc
-                # Created meanwhile, or so new that the first metadata missed it: compare it all the same.
-                spec = next(t for t in topics if settings.topic(t.name) == physical)
-                fresh = admin.list_topics(physical, timeout=15).topics[physical]
-                outcomes.append(_compare(admin, physical, len(fresh.partitions), spec, settings))
+                raced.append(physical)  # created meanwhile, or so new that the first metadata missed it
+        _await_visible(admin, [t.topic for t in wanted])
+        for physical in raced:
+            spec = next(t for t in topics if settings.topic(t.name) == physical)
+            fresh = admin.list_topics(physical, timeout=15).topics[physical]
+            outcomes.append(_compare(admin, physical, len(fresh.partitions), spec, settings))
     order = {settings.topic(t.name): i for i, t in enumerate(topics)}
     return sorted(outcomes, key=lambda o: order[o.topic])
+
+
+def _await_visible(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Return once the broker's metadata shows every topic in ``names`` with a leader for each partition.
+
+    A created topic reaches the metadata a moment after CreateTopics answers;
+    a client that asks in that moment hears "unknown topic". Whoever calls
+    ``create_topics`` can use the topics as soon as it returns.
+    """
+    def visible() -> bool:
+        listed = admin.list_topics(timeout=15).topics
+        return all(n in listed and listed[n].error is None and listed[n].partitions
+                   and all(p.leader >= 0 for p in listed[n].partitions.values()) for n in names)
+
+    poll_until(visible, timeout_s=timeout_s, interval_s=0.1, what=f"{len(names)} new topics in the metadata")
 
 
 def _compare(admin: AdminClient, physical: str, partitions: int, topic: ContractTopic,
