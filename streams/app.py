@@ -70,7 +70,8 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
         "features": lambda: FeaturesStage(settings, catalog),
         "serve": lambda: ServeStage(settings, catalog, registry, metrics),
         "learn": lambda: LearnStage(settings, catalog, registry, metrics),
-        "monitor": lambda: MonitorStage(settings, catalog, metrics),
+        "monitor": lambda: MonitorStage(settings, catalog, metrics,
+                                        kept_reference=settings.state_dir / settings.app_id / "monitor.reference.json"),
     }
     return Pipeline([makers[n]() for n in ALL_STAGES if n in names], registry, follow_from)
 

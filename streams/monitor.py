@@ -16,9 +16,11 @@ itself, so it depends on no other stage's process.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -28,9 +30,12 @@ from streams.stage import InRecord, OutRecord, Route, dispatch
 from weir.clock import now_ms
 from weir.drift import Comparison, Episodes, FeatureDistribution, Transition
 from weir.join import PendingEvent, PendingJoin
+from weir.profile import FIRST_EVENTS, FeatureProfiles, save_profile, starting_reference
 from weir.serde import Record, SchemaCatalog
 from weir.settings import Settings
 from weir.topics import ALERTS, EVENTS_DLQ, FEATURES, FEEDBACK, PREDICTIONS, topic_serde
+
+log = logging.getLogger("weir.monitor")
 
 RUNBOOKS = {
     "data_drift": "Inputs moved. Check the named features upstream (a source, a deploy, a season?), the data-quality "
@@ -71,23 +76,40 @@ class Performance:
 
 
 class DistributionWatch:
-    """A set of features, their distributions, and the episodes over their comparisons."""
+    """A set of features, their distributions, and the episodes over their comparisons.
 
-    def __init__(self, settings: Settings) -> None:
+    ``reference`` gives features a stored reference from the start;
+    ``on_reference`` hears the whole reference whenever part of it is set
+    (a feature's first values, a re-baseline), to keep it.
+    """
+
+    def __init__(self, settings: Settings, reference: FeatureProfiles | None = None,
+                 on_reference: Callable[[FeatureProfiles], None] | None = None) -> None:
         self.settings = settings
+        self.reference = reference or {}
+        self.on_reference = on_reference
         self.features: dict[str, FeatureDistribution] = {}
         self.episodes = Episodes(alpha=settings.drift_alpha, min_psi=settings.drift_min_psi)
         self.seen = 0
 
     def add(self, values: dict[str, Any]) -> list[Transition]:
         for name in values.keys() - self.features.keys():
-            self.features[name] = FeatureDistribution(name, reference_size=self.settings.drift_reference_events,
-                                                      window=self.settings.drift_window)
+            distribution = FeatureDistribution(name, reference_size=self.settings.drift_reference_events,
+                                               window=self.settings.drift_window)
+            if name in self.reference:
+                distribution.load_profile(self.reference[name])
+            self.features[name] = distribution
+        changed = False
         for name, distribution in self.features.items():
-            distribution.add(values.get(name))
+            changed = distribution.add(values.get(name)) or changed
         self.seen += 1
-        if self.seen % self.settings.drift_check_every:
-            return []
+        transitions = self._check() if self.seen % self.settings.drift_check_every == 0 else []
+        changed = changed or any(t.rebaselined for t in transitions)
+        if changed and self.on_reference is not None:
+            self.on_reference(self.profile())
+        return transitions
+
+    def _check(self) -> list[Transition]:
         comparisons = [d.compare() for d in self.features.values() if d.ready]
         if not comparisons:
             return []
@@ -95,6 +117,10 @@ class DistributionWatch:
         for name in rebase:
             self.features[name].rebaseline()
         return transitions
+
+    def profile(self) -> FeatureProfiles:
+        """The reference of every feature that has one."""
+        return {name: p for name, d in sorted(self.features.items()) if (p := d.profile()) is not None}
 
     def comparisons(self) -> dict[str, Comparison]:
         return {name: e.last for name, e in self.episodes.episodes.items() if e.last is not None}
@@ -111,11 +137,13 @@ def variables(features: dict[str, float]) -> dict[str, Any]:
 
 class DriftMonitor:
     def __init__(self, settings: Settings, join: PendingJoin,
-                 make_detector: Callable[[], base.DriftDetector] = lambda: drift.ADWIN(delta=CONCEPT_DELTA)) -> None:
+                 make_detector: Callable[[], base.DriftDetector] = lambda: drift.ADWIN(delta=CONCEPT_DELTA),
+                 data_reference: FeatureProfiles | None = None,
+                 on_data_reference: Callable[[FeatureProfiles], None] | None = None) -> None:
         self.settings = settings
         self.join = join
         self.make_detector = make_detector
-        self.data = DistributionWatch(settings)
+        self.data = DistributionWatch(settings, data_reference, on_data_reference)
         self.scores: dict[str, DistributionWatch] = {}
         self.scores_seen: dict[str, int] = {}
         self.concept: dict[str, ConceptEpisode] = {}
@@ -283,9 +311,21 @@ class MonitorStage:
 
     name = "monitor"
 
-    def __init__(self, settings: Settings, catalog: SchemaCatalog, metrics: CollectorRegistry | None = None) -> None:
-        self.monitor = DriftMonitor(settings, PendingJoin(
-            window_ms=settings.join_window_ms, needs_features=False, hot_events=settings.join_hot_events))
+    def __init__(self, settings: Settings, catalog: SchemaCatalog, metrics: CollectorRegistry | None = None,
+                 kept_reference: Path | None = None) -> None:
+        """``kept_reference``: where the data-drift reference is kept across restarts (none: not kept)."""
+        reference = starting_reference(settings.drift_profile, kept_reference)
+        origin = reference.origin if reference is not None else FIRST_EVENTS
+        if reference is not None:
+            log.info("data drift measured against %d features of %s", len(reference.features), origin)
+        self.monitor = DriftMonitor(
+            settings,
+            PendingJoin(window_ms=settings.join_window_ms, needs_features=False,
+                        hot_events=settings.join_hot_events),
+            data_reference=reference.features if reference is not None else None,
+            on_data_reference=None if kept_reference is None else (
+                lambda features: save_profile(kept_reference, features, origin=origin, source="monitor")),
+        )
         self.prometheus = MonitorMetrics(metrics or CollectorRegistry())
         vectors = topic_serde(catalog, settings, FEATURES)
         predictions = topic_serde(catalog, settings, PREDICTIONS)

@@ -494,29 +494,56 @@ def _route(ctx: click.Context, model_name: str | None, mode: str, **kwargs: Any)
     click.echo(f"routing of {record['model_name']}: {view.routing.describe() if view.routing else mode}")
 
 
+_DATASET_OPTIONS = [
+    click.option("--source", default="churn", show_default=True,
+                 help="churn, simple, sea, agrawal, hyperplane, a .csv/.parquet file (see `weir produce --help`), "
+                      "or `topics`: what the features (and feedback) topics hold between --since and --until."),
+    click.option("--events", "count", type=int, default=10_000, show_default=True, help="Events of a named source."),
+    click.option("--since", help="Topics: first event time taken (ISO 8601, UTC if no zone, or epoch ms)."),
+    click.option("--until", help="Topics: event time where taking stops, exclusive (default: everything)."),
+    click.option("--drift", default="none", show_default=True, help="Drift schedule of a named source."),
+    click.option("--seed", default=42, show_default=True),
+    click.option("--entity-column", default="entity_id", show_default=True),
+    click.option("--label-column", default="label", show_default=True),
+    click.option("--time-column", help="File: event-time column; default: row order."),
+    click.option("--progress/--no-progress", default=True, show_default=True),
+]
+
+
+def _dataset_options(f: Any) -> Any:
+    """The options that name a dataset or a topic range (replay and profile read the same sources)."""
+    for option in reversed(_DATASET_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _dataset(source: str, count: int, drift: str, seed: int, entity_column: str, label_column: str,
+             time_column: str | None) -> list[Any]:
+    """The events of a named source or a file, with event times 0, 1, 2... unless the file has a time column."""
+    from producers.replay import FileColumns, file_source
+    from producers.sources import open_source
+
+    if Path(source).suffix in (".csv", ".parquet", ".pq"):
+        stream = file_source(Path(source), FileColumns(entity_column, label_column, time_column),
+                             event_time=lambda i: i)
+    else:
+        stream = open_source(source, count, seed=seed, schedule=DriftSchedule.parse(drift, count),
+                             event_time=lambda i: i)
+    return list(stream.events)
+
+
 @cli.command("replay")
-@click.option("--source", default="churn", show_default=True,
-              help="churn, simple, sea, agrawal, hyperplane, a .csv/.parquet file (see `weir produce --help`), or "
-                   "`topics`: what the features and feedback topics hold between --since and --until.")
-@click.option("--events", "count", type=int, default=10_000, show_default=True, help="Events of a named source.")
+@_dataset_options
 @click.option("--delay", type=int, default=0, show_default=True,
               help="When each label becomes known, after its event: in events for a named source, in ms for a "
                    "file with --time-column. Topics carry their real label times.")
-@click.option("--since", help="Topics: first event time replayed (ISO 8601, UTC if no zone, or epoch ms).")
-@click.option("--until", help="Topics: event time where the replay stops, exclusive (default: everything).")
 @click.option("--factory", default="logistic_regression", show_default=True, help="Model factory.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Factory parameter (repeatable).")
-@click.option("--drift", default="none", show_default=True, help="Drift schedule of a named source.")
-@click.option("--seed", default=42, show_default=True)
-@click.option("--entity-column", default="entity_id", show_default=True)
-@click.option("--label-column", default="label", show_default=True)
-@click.option("--time-column", help="File replay: event-time column; default: row order.")
 @click.option("--compare-river", is_flag=True, help="Also run river.evaluate.progressive_val_score and compare.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
-def replay_command(ctx: click.Context, source: str, count: int, delay: int, since: str | None, until: str | None,
-                   factory: str, params: tuple[str, ...], drift: str, seed: int, entity_column: str,
-                   label_column: str, time_column: str | None, compare_river: bool, progress: bool) -> None:
+def replay_command(ctx: click.Context, source: str, count: int, since: str | None, until: str | None, drift: str,
+                   seed: int, entity_column: str, label_column: str, time_column: str | None, progress: bool,
+                   delay: int, factory: str, params: tuple[str, ...], compare_river: bool) -> None:
     """Replay a dataset or a topic range in event-time order through the serve and learn code, deterministically.
 
     Each event is scored after every label due by its time was learned. For a
@@ -526,8 +553,6 @@ def replay_command(ctx: click.Context, source: str, count: int, delay: int, sinc
     labels at their real times, in (event time, event id) order, whatever the
     partitions. The same replay gives the same numbers every time.
     """
-    from producers.replay import FileColumns, file_source
-    from producers.sources import open_source
     from weir.replay import read_topic_range, replay, replay_vectors
     from weir.serde import open_catalog
 
@@ -542,13 +567,7 @@ def replay_command(ctx: click.Context, source: str, count: int, delay: int, sinc
         click.echo(f"replayed {result.events} events, learned {result.labels} labels at their recorded times; "
                    + ", ".join(f"{k} {v}" for k, v in sorted(span.counts.items())))
     else:
-        if Path(source).suffix in (".csv", ".parquet", ".pq"):
-            stream = file_source(Path(source), FileColumns(entity_column, label_column, time_column),
-                                 event_time=lambda i: i)
-        else:
-            stream = open_source(source, count, seed=seed, schedule=DriftSchedule.parse(drift, count),
-                                 event_time=lambda i: i)
-        events = list(stream.events)
+        events = _dataset(source, count, drift, seed, entity_column, label_column, time_column)
         result = replay(events, factory=factory, params=parsed, delay=delay)
         click.echo(f"replayed {result.events} events, learned {result.labels} labels (delay {delay})")
     for name, value in sorted(result.metrics.items()):
@@ -565,6 +584,52 @@ def replay_command(ctx: click.Context, source: str, count: int, delay: int, sinc
                                                          delay=delay or None).get()
             ours = result.metrics.get(name, float("nan"))
             click.echo(f"  river {name:12} {river_value:.10f}  difference {abs(river_value - ours):.2e}")
+
+
+@cli.group()
+def monitor() -> None:
+    """The monitor's stored drift references (profiles)."""
+
+
+@monitor.command("profile")
+@_dataset_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the profile (JSON); point WEIR_DRIFT_PROFILE at it.")
+@click.pass_context
+def monitor_profile(ctx: click.Context, source: str, count: int, since: str | None, until: str | None, drift: str,
+                    seed: int, entity_column: str, label_column: str, time_column: str | None, progress: bool,
+                    out: Path) -> None:
+    """Build a data-drift reference from a dataset or a range of the features topic.
+
+    Each feature's distribution over the whole input is binned the way the
+    monitor bins its live window (deciles for numbers, the categories seen for
+    strings, plus missing). With WEIR_DRIFT_PROFILE pointing at the file, the
+    monitor measures drift against it from the first event, for instance
+    against the data a model was trained on, instead of against its own first
+    WEIR_DRIFT_REFERENCE_EVENTS events.
+    """
+    from streams.features import compute_features
+    from streams.monitor import variables
+    from weir.profile import build_profile, fingerprint, save_profile
+    from weir.replay import read_topic_range
+    from weir.serde import open_catalog
+
+    if source == "topics":
+        settings = _settings(ctx)
+        span = read_topic_range(settings, open_catalog(settings), since_ms=_instant_ms(since, 0),
+                                until_ms=_instant_ms(until, 2**63 - 1), progress=progress, with_labels=False)
+        rows = [variables(v["features"]) for v in span.vectors]
+        described = f"{settings.topic('features')} from {since or 'the start'} until {until or 'the end'}"
+    else:
+        events = _dataset(source, count, drift, seed, entity_column, label_column, time_column)
+        rows = [variables(compute_features({"attributes": e.attributes})) for e in events]
+        described = source
+    if not rows:
+        raise click.ClickException(f"{described} holds no events: there is nothing to profile")
+    features = build_profile(rows)
+    save_profile(out, features, origin=f"built from {described}", source=described)
+    click.echo(f"profiled {len(features)} features over {len(rows)} events of {described}: {out} "
+               f"({fingerprint(out)[:19]})")
 
 
 @cli.group()

@@ -2,7 +2,8 @@
 
 Each feature keeps a reference distribution (the first ``reference_size``
 values it sees, then frozen into bins: deciles for numbers, categories for
-strings) and a sliding live window of bin indices, so memory is bounded by the
+strings; or a stored profile of that form, see ``weir.profile``) and a sliding
+live window of bin indices, so memory is bounded by the
 window, whatever the stream's length. Every ``check_every`` values the two are
 compared with the population stability index (PSI, the effect size) and a
 two-sample test: Kolmogorov-Smirnov on the binned CDFs for numbers, chi-square
@@ -70,7 +71,8 @@ class FeatureDistribution:
     def ready(self) -> bool:
         return bool(self.reference) and len(self.live) == self.window
 
-    def add(self, value: Any) -> None:
+    def add(self, value: Any) -> bool:
+        """Take one value; True when it completed the reference."""
         self.seen += 1
         if isinstance(value, str):
             self.numeric = False
@@ -79,7 +81,8 @@ class FeatureDistribution:
             if len(self._reference_values) >= self.reference_size:
                 self._freeze(self._reference_values)
                 self._reference_values = []
-            return
+                return True
+            return False
         index = self._bin(value)
         if len(self.live) == self.window:
             self.live_counts[self.live[0]] -= 1
@@ -92,6 +95,33 @@ class FeatureDistribution:
                 self.adwin.update(sum(self._block) / ADWIN_BLOCK)
                 self.adwin_fired = self.adwin_fired or self.adwin.drift_detected
                 self._block.clear()
+        return False
+
+    def freeze(self, values: Iterable[Any]) -> None:
+        """Make ``values`` the reference (a whole dataset's, for a stored profile)."""
+        values = list(values)
+        self.numeric = not any(isinstance(v, str) for v in values)
+        self._freeze(values)
+
+    def profile(self) -> dict[str, Any] | None:
+        """The reference as plain data (bins and their counts), or None until there is one."""
+        if not self.reference:
+            return None
+        return {"numeric": self.numeric, "edges": list(self.edges), "categories": list(self.categories),
+                "counts": list(self.reference)}
+
+    def load_profile(self, profile: dict[str, Any]) -> None:
+        """Take a stored reference instead of waiting for the first values."""
+        self.numeric, self.edges = bool(profile["numeric"]), [float(e) for e in profile["edges"]]
+        self.categories = [str(c) for c in profile["categories"]]
+        counts = [int(c) for c in profile["counts"]]
+        if len(counts) != self._size() or sum(counts) <= 0:
+            raise ValueError(f"the profile of {self.name} has {len(counts)} bin counts summing to {sum(counts)}; "
+                             f"its bins need {self._size()} with a positive sum")
+        self.reference, self._reference_values = counts, []
+        self.live_counts = [0] * self._size()
+        self.live.clear()
+        self.live_values.clear()
 
     def _freeze(self, values: Iterable[Any]) -> None:
         values = list(values)

@@ -107,8 +107,9 @@ class TopicRange:
 
 
 def read_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: int, until_ms: int,
-                     progress: bool = True, timeout_s: float = 600.0) -> TopicRange:
-    """The feature vectors with event time in [since, until) and their labels, read from the topics as they are.
+                     progress: bool = True, timeout_s: float = 600.0, with_labels: bool = True) -> TopicRange:
+    """The feature vectors with event time in [since, until) and (``with_labels``) their labels, read from the
+    topics as they are.
 
     Repeated vectors (a stage that crashed and re-sent) count once; of several
     labels for one event the earliest is the one the learner took. The order
@@ -125,7 +126,8 @@ def read_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: in
         else:
             vectors[vector["event_id"]] = vector
     labels: dict[str, tuple[int, Any]] = {}
-    for label in _read(settings, topic_serde(catalog, settings, FEEDBACK), "feedback", counts, progress, timeout_s):
+    feedback = topic_serde(catalog, settings, FEEDBACK)
+    for label in _read(settings, feedback, "feedback", counts, progress, timeout_s) if with_labels else []:
         event_id, taken = label["event_id"], labels.get(label["event_id"])
         if event_id not in vectors:
             counts["feedback_without_event"] += 1
