@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -119,9 +120,10 @@ def test_an_alert_on_the_topic_is_forwarded_too(kafka: Settings, tmp_path: Path,
     from weir.kafka import make_producer
     from weir.serde import open_catalog
 
-    sink_port = free_port()
+    sink_port, metrics_port = free_port(), free_port()
     with open(tmp_path / "sink.log", "wb") as log:
-        sink = subprocess.Popen([*_weir(), "alerts", "serve", "--port", str(sink_port), "--forward-url", receiver],
+        sink = subprocess.Popen([*_weir(), "alerts", "serve", "--port", str(sink_port), "--forward-url", receiver,
+                                 "--metrics-port", str(metrics_port)],
                                 env=settings_env(kafka), stdout=log, stderr=subprocess.STDOUT)
         try:
             serde = open_catalog(kafka).serde("alert", kafka.topic("alerts"))
@@ -132,6 +134,9 @@ def test_an_alert_on_the_topic_is_forwarded_too(kafka: Settings, tmp_path: Path,
             producer.flush(10)
             poll_until(lambda: any(a["origin"] == "alerts-topic" for a in Receiver.received), timeout_s=60,
                        interval_s=0.2, what="the topic's alert forwarded")
+            poll_until(lambda: 'weir_alerts_forwarded_total{outcome="delivered"} 1.0' in urllib.request.urlopen(
+                f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode(), timeout_s=10,
+                what="the forwarded alert counted on /metrics")  # what WeirAlertForwardingFailing reads
         finally:
             stop_process(sink)
     forwarded = next(a for a in Receiver.received if a["origin"] == "alerts-topic")["alert"]
