@@ -4,7 +4,9 @@
 
 For each seed:
 
-* false alarms: data-drift alerts on 100,000 stationary churn events;
+* false alarms: data-drift, prediction-drift and concept-drift alerts on
+  100,000 stationary churn events, served by a logistic regression that learns
+  every label from scratch (its scores move while it converges);
 * data drift: an abrupt shift at event 20,000 (prices rise, payments move to
   paypal); delay to the first alert, and whether the moved features were named;
 * concept drift, every label fed back at once: the churn label function
@@ -27,6 +29,7 @@ from producers.drift import DriftSchedule
 from producers.sources import LabelledEvent, open_source
 from streams.features import feature_vector
 from streams.monitor import DriftMonitor
+from streams.serve import positive_score
 from weir.join import PendingJoin
 from weir.models import build_model
 from weir.settings import Settings
@@ -46,25 +49,28 @@ def _vector(e: LabelledEvent, i: int) -> dict:
                            "attributes": e.attributes})
 
 
-def false_alarms(seed: int) -> tuple[int, int]:
-    """Data-drift and concept-drift alerts on a stationary stream (a model learning every label)."""
+def false_alarms(seed: int) -> tuple[int, int, int]:
+    """Data-, prediction- and concept-drift alerts on a stationary stream (a model learning every label, from
+    scratch)."""
     monitor, model = _monitor(), build_model("logistic_regression", {})
-    data = concept = 0
+    data = prediction = concept = 0
     for i, e in enumerate(open_source("churn", STATIONARY, seed=seed, event_time=lambda i: i).events):
         vector = _vector(e, i)
         data += sum(a["status"] == "FIRING" for a in monitor.on_features(vector))
-        concept += sum(a["status"] == "FIRING" and a["kind"] == "concept_drift"
-                       for a in _learn(monitor, model, e, i, vector["features"]))
-    return data, concept
+        for a in _learn(monitor, model, e, i, vector["features"]):
+            prediction += a["status"] == "FIRING" and a["kind"] == "prediction_drift"
+            concept += a["status"] == "FIRING" and a["kind"] == "concept_drift"
+    return data, prediction, concept
 
 
 def _learn(monitor: DriftMonitor, model: object, e: LabelledEvent, i: int, x: dict) -> list[dict]:
-    """Predict, show the monitor the served prediction and the label at once, then learn."""
+    """Predict, show the monitor the served prediction (with its score) and the label at once, then learn."""
     proba = model.predict_proba_one(x)  # type: ignore[attr-defined]
-    monitor.on_prediction({"event_id": e.event_id, "event_time": i, "model_name": "m", "model_version": "v1",
-                           "served": True, "score": None, "error": None, "role": "champion",
-                           "predicted_label": max(proba, key=proba.__getitem__) if proba else None})
-    alerts = monitor.on_feedback({"event_id": e.event_id, "label": e.label, "label_time": i})
+    alerts = monitor.on_prediction({
+        "event_id": e.event_id, "event_time": i, "model_name": "m", "model_version": "v1", "served": True,
+        "score": positive_score(proba) if proba else None, "error": None, "role": "champion",
+        "predicted_label": max(proba, key=proba.__getitem__) if proba else None})
+    alerts += monitor.on_feedback({"event_id": e.event_id, "label": e.label, "label_time": i})
     model.learn_one(x, e.label)  # type: ignore[attr-defined]
     return alerts
 
@@ -107,7 +113,8 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=2) as pool:
         runs = list(pool.map(_run, range(args.seeds)))
     false_data = sum(r["false"][0] for r in runs)
-    false_concept = sum(r["false"][1] for r in runs)
+    false_prediction = sum(r["false"][1] for r in runs)
+    false_concept = sum(r["false"][2] for r in runs)
     data_delays = [r["data"][0] for r in runs if r["data"][0] is not None and r["data"][0] >= 0]
     named = sum(r["data"][1] for r in runs)
     print(f"seeds: {args.seeds}")
@@ -116,6 +123,8 @@ def main() -> None:
           f"{false_data / args.seeds:14.2f} {'<= 1':>12}")
     print(f"{'false concept-drift alerts per 100,000 stationary labels':52} "
           f"{false_concept / args.seeds:14.2f} {'<= 1':>12}")
+    print(f"{'false prediction-drift alerts per 100,000 stationary events':52} "
+          f"{false_prediction / args.seeds:14.2f} {'<= 1':>12}")
     print(f"{'abrupt data drift: median delay (events)':52} {_median(data_delays):>14} {'<= 1000':>12}")
     print(f"{'abrupt data drift: detected / named a moved feature':52} "
           f"{f'{len(data_delays)}/{args.seeds} / {named}/{args.seeds}':>14}")

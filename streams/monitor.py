@@ -3,7 +3,9 @@
 * Data drift: every feature of ``features`` (numbers, and categories decoded
   back from their one-hot ``name=value`` form) against its reference, with
   PSI, KS or chi-square, and ADWIN on each number's mean (``weir.drift``).
-* Prediction drift: the served score's distribution, the same way.
+* Prediction drift: the served score's distribution, the same way, against a
+  reference refreshed while nothing moves and with a larger smallest PSI: a
+  model that learns online moves its own scores slowly, which is not drift.
 * Concept drift: ADWIN on each version's 0/1 error stream from joined labels.
 * Performance drop: each version's rolling accuracy against the accuracy of
   its own first labels.
@@ -55,6 +57,10 @@ BASELINE_LABELS, ROLLING_LABELS, PERFORMANCE_MARGIN = 1_000, 500, 0.05
 # A new model's errors and scores move while it learns its first labels: that is warm-up, not drift.
 WARMUP_LABELS = 1_000
 WARMUP_SCORES = 2_000
+# A model that learns online moves its own scores slowly (learning, not drift): the score reference is refreshed
+# from the live window every 8 checks (2,000 scores) while nothing moves, so only a faster shift alerts. Measured
+# on stationary churn with a logistic regression: 4 alerts per 100,000 events against a fixed reference.
+SCORE_REFRESH_CHECKS = 8
 
 
 @dataclass
@@ -84,12 +90,16 @@ class DistributionWatch:
     """
 
     def __init__(self, settings: Settings, reference: FeatureProfiles | None = None,
-                 on_reference: Callable[[FeatureProfiles], None] | None = None) -> None:
+                 on_reference: Callable[[FeatureProfiles], None] | None = None, min_psi: float | None = None,
+                 refresh_checks: int | None = None) -> None:
         self.settings = settings
         self.reference = reference or {}
         self.on_reference = on_reference
+        self.refresh_checks = refresh_checks
+        self.checks = 0
         self.features: dict[str, FeatureDistribution] = {}
-        self.episodes = Episodes(alpha=settings.drift_alpha, min_psi=settings.drift_min_psi)
+        self.episodes = Episodes(alpha=settings.drift_alpha,
+                                 min_psi=settings.drift_min_psi if min_psi is None else min_psi)
         self.seen = 0
 
     def add(self, values: dict[str, Any]) -> list[Transition]:
@@ -114,6 +124,10 @@ class DistributionWatch:
         if not comparisons:
             return []
         transitions, rebase = self.episodes.update(comparisons)
+        self.checks += 1
+        if self.refresh_checks and self.checks % self.refresh_checks == 0:
+            rebase += [name for name, e in self.episodes.episodes.items()
+                       if not e.open and e.moving_checks == 0 and name not in rebase]
         for name in rebase:
             self.features[name].rebaseline()
         return transitions
@@ -163,7 +177,10 @@ class DriftMonitor:
         if prediction["served"] and prediction["score"] is not None:
             model = prediction["model_name"]
             self.scores_seen[model] = self.scores_seen.get(model, 0) + 1
-            watch = self.scores.setdefault(model, DistributionWatch(self.settings))
+            watch = self.scores.get(model)
+            if watch is None:
+                watch = self.scores[model] = DistributionWatch(
+                    self.settings, min_psi=self.settings.prediction_drift_min_psi, refresh_checks=SCORE_REFRESH_CHECKS)
             if self.scores_seen[model] <= WARMUP_SCORES:
                 return self._check(self.join.add_prediction(prediction))
             for t in watch.add({"score": prediction["score"]}):

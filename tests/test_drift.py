@@ -7,8 +7,10 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.monitor import variables
+from streams.monitor import DriftMonitor, variables
 from weir.drift import Comparison, Episodes, FeatureDistribution, holm
+from weir.join import PendingJoin
+from weir.settings import Settings
 
 
 def distribution(values, window: int = 500) -> FeatureDistribution:
@@ -78,3 +80,30 @@ def test_a_lasting_shift_is_rebaselined_once() -> None:
 
 def test_one_hot_features_become_their_categorical_variables() -> None:
     assert variables({"age": 40.0, "plan=pro": 1.0, "autopay": 1.0}) == {"age": 40.0, "plan": "pro", "autopay": 1.0}
+
+
+def served(i: int, score: float) -> dict:
+    return {"event_id": f"e{i}", "event_time": i, "model_name": "m", "model_version": "v1", "served": True,
+            "score": score, "error": None, "role": "champion", "predicted_label": score > 0.5}
+
+
+def prediction_alerts(scores: list[float]) -> list[tuple[int, str]]:
+    monitor = DriftMonitor(Settings(), PendingJoin(window_ms=2**62, needs_features=False))
+    return [(i, a["status"]) for i, s in enumerate(scores) for a in monitor.on_prediction(served(i, s))
+            if a["kind"] == "prediction_drift"]
+
+
+def test_prediction_drift_fires_on_a_large_shift_of_the_served_scores_once() -> None:
+    rng = random.Random(3)
+    scores = [rng.betavariate(2, 6) for _ in range(8_000)] + [rng.betavariate(6, 2) for _ in range(4_000)]
+    alerts = prediction_alerts(scores)
+    assert [status for _, status in alerts][:1] == ["FIRING"] and 8_000 <= alerts[0][0] <= 9_500
+    assert sum(status == "FIRING" for _, status in alerts) == 1
+
+
+def test_prediction_drift_ignores_scores_that_slide_slowly_as_a_model_learns() -> None:
+    """Scores that move from Beta(2, 6) to Beta(4, 6) over 30,000 events (PSI well above 0.25 end to end) are a
+    model learning, not drift: the reference follows them."""
+    rng = random.Random(4)
+    scores = [rng.betavariate(2 + 2 * min(1.0, i / 30_000), 6) for i in range(36_000)]
+    assert prediction_alerts(scores) == []

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     drift_check_every: int = Field(default=250, ge=1, description="values between two drift checks")
     drift_alpha: float = Field(default=0.01, gt=0, lt=1, description="family-wise false-alarm rate of a drift check")
     drift_min_psi: float = Field(default=0.1, ge=0, description="smallest PSI that counts as a moved feature")
+    prediction_drift_min_psi: float = Field(
+        default=0.25, ge=0, description="smallest PSI of the served scores that counts as prediction drift"
+    )
     drift_profile: Path | None = Field(
         default=None, description="stored data-drift reference (`weir monitor profile`); default: the first events"
     )

@@ -43,6 +43,7 @@ class StateStore:
         else:
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")  # a commit is on disk when it returns
+            self.db.execute(f"PRAGMA journal_size_limit = {cache_mb * 1024 * 1024}")  # the WAL shrinks back
         self.db.execute("CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB)")
         self._begin()
 
