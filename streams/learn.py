@@ -72,7 +72,7 @@ class Learner:
 
     def _joined(self, event: PendingEvent | None) -> None:
         if event is not None:
-            self.sequencer.joined(event.event_id, event)
+            self.sequencer.joined(event.label_time_ms, event.event_id, event)
 
     def advance(self, wall_ms: int) -> list[Stray]:
         """Expire what left the window, learn what the sequencer releases; the strays to route on."""
@@ -81,7 +81,7 @@ class Learner:
         strays = self.join.take_strays()
         for stray in strays:
             if stray.kind == "unmatched":  # a held label whose event never came
-                self.sequencer.drop(stray.event_id)
+                self.sequencer.drop(stray.label_time_ms, stray.event_id)
         for event in self.sequencer.release(wall_ms):
             self._learn(event)
         return strays
@@ -199,12 +199,14 @@ class LearnStage:
         self.prometheus = LearnMetrics(metrics or CollectorRegistry())
         self._snapshot_at = time.monotonic()
         self._learned_at_snapshot = 0
+        self._read_since_snapshot = 0
 
     def _feedback(self, record: InRecord, feedback: Record) -> list[OutRecord]:
         self.learner.on_feedback(feedback, partition=record.partition, source=record, wall_ms=now_ms())
         return []
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
+        self._read_since_snapshot += len(batch)
         out = dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)
         return out + self._route_strays(self.learner.advance(now_ms()))
 
@@ -244,6 +246,11 @@ class LearnStage:
         self.learner.join = self._join()
         snapshot = self.store.load()
         if snapshot is None:
+            older = self.state_path.with_suffix(".snapshot")
+            if older.exists():
+                log.warning("%s is a snapshot of an earlier Weir this version does not read: rebuilding the learner "
+                            "from the beginning of its topics, which gives the same state; delete the file once "
+                            "done", older)
             return None
         if snapshot.get("format") != SNAPSHOT_FORMAT:
             raise RuntimeError(f"{self.state_path} has snapshot format {snapshot.get('format')}, "
@@ -259,8 +266,10 @@ class LearnStage:
         self.store.close()
 
     def snapshot_due(self, final: bool = False) -> bool:
+        """Every N labels, or every T seconds (and at a stop) if anything was read: when labels stop coming,
+        the parts still arriving are committed too, so the open transaction and a restart's re-read stay short."""
         learned = self.learner.labels_learned - self._learned_at_snapshot
-        return learned >= self.settings.snapshot_every_labels or (learned > 0 and (
+        return learned >= self.settings.snapshot_every_labels or (self._read_since_snapshot > 0 and (
             final or time.monotonic() - self._snapshot_at >= self.settings.snapshot_every_s))
 
     def note_partitions(self, assigned: set[tuple[str, int]], caught_up: set[tuple[str, int]]) -> None:
@@ -271,8 +280,10 @@ class LearnStage:
     def snapshot(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
         """Commit the state with the offsets it reflects (atomically); the serving copies to publish."""
         self.store.commit({"format": SNAPSHOT_FORMAT, "offsets": dict(offsets), "learner": self.learner.state()})
+        learned = self.learner.labels_learned > self._learned_at_snapshot
         self._snapshot_at, self._learned_at_snapshot = time.monotonic(), self.learner.labels_learned
-        return self._serving_copies()
+        self._read_since_snapshot = 0
+        return self._serving_copies() if learned else []  # the models did not change: nothing new to serve
 
     def _serving_copies(self) -> list[OutRecord]:
         out = []

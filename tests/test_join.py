@@ -88,9 +88,9 @@ def test_expiry_sorts_labels_into_unmatched_and_late_in_stream_time(new_join: Jo
     assert join.expire() == [] and len(join) == 2  # stream time has not moved past the window
     join.add_prediction(prediction(3, t=5000))  # stream time advances
     assert join.expire() == []
-    assert join.take_strays() == [Stray("unmatched", "e1", "fb-1")]
+    assert join.take_strays() == [Stray("unmatched", "e1", "fb-1", 1000)]
     join.add_feedback(feedback(2, t=5100), source="fb-2")  # the event left the window unlabelled
-    assert join.take_strays() == [Stray("late", "e2", "fb-2")]
+    assert join.take_strays() == [Stray("late", "e2", "fb-2", 5100)]
     c = join.counters
     assert (c.received, c.joined, c.duplicate, c.late, c.unmatched, c.unlabelled) == (2, 0, 0, 1, 1, 1)
     assert c.received == c.joined + c.duplicate + c.late + c.unmatched + join.labels_pending

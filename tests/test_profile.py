@@ -104,3 +104,13 @@ def test_the_monitor_stage_keeps_its_reference_where_it_is_told(tmp_path: Path, 
     features, origin = load_profile(kept)
     assert origin == FIRST_EVENTS and sum(features["x"]["counts"]) == 2_000
     assert MonitorStage(SETTINGS, catalog, kept_reference=kept).monitor.data.reference == features
+
+
+def test_the_kept_reference_keeps_stored_features_the_stream_has_not_shown_yet(tmp_path: Path) -> None:
+    profile = build_profile([{**row, "rare": "x"} for row in values(0.0, 1_000, seed=10)])
+    saved: list[dict] = []
+    watch = DistributionWatch(SETTINGS, profile, on_reference=saved.append)
+    for row in values(3.0, 6_000, seed=11):  # x drifts for good: the episode ends in a re-baseline
+        watch.add(row)
+    assert saved and all("rare" in s and s["rare"] == profile["rare"] for s in saved)
+    assert saved[-1]["x"] != profile["x"]  # the re-based feature is kept as it is now

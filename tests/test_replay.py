@@ -118,6 +118,8 @@ def test_a_topic_range_replays_what_the_topics_hold_whatever_the_partitions(
     assert f"accuracy           {ours.metrics['accuracy']:.10f}" in result.output
 
 
-def test_replaying_topics_refuses_a_fixed_delay() -> None:
+def test_replaying_topics_refuses_a_fixed_delay_and_a_time_it_cannot_read() -> None:
     result = CliRunner().invoke(cli, ["replay", "--source", "topics", "--delay", "5"], prog_name="weir")
     assert result.exit_code == 2 and "real label times" in result.output
+    result = CliRunner().invoke(cli, ["replay", "--source", "topics", "--since", "\u00b2"], prog_name="weir")
+    assert result.exit_code == 2 and "neither epoch milliseconds nor an ISO 8601 time" in result.output

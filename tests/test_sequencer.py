@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.learn import Learner
+from weir.join import PendingJoin
+from weir.registry import ModelRegistry
 from weir.sequencer import Sequencer
 
 
@@ -19,7 +22,7 @@ class Event:
 def hold_joined(s: Sequencer, e: Event) -> None:
     """A label whose event had joined when it was taken."""
     s.hold(e.label_time_ms, e.event_id)
-    s.joined(e.event_id, e)
+    s.joined(e.label_time_ms, e.event_id, e)
 
 
 def test_nothing_passes_a_partition_that_has_not_caught_up() -> None:
@@ -50,10 +53,10 @@ def test_an_unjoined_head_holds_back_the_rest_until_it_joins_or_goes() -> None:
     hold_joined(s, second)
     s.hold(first.label_time_ms, first.event_id)
     assert s.release(0) == []
-    s.joined("a", first)
+    s.joined(1, "a", first)
     assert [e.event_id for e in s.release(0)] == ["a", "b"]
     assert len(s) == 1
-    s.drop("c")
+    s.drop(3, "c")
     assert s.release(0) == [] and len(s) == 0
 
 
@@ -72,3 +75,19 @@ def test_release_order_is_label_time_then_id_whatever_the_arrival_order(labels: 
     released += s.flush()
     keys = [(e.label_time_ms, e.event_id) for e in released]
     assert keys == sorted(keys) and len(keys) == len(labels)
+
+
+def test_a_label_sent_again_after_expiring_unmatched_does_not_stall_learning() -> None:
+    """Each hold of an id is settled by its own drop: a re-sent label that expires again holds nothing back."""
+    learner = Learner(ModelRegistry("m"), PendingJoin(window_ms=10, needs_features=True), Sequencer(idle_ms=10**9))
+    learner.sequencer.track({0, 1}, set(), 0)  # partition 1 holds the watermark back for now
+    for label_time, later in ((5, 30), (5, 60)):  # the same label twice; its event never comes
+        learner.on_feedback({"event_id": "A", "label_time": label_time, "label": True}, partition=0)
+        learner.on_features({"event_id": "X", "event_time": later, "features": {}})
+        assert [s.kind for s in learner.advance(0)] == ["unmatched"]
+    learner.on_features({"event_id": "B", "event_time": 70, "features": {"x": 1.0}})
+    learner.on_prediction({"event_id": "B", "event_time": 70, "model_version": "v1", "served": True,
+                           "predicted_label": True})
+    learner.on_feedback({"event_id": "B", "label_time": 71, "label": True}, partition=0)
+    learner.sequencer.observe(1, 1_000, 0)  # partition 1 catches up
+    assert [e.event_id for e in learner.sequencer.release(0)] == ["B"] and len(learner.sequencer) == 0

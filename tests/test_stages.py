@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -22,7 +23,7 @@ from weir.registry import ModelRegistry, routing_record, version_record
 from weir.sequencer import Sequencer
 from weir.serde import SchemaCatalog
 from weir.settings import Settings
-from weir.topics import EVENTS_RAW, FEEDBACK, topic_serde
+from weir.topics import EVENTS_RAW, FEATURES, FEEDBACK, topic_serde
 
 SETTINGS = Settings(topic_prefix="u.")
 
@@ -150,3 +151,20 @@ def test_a_label_teaches_the_versions_that_scored_its_event_not_those_active_whe
         learner.on_feedback({"event_id": f"e{i}", "label": True, "label_time": 5_000 + i})
     learner.finish()
     assert learner.labels_learned == 2 and dict(learner.learned) == {"v1": 2, "v2": 1}
+
+
+def test_the_learner_commits_waiting_parts_while_no_label_comes(catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """A feedback outage must not leave everything read since the last label in one open transaction."""
+    settings = SETTINGS.with_overrides(state_dir=tmp_path, snapshot_every_s=3_600.0)
+    learn = LearnStage(settings, catalog, registry_with("v1"))
+    assert learn.restore() is None and not learn.snapshot_due(final=True)  # nothing read: nothing to commit
+    vectors = topic_serde(catalog, settings, FEATURES)
+    learn.process([rec(vectors.topic, vectors.encode(feature_vector({
+        "event_id": f"e{i}", "entity_id": "c1", "event_time": 1_000 + i, "attributes": {"x": 1.0}})), offset=i)
+        for i in range(3)])
+    assert learn.learner.labels_learned == 0 and learn.snapshot_due(final=True)
+    assert learn.snapshot({(vectors.topic, 0): 3}) == []  # committed; no model changed, so nothing to publish
+    learn.close()
+    again = LearnStage(settings, catalog, registry_with("v1"))
+    assert again.restore() == {(vectors.topic, 0): 3} and len(again.learner.join) == 3
+    again.close()

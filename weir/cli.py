@@ -7,6 +7,7 @@ ends the command with its one-line message and exit code 1, not a traceback.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -286,7 +287,7 @@ def _instant_ms(value: str | None, default: int) -> int:
     """Epoch milliseconds from epoch ms or an ISO 8601 time (UTC when it names no zone)."""
     if value is None:
         return default
-    if value.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]+", value):  # all digits: epoch milliseconds (write dates with dashes)
         return int(value)
     try:
         moment = datetime.fromisoformat(value)

@@ -63,11 +63,12 @@ class JoinCounters:
 
 @dataclass(frozen=True)
 class Stray:
-    """A label that will not be learned: ``late`` or ``unmatched``, with the record it came in."""
+    """A label that will not be learned: ``late`` or ``unmatched``, with the record it came in and its time."""
 
     kind: str
     event_id: str
     source: Any
+    label_time_ms: int
 
 
 _TABLES = (
@@ -150,7 +151,7 @@ class PendingJoin:
             return None
         if outcome == EXPIRED:
             self.counters.late += 1
-            self.strays.append(Stray("late", event_id, source))
+            self.strays.append(Stray("late", event_id, source, label_time))
             return None
         pending, where = self._slot(event_id, label_time)
         if pending.has_label:
@@ -160,7 +161,7 @@ class PendingJoin:
             self._drop(event_id, where)
             self._remember(event_id, EXPIRED)
             self.counters.late += 1
-            self.strays.append(Stray("late", event_id, source))
+            self.strays.append(Stray("late", event_id, source, label_time))
             return None
         pending.label, pending.has_label, pending.label_time_ms = feedback["label"], True, label_time
         pending.label_source = source
@@ -214,7 +215,7 @@ class PendingJoin:
             learnable.append(event)
         else:
             self.counters.unmatched += 1
-            self.strays.append(Stray("unmatched", event.event_id, event.label_source))
+            self.strays.append(Stray("unmatched", event.event_id, event.label_source, event.label_time_ms))
 
     def _expire_unlabelled(self, event_id: str) -> None:
         self.counters.unlabelled += 1

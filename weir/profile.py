@@ -58,13 +58,22 @@ def build_profile(rows: Iterable[dict[str, Any]]) -> FeatureProfiles:
 
 
 def save_profile(path: Path, features: FeatureProfiles, *, origin: str, source: str) -> None:
-    """Write atomically (temporary file, rename): a reader sees the old profile or the new one."""
+    """Write atomically and durably (temporary file, fsync, rename): a reader, or a restart after a crash, sees
+    the old profile or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"format": PROFILE_FORMAT, "created_at": now_ms(), "source": source, "origin": origin,
                 "features": features}
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(document, indent=1, sort_keys=True))
+    with open(temporary, "w") as f:
+        f.write(json.dumps(document, indent=1, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)  # the rename itself survives a power loss
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def load_profile(path: Path) -> tuple[FeatureProfiles, str]:

@@ -112,7 +112,7 @@ def read_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: in
     topics as they are.
 
     Repeated vectors (a stage that crashed and re-sent) count once; of several
-    labels for one event the earliest is the one the learner took. The order
+    labels for one event the one with the earliest label time counts. The order
     is (event time, event id), so how records fell on partitions does not
     matter.
     """

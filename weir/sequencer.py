@@ -17,13 +17,16 @@ labelled event from the moment its label is read and releases them in
 
 The sequencer holds only (label time, event id) for what waits, and the
 joined events themselves until their turn: memory follows the labels in
-flight, not the join window. ``flush`` releases what has joined (the end of a
+flight, not the join window. The same pair can be held more than once (a
+label that expired unmatched and was sent again, or replayed from the DLQ);
+each hold is settled by its own join or drop. ``flush`` releases what has joined (the end of a
 bounded replay).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from typing import Any
 
 
@@ -31,8 +34,8 @@ class Sequencer:
     def __init__(self, idle_ms: int = 2_000) -> None:
         self.idle_ms = idle_ms
         self._heap: list[tuple[int, str]] = []  # (label time, event id) of every label taken and not yet learned
-        self._joined: dict[str, Any] = {}  # event id -> the joined event, until its turn
-        self._gone: set[str] = set()  # held ids whose event will never join
+        self._joined: dict[tuple[int, str], Any] = {}  # (label time, event id) -> the joined event, until its turn
+        self._gone: Counter[tuple[int, str]] = Counter()  # holds whose event will never join
         self._partition_time: dict[Any, int] = {}  # feedback partition -> largest label time seen
         self._partition_seen: dict[Any, int] = {}  # feedback partition -> wall time of its last label
         self.caught_up: set[Any] = set()  # partitions read to their end, as the consumer last knew
@@ -60,13 +63,13 @@ class Sequencer:
         """A label was taken: its place in the order is fixed from now on."""
         heapq.heappush(self._heap, (label_time_ms, event_id))
 
-    def joined(self, event_id: str, event: Any) -> None:
+    def joined(self, label_time_ms: int, event_id: str, event: Any) -> None:
         """The held label's event is complete: it goes out when its turn comes."""
-        self._joined[event_id] = event
+        self._joined[(label_time_ms, event_id)] = event
 
-    def drop(self, event_id: str) -> None:
+    def drop(self, label_time_ms: int, event_id: str) -> None:
         """The held label's event will never join (its window expired): skip it."""
-        self._gone.add(event_id)
+        self._gone[(label_time_ms, event_id)] += 1
 
     def watermark(self, wall_ms: int) -> float:
         """Every label up to this time has been read from every partition still sending."""
@@ -85,18 +88,20 @@ class Sequencer:
         mark = self.watermark(wall_ms)
         out = []
         while self._heap and self._heap[0][0] <= mark:
-            event_id = self._heap[0][1]
-            if event_id in self._gone:
-                self._gone.discard(event_id)
-            elif event_id in self._joined:
-                out.append(self._joined.pop(event_id))
+            key = self._heap[0]
+            if self._gone[key] > 0:
+                self._gone[key] -= 1
+                if not self._gone[key]:
+                    del self._gone[key]
+            elif key in self._joined:
+                out.append(self._joined.pop(key))
             else:
                 break
             heapq.heappop(self._heap)
         return out
 
     def flush(self) -> list[Any]:
-        out = [self._joined.pop(event_id) for _, event_id in sorted(self._heap) if event_id in self._joined]
+        out = [self._joined.pop(key) for key in sorted(self._heap) if key in self._joined]
         self._heap.clear()
         self._gone.clear()
         return out

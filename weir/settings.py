@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     )
     snapshot_every_labels: int = Field(default=5_000, ge=1, description="learner snapshot after this many labels")
     snapshot_every_s: float = Field(
-        default=10.0, gt=0, description="learner snapshot after this many seconds, if it learned anything"
+        default=10.0, gt=0, description="learner snapshot after this many seconds, if it read anything"
     )
     state_cache_mb: int = Field(
         default=64, ge=1, description="memory a stateful stage's state file (the join's pending parts) may cache"
