@@ -180,7 +180,10 @@ class PendingJoin:
         horizon = self.stream_time_ms - self.window_ms
         learnable: list[PendingEvent] = []
         db = self.store.db
-        while True:  # the spilled events first: they are the oldest
+        head = db.execute("SELECT first_seen FROM join_pending ORDER BY seq LIMIT 1").fetchone()
+        if head is not None and head[0] >= horizon:  # the oldest waits on: nothing expires (the usual case)
+            return learnable
+        while head is not None:  # the spilled events first: they are the oldest
             page = db.execute("SELECT seq, event_id, first_seen, has_label FROM join_pending ORDER BY seq LIMIT ?",
                               (_EXPIRE_PAGE,)).fetchall()
             gone = page[:next((i for i, row in enumerate(page) if row[2] >= horizon), len(page))]
