@@ -4,6 +4,7 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 EVENTS ?= 20000
+RUNS   ?= runs
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	scripts/install-tools demo
-	$(WEIR) demo --events $(EVENTS)
+	$(WEIR) demo --events $(EVENTS) --runs-dir $(RUNS)
 
 test: $(STAMP)
 	scripts/install-tools test

@@ -25,6 +25,7 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
     path = Path(last.removeprefix("summary: "))
     assert path.parent.parent == tmp_path and path.name == "summary.json"
     summary = json.loads(path.read_text())
+    assert summary["problems"] == []
     try:
         assert REQUIRED_KEYS <= set(summary)
         assert summary["events_produced"] == 1500

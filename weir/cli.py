@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 import threading
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,36 @@ def kafka_down(ctx: click.Context) -> None:
         click.echo(f"the configured cluster {settings.bootstrap} is not Weir's to stop; nothing done")
         return
     click.echo("stopped the local broker" if local_kafka.down(settings) else "no local broker was running")
+
+
+@kafka.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def kafka_run(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Run COMMAND with the local broker up; stop it afterwards only if this started it.
+
+    A broker that was already running (yours) is left running; one started
+    here is stopped when COMMAND ends, fails, or is interrupted. The exit code
+    is COMMAND's. Example: `weir kafka run -- make test` (what .ci/run does).
+    """
+    import subprocess
+
+    settings = _settings(ctx)
+    state = local_kafka.up(settings)
+    click.echo(f"weir kafka run: broker {'started' if state.started_here else 'already running'} at "
+               f"{state.bootstrap}", err=True)
+    stop = _stop_on_signals()
+    child = subprocess.Popen(command)
+    try:
+        while child.poll() is None:
+            if stop.wait(0.2):
+                child.terminate()
+                child.wait()
+    finally:
+        if state.started_here:
+            local_kafka.down(settings)
+            click.echo("weir kafka run: stopped the broker it started", err=True)
+    sys.exit(child.returncode)
 
 
 @kafka.command("status")
@@ -770,15 +801,27 @@ def demo(ctx: click.Context, count: int, feedback_delay: float, rate: float, dri
     Starts the local broker unless WEIR_KAFKA_BOOTSTRAP names a cluster,
     creates the run's own topics, starts a worker, produces customer events
     with a drift schedule and their labels, waits until every event is served
-    or dead-lettered and every label learned, then stops everything it started
-    (also on Ctrl-C). The summary reconciles the counts and reports data
-    quality per dimension and the alerts next to the drift points.
+    or dead-lettered and every label learned, reads what the summary needs,
+    then stops everything it started (also on Ctrl-C or a failure). The summary
+    is always written and its path is the last line printed; it reconciles the
+    counts and reports data quality per dimension and the alerts next to the
+    drift points. Exit code 0 only when the run reconciled.
     """
     from weir.demo import run_demo
 
-    summary_path = run_demo(_settings(ctx), events=count, feedback_delay_s=feedback_delay, rate=rate, drift=drift,
-                            runs_dir=runs_dir, stop=_stop_on_signals())
-    click.echo(f"summary: {summary_path}")
+    stop = _stop_on_signals()
+    outcome = run_demo(_settings(ctx), events=count, feedback_delay_s=feedback_delay, rate=rate, drift=drift,
+                       runs_dir=runs_dir, stop=stop)
+    if outcome.failure is not None and not isinstance(outcome.failure, WeirError | KeyboardInterrupt):
+        traceback.print_exception(outcome.failure)
+    if outcome.failure is not None:
+        click.secho(f"weir demo: the run failed: {outcome.failure}", fg="red", err=True)
+    elif not outcome.ok:
+        click.secho("weir demo: the run did not reconcile", fg="red", err=True)
+    sys.stderr.flush()
+    click.echo(f"summary: {outcome.path}")  # always the last line
+    if not outcome.ok:
+        sys.exit(130 if stop.is_set() else 1)
 
 
 def main(argv: list[str] | None = None) -> None:

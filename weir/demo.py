@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from weir.errors import WeirError
 from weir.kafka import assigned_members, poll_until
 from weir.processes import free_port, scrape, start_worker, stop_process
 from weir.quality import summarize_metrics
+from weir.registry import ModelRegistry
 from weir.serde import Record, SchemaCatalog, open_catalog
 from weir.settings import Settings
 from weir.tally import Tally, TopicTally
@@ -170,15 +172,21 @@ class DemoRun:
     learner_restarts: int = 0
     sink: threading.Thread | None = None
     sink_stop: threading.Event = field(default_factory=threading.Event)
+    registry: ModelRegistry | None = None  # read before the broker stops
+    problems: list[str] = field(default_factory=list)  # what the summary could not learn, and why
 
-    def start(self) -> None:
+    def start(self, stop: threading.Event) -> None:
         if self.settings.uses_local_broker:
             say("starting the local Kafka broker (the first run resolves it from Maven Central)...")
         state = local_kafka.up(self.settings)
         self.broker_started = state.started_here
-        say(f"Kafka at {state.bootstrap}" + (f" (log: {state.log})" if state.log else ""))
+        where = ", ".join(filter(None, (f"pid {state.pid}" if state.pid else None,
+                                        f"log: {state.log}" if state.log else None)))
+        say(f"Kafka {'started' if state.started_here else 'found running'} at {state.bootstrap}"
+            + (f" ({where})" if where else ""))
         created = create_topics(self.settings)
         say(f"topics: {sum(o.action == 'created' for o in created)} created")
+        self.tally = TopicTally(self.settings, self.catalog)  # from here on, a failed run still reports counts
         register(self.settings, self.catalog, MODEL, factory="logistic_regression", note="demo champion")
         route(self.settings, self.catalog, MODEL, "basic", champion="v1", note="demo start")
         say("registered v1 (logistic regression) as champion")
@@ -186,6 +194,8 @@ class DemoRun:
         self.learner = self._start_learner()
 
         def ready() -> bool:
+            if stop.is_set():
+                raise WeirError("interrupted while the workers were starting")
             for log, worker in self.processes().items():
                 if worker.poll() is not None:
                     raise WeirError(f"a worker exited with code {worker.returncode}; see {log}")
@@ -198,7 +208,6 @@ class DemoRun:
             "handler": lambda a: tqdm.write("alert: " + format_alert(a)),
         })
         self.sink.start()
-        self.tally = TopicTally(self.settings, self.catalog)
 
     def produce(self, policy: FeedbackPolicy, rate: float | None, stop: threading.Event) -> None:
         publisher = EventPublisher(self.settings, self.catalog)
@@ -240,20 +249,40 @@ class DemoRun:
         assert self.tally is not None
         self.drained = wait_for_pipeline(self.tally, self.produced, self.processes(), stop=stop,
                                          timeout_s=timeout_s)
-        if self.drained:
-            self.quality = summarize_metrics(scrape(self.settings))
-        elif not stop.is_set():
+        if not self.drained and not stop.is_set():
             say(f"the pipeline did not drain within {timeout_s:.0f} s; the summary says how far it got")
 
-    def stop(self) -> None:
+    def finish(self) -> None:
+        """Read from the broker everything the summary needs, then stop what this run started, broker last.
+
+        Each step runs whatever happened before it: a run that failed or was
+        interrupted still gets a summary of what is known, and still stops
+        every process it started. What could not be read is noted in ``problems``.
+        """
+        worker = self.worker
+        if worker is not None and worker.poll() is None:
+            self._attempt("scrape the worker's data-quality metrics",
+                          lambda: self.quality.update(summarize_metrics(scrape(self.settings))))
         for log, process in self.processes().items():
             say(f"{log.stem} stopped (exit code {stop_process(process)})")
         self.sink_stop.set()
         if self.sink is not None:
             self.sink.join(timeout=10)
+        if self.tally is not None:
+            tally = self.tally
+            self._attempt("read the output topics to their end", tally.poll_to_end)
+            self._attempt("read the model registry", self._read_versions)
+            tally.close()
         if self.broker_started:
             local_kafka.down(self.settings)
             say("local Kafka broker stopped")
+
+    def _attempt(self, what: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception as exc:  # the summary is written whatever one step hit; the step is named in it
+            self.problems.append(f"could not {what}: {type(exc).__name__}: {exc}")
+            say(self.problems[-1])
 
     def summary(self, seconds: float, interrupted: bool) -> dict[str, Any]:
         t = self.tally.tally if self.tally else Tally()
@@ -261,12 +290,17 @@ class DemoRun:
                             drained=self.drained, interrupted=interrupted)
         summary.update(source=self.source.name, drift_schedule=self.source.schedule.to_dict(), quality=self.quality,
                        versions=self._versions(t), learner_restarts=self.learner_restarts,
-                       drift=drift_report(self.source.schedule.to_dict(), t.alerts))
+                       drift=drift_report(self.source.schedule.to_dict(), t.alerts), problems=self.problems)
         return summary
+
+    def _read_versions(self) -> None:
+        self.registry = current(self.settings, self.catalog, MODEL)
 
     def _versions(self, t: Tally) -> dict[str, dict[str, Any]]:
         """Per version: how it was built, its status now, what it served and scored, its learned accuracy."""
-        registry = current(self.settings, self.catalog, MODEL)
+        registry = self.registry
+        if registry is None:
+            return {}
         return {
             v.version: {
                 "factory": v.factory,
@@ -281,8 +315,22 @@ class DemoRun:
         }
 
 
+@dataclass(frozen=True)
+class DemoOutcome:
+    """Where the summary is, what it says, and the failure that ended the run early, if one did."""
+
+    path: Path
+    summary: dict[str, Any]
+    failure: BaseException | None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and bool(self.summary["reconciled"])
+
+
 def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: float | None, drift: str,
-             runs_dir: Path, stop: threading.Event, drain_timeout_s: float = 300.0) -> Path:
+             runs_dir: Path, stop: threading.Event, drain_timeout_s: float = 300.0) -> DemoOutcome:
+    """Run the demo; the summary is written in every case (failure and Ctrl-C included) and its outcome returned."""
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
@@ -295,25 +343,20 @@ def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: 
     started = time.monotonic()
     failure: BaseException | None = None
     try:
-        run.start()
+        run.start(stop)
         run.produce(FeedbackPolicy(f"fixed:{feedback_delay_s}", duplicate=0.01), rate, stop)  # some labels twice
         run.wait(stop, drain_timeout_s)
     except BaseException as exc:  # also KeyboardInterrupt: stop what was started, then write what we know
         failure = exc
     finally:
-        run.stop()
+        run.finish()
     summary = run.summary(time.monotonic() - started, interrupted=stop.is_set())
     if failure is not None:
         summary["error"] = f"{type(failure).__name__}: {failure}"
-    if run.tally is not None:
-        run.tally.close()
     path = run_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _print_summary(summary)
-    if failure is not None:
-        say(f"summary of the failed run: {path}")
-        raise failure
-    return path
+    return DemoOutcome(path, summary, failure)
 
 
 def _print_summary(s: dict[str, Any]) -> None:

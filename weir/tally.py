@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from weir.dlq import read_headers
+from weir.kafka import poll_until, watermarks
 from weir.serde import Record, SchemaCatalog
 from weir.settings import Settings
 from weir.topics import ALERTS, EVENTS_DLQ, MODELS, PREDICTIONS, topic_serde
@@ -95,6 +96,18 @@ class TopicTally:
             t.alerts.append(record)
         elif record["kind"] == "METRICS":
             t.metrics[record["version"]] = record
+
+    def poll_to_end(self, timeout_s: float = 30.0) -> None:
+        """Fold in everything written so far: poll until every partition is read up to its end as of now."""
+        ends = {(tp.topic, tp.partition): watermarks(self.consumer, tp)[1] for tp in self.consumer.assignment()}
+
+        def caught_up() -> bool:
+            self.poll(timeout_s=0.1)
+            positions = self.consumer.position([TopicPartition(t, p) for t, p in ends])
+            return all(tp.offset >= ends[(tp.topic, tp.partition)] or ends[(tp.topic, tp.partition)] == 0
+                       for tp in positions)
+
+        poll_until(caught_up, timeout_s=timeout_s, interval_s=0.0, what="the tally reading its topics to the end")
 
     def close(self) -> None:
         self.consumer.close()
