@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from weir import local_kafka
+from weir.kafka import local as local_kafka
 from weir.settings import Settings
 
 

@@ -25,14 +25,15 @@ import argparse
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 
-from producers.drift import DriftSchedule
-from producers.sources import LabelledEvent, open_source
+from producers.event import LabelledEvent
+from producers.schedule import DriftSchedule
+from producers.sources import open_source
 from streams.features import feature_vector
-from streams.monitor import DriftMonitor
-from streams.serve import positive_score
-from weir.join import PendingJoin
-from weir.models import build_model
+from streams.monitor.detectors import DriftMonitor
+from streams.serve.scorer import positive_score
+from weir.registry.factories import build_model
 from weir.settings import Settings
+from weir.state.join import PendingJoin
 
 DRIFT_AT = 20_000
 STATIONARY = 100_000

@@ -20,14 +20,14 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from apps.processes import free_port, scrape, start_worker, stop_process
 from bench.broker import running_broker
 from bench.serve import VERSIONS, deploy_versions, send, vectors
-from weir.kafka import make_producer, produce
-from weir.models import build_model
-from weir.processes import free_port, scrape, start_worker, stop_process
-from weir.serde import SchemaCatalog, open_catalog
+from weir.contract.serde import SchemaCatalog, open_catalog
+from weir.kafka.admin import create_topics, delete_topics
+from weir.kafka.clients import make_producer, produce
+from weir.registry.factories import build_model
 from weir.settings import Settings
-from weir.topics import create_topics, delete_topics
 
 
 def plain_loop(data: list[dict], labels: list[bool], k: int) -> float:

@@ -20,16 +20,18 @@ import time
 import uuid
 from pathlib import Path
 
+from apps.processes import start_worker, stop_process
 from bench.broker import running_broker
 from producers.sources import open_source
 from streams.features import feature_vector
-from weir.deploy import register, route
-from weir.kafka import end_offsets, make_producer, poll_until, produce, read_topic
-from weir.models import build_model
-from weir.processes import start_worker, stop_process
-from weir.serde import SchemaCatalog, open_catalog
+from weir.clock import poll_until
+from weir.contract.serde import SchemaCatalog, open_catalog
+from weir.kafka.admin import create_topics, delete_topics
+from weir.kafka.clients import make_producer, produce
+from weir.kafka.reading import end_offsets, read_topic
+from weir.registry.decisions import register, route
+from weir.registry.factories import build_model
 from weir.settings import Settings
-from weir.topics import create_topics, delete_topics
 
 VERSIONS = [("logistic_regression", {}), ("logistic_regression", {"lr": 0.1}), ("logistic_regression", {"l2": 0.01})]
 

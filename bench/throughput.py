@@ -22,16 +22,16 @@ from pathlib import Path
 
 import faust
 
+from apps.processes import start_worker, stop_process
+from apps.tally import TopicTally
 from bench.broker import running_broker
-from producers.events import EventPublisher, publish
 from producers.labels import FeedbackPolicy
+from producers.publisher import EventPublisher, publish
 from producers.sources import open_source
-from weir.kafka import make_consumer, make_producer, produce
-from weir.processes import start_worker, stop_process
-from weir.serde import open_catalog
+from weir.contract.serde import open_catalog
+from weir.kafka.admin import create_topics, delete_topics
+from weir.kafka.clients import make_consumer, make_producer, produce
 from weir.settings import Settings
-from weir.tally import TopicTally
-from weir.topics import create_topics, delete_topics
 
 
 @dataclass

@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from weir.kafka import make_consumer
-from weir.serde import Record, SchemaCatalog
+from weir.contract.serde import Record, SchemaCatalog
+from weir.contract.topics import ALERTS
+from weir.kafka.clients import make_consumer
 from weir.settings import Settings
-from weir.topics import ALERTS
 
 AlertHandler = Callable[[Record], None]
 

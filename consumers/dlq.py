@@ -17,10 +17,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from weir.dlq import REPLAY_HEADER, read_headers
-from weir.kafka import flush_or_raise, make_producer, read_topic
+from weir.contract.deadletter import REPLAY_HEADER, read_headers
+from weir.contract.topics import EVENTS_DLQ
+from weir.kafka.clients import flush_or_raise, make_producer
+from weir.kafka.reading import read_topic
 from weir.settings import Settings
-from weir.topics import EVENTS_DLQ
 
 
 @dataclass

@@ -16,8 +16,8 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from producers.drift import DriftSchedule
-from producers.sources import LabelledEvent
+from producers.event import LabelledEvent
+from producers.schedule import DriftSchedule
 from weir.clock import now_ms
 
 SOURCE = "churn"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from producers.sources import LabelledEvent
+from producers.event import LabelledEvent
 from weir.errors import ConfigError
 
 

@@ -1,59 +1,23 @@
-"""Named sources of labelled events: what ``weir produce --source`` can replay or generate.
+"""Named sources of labelled events: what ``weir produce --source`` can generate.
 
 * ``churn``: the demo domain (``producers.churn``), with a drift schedule;
 * ``simple``: the walking skeleton's four-feature logistic stream;
 * ``sea``, ``agrawal``, ``hyperplane``: river's synthetic streams, wrapped in
   ``ConceptDriftStream`` so that the concept changes at the schedule's first
-  ``concept`` point;
-* a CSV or Parquet file (``producers.replay``).
+  ``concept`` point.
 
-Every source yields ``LabelledEvent``s: the event a producer publishes and the
-label its feedback will carry (``None``: this event's label never comes).
+A CSV or Parquet file is a source too (``producers.files``).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from producers.drift import DriftSchedule
-from weir.clock import now_ms
+from producers.event import EventTime, LabelledEvent, Source, live, plain_value
+from producers.schedule import DriftSchedule
 from weir.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class LabelledEvent:
-    """An event as a producer publishes it, with the label its feedback will carry."""
-
-    event_id: str
-    entity_id: str
-    event_time_ms: int
-    attributes: dict[str, Any]
-    label: Any
-    label_delay_s: float | None = None  # from the data itself (a replayed file's column), if it says
-
-
-@dataclass
-class Source:
-    """A stream of labelled events and what a run should record about it."""
-
-    name: str
-    events: Iterator[LabelledEvent]
-    total: int | None
-    schedule: DriftSchedule = field(default_factory=DriftSchedule)
-
-    def metadata(self) -> dict[str, Any]:
-        return {"source": self.name, "events": self.total, "drift_schedule": self.schedule.to_dict()}
-
-
-EventTime = Callable[[int], int]
-
-
-def live(_index: int) -> int:
-    """Events stamped with the wall clock when generated: a live stream."""
-    return now_ms()
 
 
 def river_stream(name: str, count: int, *, seed: int, schedule: DriftSchedule, entities: int = 1_000,
@@ -87,18 +51,6 @@ def river_stream(name: str, count: int, *, seed: int, schedule: DriftSchedule, e
 
 def _name(key: Any) -> str:
     return key if isinstance(key, str) else f"x{key}"
-
-
-def plain_value(value: Any) -> Any:
-    """numpy scalars and the like as the Avro union's plain types."""
-    if isinstance(value, bool | str | None):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 NAMED = ("churn", "simple", "sea", "agrawal", "hyperplane")

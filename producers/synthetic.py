@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Callable, Iterator
 
-from producers.sources import LabelledEvent
+from producers.event import LabelledEvent
 from weir.clock import now_ms
 
 CATEGORIES = ("basic", "plus", "pro")

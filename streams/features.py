@@ -1,33 +1,12 @@
-"""Features stage: turn a valid event into the numeric feature vector every model scores.
-
-Numbers pass through as floats, booleans become 0/1 and categories are one-hot
-encoded as ``name=value``; a missing (null) attribute is simply absent, which
-river's linear models read as zero. The version string travels with every
-vector so a prediction can always be traced to the code that built its input.
-"""
+"""Features stage: a valid event becomes the feature vector every model scores (``weir.contract.features``)."""
 
 from __future__ import annotations
 
-from streams.stage import InRecord, OutRecord, Route, dispatch
-from weir.serde import Record, SchemaCatalog
+from streams.runtime.stage import InRecord, OutRecord, Route, dispatch
+from weir.contract.features import FEATURE_SET_VERSION, compute_features
+from weir.contract.serde import Record, SchemaCatalog, topic_serde
+from weir.contract.topics import EVENTS_DLQ, EVENTS_VALID, FEATURES
 from weir.settings import Settings
-from weir.topics import EVENTS_DLQ, EVENTS_VALID, FEATURES, topic_serde
-
-FEATURE_SET_VERSION = "fs1"
-
-
-def compute_features(event: Record) -> dict[str, float]:
-    features: dict[str, float] = {}
-    for name, value in event["attributes"].items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            features[name] = 1.0 if value else 0.0
-        elif isinstance(value, (int, float)):
-            features[name] = float(value)
-        else:
-            features[f"{name}={value}"] = 1.0
-    return features
 
 
 def feature_vector(event: Record) -> Record:

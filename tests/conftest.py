@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from weir import local_kafka
-from weir.serde import SchemaCatalog
+from weir.contract.serde import SchemaCatalog
+from weir.kafka import local as local_kafka
+from weir.kafka.admin import create_topics, delete_topics
 from weir.settings import Settings
-from weir.topics import create_topics, delete_topics
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from weir.kafka import poll_until
-from weir.processes import free_port, settings_env, start_worker, stop_process
+from apps.processes import free_port, settings_env, start_worker, stop_process
+from weir.clock import poll_until
 from weir.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,12 +113,12 @@ def test_a_rule_fires_through_prometheus_and_alertmanager_to_the_sink(kafka: Set
 def _weir() -> list[str]:
     import sys
 
-    return [sys.executable, "-m", "weir"]
+    return [sys.executable, "-m", "apps"]
 
 
 def test_an_alert_on_the_topic_is_forwarded_too(kafka: Settings, tmp_path: Path, receiver: str) -> None:
-    from weir.kafka import make_producer
-    from weir.serde import open_catalog
+    from weir.contract.serde import open_catalog
+    from weir.kafka.clients import make_producer
 
     sink_port, metrics_port = free_port(), free_port()
     with open(tmp_path / "sink.log", "wb") as log:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from weir.cli import cli
+from apps.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,10 +64,9 @@ def exposed_metric_names() -> set[str]:
     import re
 
     names = set()
-    for path in (REPO / "weir").glob("*.py"):
-        names |= set(re.findall(r'"(weir_[a-z0-9_]+)"', path.read_text()))
-    for path in (REPO / "streams").glob("*.py"):
-        names |= set(re.findall(r'"(weir_[a-z0-9_]+)"', path.read_text()))
+    for package in ("weir", "streams", "producers", "consumers", "apps"):
+        for path in (REPO / package).rglob("*.py"):
+            names |= set(re.findall(r'"(weir_[a-z0-9_]+)"', path.read_text()))
     return names
 
 

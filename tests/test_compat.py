@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from weir.compat import check_catalog, incompatibilities
-from weir.serde import SchemaCatalog
+from weir.contract.compat import check_catalog, incompatibilities
+from weir.contract.serde import SchemaCatalog
 
 
 def test_the_repository_schemas_keep_every_history_version_readable(catalog: SchemaCatalog) -> None:

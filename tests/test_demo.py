@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from weir.kafka.admin import delete_topics
 from weir.settings import Settings
-from weir.topics import delete_topics
 
 REQUIRED_KEYS = {"events_produced", "events_dead_lettered", "predictions", "served", "feedback_sent",
                  "feedback_learned", "alerts", "accuracy"}
@@ -16,7 +16,7 @@ REQUIRED_KEYS = {"events_produced", "events_dead_lettered", "predictions", "serv
 
 def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Settings, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "weir", "demo", "--events", "1500", "--rate", "1500", "--runs-dir", str(tmp_path)],
+        [sys.executable, "-m", "apps", "demo", "--events", "1500", "--rate", "1500", "--runs-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -6,15 +6,15 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from apps.cli import cli
+from apps.processes import start_worker, stop_process
 from consumers.dlq import inspect, replay, select
 from producers.churn import ChurnDomain
-from producers.events import EventPublisher
-from weir.cli import cli
-from weir.clock import now_ms
-from weir.dlq import REPLAY_HEADER, read_headers
-from weir.kafka import poll_until, read_topic
-from weir.processes import start_worker, stop_process
-from weir.serde import SchemaCatalog
+from producers.publisher import EventPublisher
+from weir.clock import now_ms, poll_until
+from weir.contract.deadletter import REPLAY_HEADER, read_headers
+from weir.contract.serde import SchemaCatalog
+from weir.kafka.reading import read_topic
 from weir.settings import Settings
 
 
@@ -69,7 +69,7 @@ def test_inspect_groups_by_reason_and_replay_resubmits_what_a_fix_lets_through(
 
 
 def test_replay_dry_run_sends_nothing_and_the_cli_writes_its_log(kafka: Settings, tmp_path: Path) -> None:
-    from weir.kafka import make_producer
+    from weir.kafka.clients import make_producer
 
     producer = make_producer(kafka)
     producer.produce(kafka.topic("events.dlq"), key=b"k", value=b"v",

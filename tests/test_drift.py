@@ -7,10 +7,12 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.monitor import DriftMonitor, variables
-from weir.drift import Comparison, Episodes, FeatureDistribution, holm
-from weir.join import PendingJoin
+from streams.monitor.detectors import DriftMonitor
+from weir.contract.features import variables
 from weir.settings import Settings
+from weir.state.join import PendingJoin
+from weir.stats.distribution import Comparison, FeatureDistribution
+from weir.stats.episodes import Episodes, holm
 
 
 def distribution(values, window: int = 500) -> FeatureDistribution:

@@ -8,7 +8,7 @@ from functools import partial
 
 import pytest
 
-from weir.join import PendingJoin, Stray
+from weir.state.join import PendingJoin, Stray
 
 
 def features(i: int, t: int = 1000) -> dict:

@@ -8,10 +8,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from weir import local_kafka
-from weir.kafka import make_producer, read_topic
+from weir.contract.topics import CONTRACT
+from weir.kafka import local as local_kafka
+from weir.kafka.admin import create_topics
+from weir.kafka.clients import make_producer
+from weir.kafka.reading import read_topic
 from weir.settings import Settings
-from weir.topics import CONTRACT, create_topics
 
 
 def test_up_on_a_running_broker_starts_nothing(broker: Settings) -> None:

@@ -13,16 +13,18 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from apps.processes import start_worker, stop_process
 from producers.churn import ChurnDomain
 from streams.features import feature_vector
-from weir.deploy import register, route
-from weir.dlq import read_headers
-from weir.kafka import end_offsets, make_producer, poll_until, produce, read_topic
-from weir.models import build_model
-from weir.processes import start_worker, stop_process
-from weir.serde import SchemaCatalog
+from weir.clock import poll_until
+from weir.contract.deadletter import read_headers
+from weir.contract.serde import SchemaCatalog
+from weir.kafka.clients import make_producer, produce
+from weir.kafka.reading import end_offsets, read_topic
+from weir.registry.decisions import register, route
+from weir.registry.factories import build_model
 from weir.settings import Settings
-from weir.state_store import StateStore
+from weir.state.store import StateStore
 
 
 class Inputs:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from weir import local_kafka
-from weir.processes import free_port
+from apps.processes import free_port
+from weir.kafka import local as local_kafka
 from weir.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def _own_broker_env(home: Path) -> tuple[dict[str, str], int]:
 def test_kafka_run_stops_the_broker_it_started(tmp_path: Path) -> None:
     env, port = _own_broker_env(tmp_path / "weir-home")
     inside = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5).close()"
-    done = subprocess.run([sys.executable, "-m", "weir", "kafka", "run", "--", sys.executable, "-c", inside],
+    done = subprocess.run([sys.executable, "-m", "apps", "kafka", "run", "--", sys.executable, "-c", inside],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]  # the command found the broker up
     assert "broker started" in done.stderr and "stopped the broker it started" in done.stderr
@@ -110,7 +110,7 @@ def test_kafka_run_stops_the_broker_it_started(tmp_path: Path) -> None:
 def test_kafka_run_leaves_a_running_broker_running_and_passes_on_the_exit_code(broker: Settings) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
     env.update({f"WEIR_{k.upper()}": str(v) for k, v in broker.model_dump().items() if v is not None})
-    done = subprocess.run([sys.executable, "-m", "weir", "kafka", "run", "--", "sh", "-c", "exit 3"],
+    done = subprocess.run([sys.executable, "-m", "apps", "kafka", "run", "--", "sh", "-c", "exit 3"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr[-3000:]
     assert "already running" in done.stderr and "stopped" not in done.stderr

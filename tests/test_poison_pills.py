@@ -6,13 +6,13 @@ import random
 import struct
 from pathlib import Path
 
+from apps.processes import start_worker, stop_process
 from producers.churn import ChurnDomain
-from producers.events import EventPublisher
-from weir.clock import now_ms
-from weir.dlq import read_headers
-from weir.kafka import end_offsets, poll_until, read_topic
-from weir.processes import start_worker, stop_process
-from weir.serde import SchemaCatalog
+from producers.publisher import EventPublisher
+from weir.clock import now_ms, poll_until
+from weir.contract.deadletter import read_headers
+from weir.contract.serde import SchemaCatalog
+from weir.kafka.reading import end_offsets, read_topic
 from weir.settings import Settings
 
 TOTAL, PILLS = 100_000, 1_000

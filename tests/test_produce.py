@@ -8,8 +8,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from weir.kafka import end_offsets, poll_until
-from weir.processes import free_port, settings_env
+from apps.processes import free_port, settings_env
+from weir.clock import poll_until
+from weir.kafka.reading import end_offsets
 from weir.settings import Settings
 
 
@@ -17,7 +18,7 @@ def test_produce_stops_cleanly_on_sigint_and_accounts_for_what_it_sent(kafka: Se
     """SIGINT: what was accepted is flushed, labels already due are sent, and the summary adds up."""
     port = free_port()
     with open(tmp_path / "produce.log", "wb") as log:
-        producer = subprocess.Popen([sys.executable, "-m", "weir", "produce", "--events", "1000000", "--rate", "400",
+        producer = subprocess.Popen([sys.executable, "-m", "apps", "produce", "--events", "1000000", "--rate", "400",
                                      "--feedback-delay", "fixed:0.2", "--no-progress", "--metrics-port", str(port)],
                                     env=settings_env(kafka), stdout=log, stderr=subprocess.STDOUT)
         poll_until(lambda: end_offsets(kafka, kafka.topic("events.raw")) >= 200, timeout_s=60, what="events flowing")

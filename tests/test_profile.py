@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from streams.monitor import DistributionWatch, MonitorStage
-from streams.stage import InRecord
-from weir.cli import cli
+from apps.cli import cli
+from streams.monitor.detectors import DistributionWatch
+from streams.monitor.stage import MonitorStage
+from streams.runtime.stage import InRecord
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.topics import FEATURES
 from weir.errors import ConfigError
-from weir.profile import FIRST_EVENTS, build_profile, fingerprint, load_profile, save_profile, starting_reference
-from weir.serde import SchemaCatalog
 from weir.settings import Settings
-from weir.topics import FEATURES, topic_serde
+from weir.stats.profile import FIRST_EVENTS, build_profile, fingerprint, load_profile, save_profile, starting_reference
 
 SETTINGS = Settings(drift_reference_events=2_000, drift_window=1_000, drift_check_every=250)
 

@@ -10,18 +10,20 @@ import pytest
 from click.testing import CliRunner
 from river import evaluate, metrics
 
-from producers.drift import DriftSchedule
+from apps.cli import cli
+from apps.processes import settings_env
+from apps.replay import read_topic_range, replay, replay_vectors
+from producers.schedule import DriftSchedule
 from producers.sources import open_source
-from streams.features import compute_features, feature_vector
-from weir.cli import cli
-from weir.kafka import flush_or_raise, make_producer, produce
-from weir.models import build_model
-from weir.processes import settings_env
-from weir.registry import ModelRegistry, snapshot_record, version_record
-from weir.replay import read_topic_range, replay, replay_vectors
-from weir.serde import SchemaCatalog
+from streams.features import feature_vector
+from weir.contract.features import compute_features
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.topics import FEATURES, FEEDBACK
+from weir.kafka.clients import flush_or_raise, make_producer, produce
+from weir.registry.factories import build_model
+from weir.registry.records import snapshot_record, version_record
+from weir.registry.view import ModelRegistry
 from weir.settings import Settings
-from weir.topics import FEATURES, FEEDBACK, topic_serde
 
 
 def events(name: str, n: int = 2_000):

@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producers.churn import ChurnDomain
-from producers.drift import DriftSchedule
-from streams.rules import CrossFieldRule, EntityHistory, FieldRule, RuleSet
-from streams.validate import EventValidator
+from producers.schedule import DriftSchedule
+from streams.validate.rules import CrossFieldRule, EntityHistory, FieldRule, RuleSet
+from streams.validate.validator import EventValidator
 from weir.clock import now_ms
-from weir.dlq import Rejection
+from weir.contract.deadletter import Rejection
+from weir.contract.serde import SchemaCatalog
 from weir.errors import ConfigError
-from weir.serde import SchemaCatalog
 from weir.settings import Settings
 
 RULES = RuleSet.load(Settings().rules_path)

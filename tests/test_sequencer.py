@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.learn import Learner
-from weir.join import PendingJoin
-from weir.registry import ModelRegistry
-from weir.sequencer import Sequencer
+from streams.learn.learner import Learner
+from streams.learn.sequencer import Sequencer
+from weir.registry.view import ModelRegistry
+from weir.state.join import PendingJoin
 
 
 @dataclass

@@ -8,13 +8,13 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from fastavro.utils import generate_many
 
+from weir.contract.serde import MAGIC_BYTE, SchemaCatalog, local_schema_id, schema_id_of
 from weir.errors import PayloadDecodeError, RecordEncodeError, UnknownSchemaError, WireFormatError
-from weir.serde import MAGIC_BYTE, SchemaCatalog, local_schema_id, schema_id_of
 from weir.settings import Settings
 
 
 def test_catalog_has_one_schema_per_topic_value(catalog: SchemaCatalog) -> None:
-    from weir.topics import CONTRACT
+    from weir.contract.topics import CONTRACT
 
     assert {t.schema for t in CONTRACT if t.schema} == set(catalog.names)
 

@@ -8,23 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.serve import Scorer, ServeStage
-from streams.stage import InRecord
-from weir.dlq import read_headers
-from weir.registry import (
-    CHALLENGER,
-    CHAMPION,
-    REGISTERED,
-    RETIRED,
-    ModelRegistry,
-    canary_bucket,
-    record_key,
-    routing_record,
-    version_record,
-)
-from weir.serde import SchemaCatalog
+from streams.runtime.stage import InRecord
+from streams.serve.scorer import Scorer
+from streams.serve.stage import ServeStage
+from weir.contract.deadletter import read_headers
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.topics import FEATURES
+from weir.registry.records import record_key, routing_record, version_record
+from weir.registry.routing import canary_bucket
+from weir.registry.view import CHALLENGER, CHAMPION, REGISTERED, RETIRED, ModelRegistry
 from weir.settings import Settings
-from weir.topics import FEATURES, topic_serde
 
 SETTINGS = Settings(topic_prefix="u.")
 

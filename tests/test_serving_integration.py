@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from river import compose, linear_model
 
-from weir.deploy import promote, register, rollback, route
+from apps.processes import start_worker, stop_process
+from weir.clock import poll_until
+from weir.contract.serde import SchemaCatalog
 from weir.errors import ConfigError
-from weir.kafka import assigned_members, end_offsets, make_producer, poll_until, produce, read_topic
-from weir.processes import start_worker, stop_process
-from weir.serde import SchemaCatalog
+from weir.kafka.clients import make_producer, produce
+from weir.kafka.reading import assigned_members, end_offsets, read_topic
+from weir.registry.decisions import promote, register, rollback, route
 from weir.settings import Settings
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from producers.events import EventPublisher, publish
+from apps.processes import start_worker, stop_process
+from apps.tally import TopicTally
 from producers.labels import FeedbackPolicy
+from producers.publisher import EventPublisher, publish
 from producers.sources import open_source
-from weir.kafka import poll_until
-from weir.processes import start_worker, stop_process
-from weir.serde import SchemaCatalog
+from weir.clock import poll_until
+from weir.contract.serde import SchemaCatalog
 from weir.settings import Settings
-from weir.tally import TopicTally
 
 EVENTS = 2_000
 

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from producers.churn import ChurnDomain
-from producers.drift import DriftPoint, DriftSchedule
+from producers.event import LabelledEvent
+from producers.files import FileColumns, file_source
 from producers.labels import FeedbackPolicy
-from producers.replay import FileColumns, file_source
-from producers.sources import LabelledEvent, open_source
+from producers.schedule import DriftPoint, DriftSchedule
+from producers.sources import open_source
 from weir.errors import ConfigError
 
 N = 20_000

@@ -9,21 +9,25 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from producers.synthetic import synthetic_events
-from streams.features import FeaturesStage, compute_features, feature_vector
-from streams.learn import Learner, LearnStage
-from streams.monitor import MonitorStage
-from streams.serve import Scorer, ServeStage
-from streams.stage import InRecord
-from streams.validate import ValidateStage
+from streams.features import FeaturesStage, feature_vector
+from streams.learn.learner import Learner
+from streams.learn.sequencer import Sequencer
+from streams.learn.stage import LearnStage
+from streams.monitor.stage import MonitorStage
+from streams.runtime.stage import InRecord
+from streams.serve.metrics import ServeMetrics
+from streams.serve.scorer import Scorer
+from streams.serve.stage import ServeStage
+from streams.validate.stage import ValidateStage
 from weir.clock import now_ms
-from weir.dlq import read_headers
-from weir.join import PendingJoin
-from weir.metrics import ServeMetrics
-from weir.registry import ModelRegistry, routing_record, version_record
-from weir.sequencer import Sequencer
-from weir.serde import SchemaCatalog
+from weir.contract.deadletter import read_headers
+from weir.contract.features import compute_features
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.topics import EVENTS_RAW, FEATURES, FEEDBACK
+from weir.registry.records import routing_record, version_record
+from weir.registry.view import ModelRegistry
 from weir.settings import Settings
-from weir.topics import EVENTS_RAW, FEATURES, FEEDBACK, topic_serde
+from weir.state.join import PendingJoin
 
 SETTINGS = Settings(topic_prefix="u.")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from weir.join import PendingJoin
-from weir.state_store import StateLocked, StateStore
+from weir.state.join import PendingJoin
+from weir.state.store import StateLocked, StateStore
 
 
 def features(i: int, t: int = 1_000) -> dict:

@@ -1,0 +1,1 @@
+"""The applications on top of every layer: the ``weir`` command, the demo, replay, and their helpers."""

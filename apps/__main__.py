@@ -1,0 +1,5 @@
+"""``python -m apps``: the same as the ``weir`` command."""
+
+from apps.cli import main
+
+main()

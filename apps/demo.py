@@ -1,0 +1,372 @@
+"""`weir demo`: the whole loop, end to end, on a bounded stream, with a reconciled summary.
+
+The demo is an orchestrator, not a shortcut: the stages run in a real worker
+process, the producer and the alert sink are the same code as their CLI
+commands, and the counts come from reading the output topics. Each run gets its
+own topic prefix and consumer groups, so runs never see each other's records.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from apps.processes import free_port, scrape, start_worker, stop_process
+from apps.tally import Tally, TopicTally
+from consumers.alerts import consume_alerts, format_alert
+from producers.event import Source
+from producers.labels import FeedbackPolicy
+from producers.publisher import EventPublisher, ProduceSummary, publish
+from producers.schedule import DriftSchedule
+from producers.sources import open_source
+from streams.validate.quality import summarize_metrics
+from streams.worker import GROUPED_STAGES
+from weir.clock import poll_until
+from weir.contract.serde import Record, SchemaCatalog, open_catalog
+from weir.errors import WeirError
+from weir.kafka import local as local_kafka
+from weir.kafka.admin import create_topics
+from weir.kafka.reading import assigned_members
+from weir.registry.decisions import current, register, route
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+
+MODEL = "default"
+
+
+def run_settings(settings: Settings, run_id: str) -> Settings:
+    return settings.with_overrides(
+        topic_prefix=f"{settings.topic_prefix}demo-{run_id}.", app_id=f"weir-demo-{run_id}", web_port=free_port(),
+        snapshot_every_s=2.0,  # serve workers see the learner's models within seconds
+    )
+
+
+def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, workers: dict[Path, subprocess.Popen[bytes]],
+                      *, stop: threading.Event, timeout_s: float) -> bool:
+    """Poll the output topics until every event is served or dead-lettered and every label learned."""
+    t = tally.tally
+    bars = {
+        "served": tqdm(total=produced.events_produced, desc="served+dlq", unit="ev", dynamic_ncols=True),
+        "learned": tqdm(total=produced.feedback_sent, desc="learned", unit="lbl", dynamic_ncols=True),
+    }
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            tally.poll()
+            _advance(bars["served"], t.served + t.dead_letters)
+            _advance(bars["learned"], _settled_feedback(t))
+            if t.served + t.dead_letters >= produced.events_produced and \
+                    _settled_feedback(t) >= produced.feedback_sent:
+                return True
+            for log, worker in workers.items():
+                if worker.poll() is not None:
+                    raise WeirError(f"a worker exited with code {worker.returncode}; see {log}")
+    finally:
+        for bar in bars.values():
+            bar.close()
+    return False
+
+
+def _advance(bar: tqdm, value: int) -> None:
+    bar.update(value - bar.n)
+
+
+def _settled_feedback(t: Tally) -> int:
+    """Labels the learner is done with: learned, duplicates, late and unmatched."""
+    return sum(t.learner_counter(c) for c in SETTLED)
+
+
+SETTLED = ("labels_learned", "feedback_duplicate", "feedback_late", "feedback_unmatched")
+
+
+def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Settings, seconds: float,
+              drained: bool, interrupted: bool) -> dict[str, Any]:
+    newest = max(t.metrics.values(), key=lambda r: r["created_at"], default=None)
+    accuracy = newest["metrics"].get("served_accuracy") if newest else None
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "topic_prefix": settings.topic_prefix,
+        "events_produced": produced.events_produced,
+        "events_dead_lettered": t.dead_letters,
+        "predictions": t.predictions,
+        "served": t.served,
+        "served_twice": t.served_twice,
+        "feedback_sent": produced.feedback_sent,
+        "feedback_learned": t.learner_counter("labels_learned"),
+        "feedback_duplicate": t.learner_counter("feedback_duplicate"),
+        "feedback_late": t.learner_counter("feedback_late"),
+        "feedback_unmatched": t.learner_counter("feedback_unmatched"),
+        "alerts": len(t.alerts),
+        "accuracy": accuracy,
+        "dead_letter_reasons": dict(t.dead_letter_reasons),
+        "served_by_version": dict(t.served_by_version),
+        "alert_list": [_alert_brief(a) for a in t.alerts],
+        "delivery_failures": produced.events.failed + produced.feedback.failed,
+        "seconds": round(seconds, 1),
+        "drained": drained,
+        "interrupted": interrupted,
+    }
+    summary["reconciled"] = (
+        drained
+        and summary["events_produced"] == summary["served"] + summary["events_dead_lettered"]
+        and summary["feedback_learned"] + summary["feedback_late"] + summary["feedback_unmatched"]
+        + summary["feedback_duplicate"] == summary["feedback_sent"]
+    )
+    return summary
+
+
+def drift_report(schedule: list[dict[str, Any]], alerts: list[Record]) -> dict[str, Any]:
+    """Each drift point of the schedule with the alerts that opened after it (and before the next point).
+
+    Alerts are placed by the event they were raised on (the churn event id ends in its index); an alert
+    raised before the first point has no drift to explain it and is listed apart.
+    """
+    points = [{**p, "alerts": []} for p in sorted(schedule, key=lambda p: p["at"])]
+    unexplained = []
+    for alert in alerts:
+        if alert["status"] != "FIRING":
+            continue
+        index = _event_index(alert["evidence"].get("event_id", ""))
+        brief = {"kind": alert["kind"], "subject": alert["subject"], "event": index}
+        owner = next((p for p in reversed(points) if index is not None and p["at"] <= index), None)
+        if owner is None:
+            unexplained.append(brief)
+        else:
+            owner["alerts"].append({**brief, "delay_events": index - owner["at"]})
+    return {"points": points, "alerts_before_any_drift": unexplained}
+
+
+def _event_index(event_id: str) -> int | None:
+    tail = event_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _alert_brief(alert: Record) -> dict[str, Any]:
+    return {k: alert[k] for k in ("kind", "subject", "status", "statistic", "evidence", "detected_at")}
+
+
+@dataclass
+class DemoRun:
+    """One demo run: what it started (so it stops exactly that, whatever happens) and what it measured."""
+
+    run_id: str
+    run_dir: Path
+    settings: Settings
+    source: Source
+    catalog: SchemaCatalog
+    produced: ProduceSummary = field(default_factory=ProduceSummary)
+    tally: TopicTally | None = None
+    quality: dict[str, Any] = field(default_factory=dict)
+    drained: bool = False
+    broker_started: bool = False
+    worker: subprocess.Popen[bytes] | None = None  # validate, features, serve, monitor
+    learner: subprocess.Popen[bytes] | None = None  # learn, in a process of its own: the demo kills it once
+    learner_restarts: int = 0
+    sink: threading.Thread | None = None
+    sink_stop: threading.Event = field(default_factory=threading.Event)
+    registry: ModelRegistry | None = None  # read before the broker stops
+    problems: list[str] = field(default_factory=list)  # what the summary could not learn, and why
+
+    def start(self, stop: threading.Event) -> None:
+        if self.settings.uses_local_broker:
+            say("starting the local Kafka broker (the first run resolves it from Maven Central)...")
+        state = local_kafka.up(self.settings)
+        self.broker_started = state.started_here
+        where = ", ".join(filter(None, (f"pid {state.pid}" if state.pid else None,
+                                        f"log: {state.log}" if state.log else None)))
+        say(f"Kafka {'started' if state.started_here else 'found running'} at {state.bootstrap}"
+            + (f" ({where})" if where else ""))
+        created = create_topics(self.settings)
+        say(f"topics: {sum(o.action == 'created' for o in created)} created")
+        self.tally = TopicTally(self.settings, self.catalog)  # from here on, a failed run still reports counts
+        register(self.settings, self.catalog, MODEL, factory="logistic_regression", note="demo champion")
+        route(self.settings, self.catalog, MODEL, "basic", champion="v1", note="demo start")
+        say("registered v1 (logistic regression) as champion")
+        self.worker = start_worker(self.settings, self.run_dir / "worker.log", *GROUPED_STAGES)
+        self.learner = self._start_learner()
+
+        def ready() -> bool:
+            if stop.is_set():
+                raise WeirError("interrupted while the workers were starting")
+            for log, worker in self.processes().items():
+                if worker.poll() is not None:
+                    raise WeirError(f"a worker exited with code {worker.returncode}; see {log}")
+            return all(assigned_members(self.settings, f"{self.settings.app_id}-{stage}") for stage in GROUPED_STAGES)
+
+        poll_until(ready, timeout_s=120, interval_s=0.5, what="the worker's stages holding partitions")
+        say("workers ready: validate+features+serve+monitor in one process, learn in another")
+        self.sink = threading.Thread(target=consume_alerts, name="alert-sink", kwargs={
+            "settings": self.settings, "catalog": self.catalog, "stop": self.sink_stop,
+            "handler": lambda a: tqdm.write("alert: " + format_alert(a)),
+        })
+        self.sink.start()
+
+    def produce(self, policy: FeedbackPolicy, rate: float | None, stop: threading.Event) -> None:
+        publisher = EventPublisher(self.settings, self.catalog)
+        publisher.summary = self.produced
+        total = self.source.total or 0
+        milestones = {total // 4: self._shadow_challenger, total // 2: self._canary_challenger,
+                      total * 3 // 5: self._kill_learner}
+        publish(publisher, self.source, policy=policy, rate=rate, stop=stop, milestones=milestones)
+
+    def processes(self) -> dict[Path, subprocess.Popen[bytes]]:
+        running = {self.run_dir / "worker.log": self.worker, self.run_dir / "learner.log": self.learner}
+        return {log: p for log, p in running.items() if p is not None}
+
+    def _start_learner(self) -> subprocess.Popen[bytes]:
+        learner = self.settings.with_overrides(web_port=free_port())  # its own /metrics
+        return start_worker(learner, self.run_dir / "learner.log", "learn")
+
+    def _kill_learner(self) -> None:
+        """kill -9 the learn stage mid-run and start it again: it resumes from its snapshot, losing nothing."""
+        assert self.learner is not None
+        self.learner.send_signal(signal.SIGKILL)
+        self.learner.wait()
+        self.learner = self._start_learner()
+        self.learner_restarts += 1
+        tqdm.write("weir demo: killed the learn stage (kill -9) and started it again")
+
+    def _shadow_challenger(self) -> None:
+        register(self.settings, self.catalog, MODEL, factory="hoeffding_tree", params={"grace_period": 100},
+                 parent="v1", note="demo challenger")
+        route(self.settings, self.catalog, MODEL, "shadow", challengers=["v2"], note="demo: v2 in shadow")
+        tqdm.write("weir demo: deployed v2 (Hoeffding tree) in shadow")
+
+    def _canary_challenger(self) -> None:
+        route(self.settings, self.catalog, MODEL, "canary", challengers=["v2"], percent=10.0,
+              note="demo: v2 as a 10% canary")
+        tqdm.write("weir demo: v2 now serves a 10% canary")
+
+    def wait(self, stop: threading.Event, timeout_s: float) -> None:
+        assert self.tally is not None
+        self.drained = wait_for_pipeline(self.tally, self.produced, self.processes(), stop=stop,
+                                         timeout_s=timeout_s)
+        if not self.drained and not stop.is_set():
+            say(f"the pipeline did not drain within {timeout_s:.0f} s; the summary says how far it got")
+
+    def finish(self) -> None:
+        """Read from the broker everything the summary needs, then stop what this run started, broker last.
+
+        Each step runs whatever happened before it: a run that failed or was
+        interrupted still gets a summary of what is known, and still stops
+        every process it started. What could not be read is noted in ``problems``.
+        """
+        worker = self.worker
+        if worker is not None and worker.poll() is None:
+            self._attempt("scrape the worker's data-quality metrics",
+                          lambda: self.quality.update(summarize_metrics(scrape(self.settings))))
+        for log, process in self.processes().items():
+            say(f"{log.stem} stopped (exit code {stop_process(process)})")
+        self.sink_stop.set()
+        if self.sink is not None:
+            self.sink.join(timeout=10)
+        if self.tally is not None:
+            tally = self.tally
+            self._attempt("read the output topics to their end", tally.poll_to_end)
+            self._attempt("read the model registry", self._read_versions)
+            tally.close()
+        if self.broker_started:
+            local_kafka.down(self.settings)
+            say("local Kafka broker stopped")
+
+    def _attempt(self, what: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception as exc:  # the summary is written whatever one step hit; the step is named in it
+            self.problems.append(f"could not {what}: {type(exc).__name__}: {exc}")
+            say(self.problems[-1])
+
+    def summary(self, seconds: float, interrupted: bool) -> dict[str, Any]:
+        t = self.tally.tally if self.tally else Tally()
+        summary = summarize(t, self.produced, run_id=self.run_id, settings=self.settings, seconds=seconds,
+                            drained=self.drained, interrupted=interrupted)
+        summary.update(source=self.source.name, drift_schedule=self.source.schedule.to_dict(), quality=self.quality,
+                       versions=self._versions(t), learner_restarts=self.learner_restarts,
+                       drift=drift_report(self.source.schedule.to_dict(), t.alerts), problems=self.problems)
+        return summary
+
+    def _read_versions(self) -> None:
+        self.registry = current(self.settings, self.catalog, MODEL)
+
+    def _versions(self, t: Tally) -> dict[str, dict[str, Any]]:
+        """Per version: how it was built, its status now, what it served and scored, its learned accuracy."""
+        registry = self.registry
+        if registry is None:
+            return {}
+        return {
+            v.version: {
+                "factory": v.factory,
+                "status": registry.status(v.version),
+                "served": t.served_by_version.get(v.version, 0),
+                "predictions": t.predictions_by_version.get(v.version, 0),
+                "errors": t.errors_by_version.get(v.version, 0),
+                "accuracy": t.metrics[v.version]["metrics"].get("accuracy") if v.version in t.metrics else None,
+                "learned": t.metrics[v.version]["counters"].get("learned", 0) if v.version in t.metrics else 0,
+            }
+            for v in registry.versions.values()
+        }
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """Where the summary is, what it says, and the failure that ended the run early, if one did."""
+
+    path: Path
+    summary: dict[str, Any]
+    failure: BaseException | None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and bool(self.summary["reconciled"])
+
+
+def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: float | None, drift: str,
+             runs_dir: Path, stop: threading.Event, drain_timeout_s: float = 300.0) -> DemoOutcome:
+    """Run the demo; the summary is written in every case (failure and Ctrl-C included) and its outcome returned."""
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_dir = runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    source = open_source("churn", events, schedule=DriftSchedule.parse(drift, events))
+    run = DemoRun(run_id, run_dir, run_settings(settings, run_id), source, open_catalog(settings))
+    (run_dir / "metadata.json").write_text(json.dumps(
+        {"run_id": run_id, **source.metadata(), "feedback_delay_s": feedback_delay_s, "rate": rate,
+         "topic_prefix": run.settings.topic_prefix}, indent=2) + "\n")
+    say(f"run {run_id}: {events} churn events; drift: {drift}")
+    started = time.monotonic()
+    failure: BaseException | None = None
+    try:
+        run.start(stop)
+        run.produce(FeedbackPolicy(f"fixed:{feedback_delay_s}", duplicate=0.01), rate, stop)  # some labels twice
+        run.wait(stop, drain_timeout_s)
+    except BaseException as exc:  # also KeyboardInterrupt: stop what was started, then write what we know
+        failure = exc
+    finally:
+        run.finish()
+    summary = run.summary(time.monotonic() - started, interrupted=stop.is_set())
+    if failure is not None:
+        summary["error"] = f"{type(failure).__name__}: {failure}"
+    path = run_dir / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    _print_summary(summary)
+    return DemoOutcome(path, summary, failure)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    accuracy = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.3f}"
+    say(f"events {s['events_produced']}: served {s['served']}, dead-lettered {s['events_dead_lettered']}; "
+        f"feedback {s['feedback_sent']}: learned {s['feedback_learned']}; alerts {s['alerts']}; "
+        f"served accuracy {accuracy}; reconciled: {'yes' if s['reconciled'] else 'NO'}")
+
+
+def say(message: str) -> None:
+    tqdm.write(f"weir demo: {message}")

@@ -1,0 +1,157 @@
+"""`weir replay`: a dataset or a topic range, in event-time order, through the serve and learn code.
+
+No clock: events are taken in event-time order; before each event is scored,
+every label due by then (label time <= event time) is learned, in (label
+time, event id) order; at the end the rest are learned. That is exactly the
+question/answer order of river's ``evaluate.progressive_val_score`` with the
+same label delay, so the two give the same metric, and the same replay gives
+the same result every time.
+
+A dataset's labels come a fixed delay after their events. A topic range
+(``read_topic_range``) replays what really happened: the feature vectors the
+models saw on ``features`` and the labels of ``feedback`` at their real label
+times, in an order that does not depend on partitions or arrival.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from tqdm import tqdm
+
+from producers.event import LabelledEvent
+from streams.features import feature_vector
+from streams.learn.learner import Learner
+from streams.learn.sequencer import Sequencer
+from streams.serve.metrics import ServeMetrics
+from streams.serve.scorer import Scorer
+from weir.contract.serde import AvroSerde, Record, SchemaCatalog, topic_serde
+from weir.contract.topics import FEATURES, FEEDBACK
+from weir.errors import SerdeError
+from weir.kafka.reading import read_topic
+from weir.registry.records import routing_record, version_record
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+from weir.state.join import PendingJoin
+
+MODEL = "replay"
+
+
+log = logging.getLogger("weir.replay")
+
+
+@dataclass
+class ReplayResult:
+    events: int
+    labels: int
+    metrics: dict[str, float]  # the champion's cumulative and rolling metrics
+    registry: ModelRegistry
+
+
+def replay(events: Iterable[LabelledEvent], *, factory: str, params: dict[str, Any], delay: int = 0) -> ReplayResult:
+    """Score and learn ``events``; each label becomes known ``delay`` time units after its event."""
+    ordered = [e for _, e in sorted(enumerate(events), key=lambda pair: (pair[1].event_time_ms, pair[0]))]
+    vectors = [feature_vector({"event_id": e.event_id, "entity_id": e.entity_id, "event_time": e.event_time_ms,
+                               "attributes": e.attributes}) for e in ordered]
+    labels = {e.event_id: (e.event_time_ms + delay, e.label) for e in ordered if e.label is not None}
+    return replay_vectors(vectors, labels, factory=factory, params=params)
+
+
+def replay_vectors(vectors: Iterable[Record], labels: dict[str, tuple[int, Any]], *, factory: str,
+                   params: dict[str, Any]) -> ReplayResult:
+    """Score ``vectors`` in the order given (event-time order) and learn ``labels`` (event id -> (label time,
+    label)) as they fall due."""
+    registry = ModelRegistry(MODEL)
+    registry.apply(version_record(MODEL, "v1", factory, params))
+    registry.apply(routing_record(MODEL, "basic", "v1"))
+    scorer = Scorer(registry, timeout_ms=float("inf"), metrics=ServeMetrics(CollectorRegistry()))
+    learner = Learner(registry, PendingJoin(window_ms=2**62, needs_features=True), Sequencer())
+    due: list[tuple[int, str, dict[str, Any]]] = []
+    scored = 0
+    for vector in vectors:
+        while due and due[0][0] <= vector["event_time"]:
+            _learn(learner, heapq.heappop(due)[2])
+        learner.on_features(vector)
+        result = scorer.score(vector)
+        if isinstance(result, list):
+            for prediction in result:
+                learner.on_prediction(prediction)
+        scored += 1
+        if vector["event_id"] in labels:
+            label_time, label = labels[vector["event_id"]]
+            heapq.heappush(due, (label_time, vector["event_id"], {"event_id": vector["event_id"], "label": label,
+                                                                   "label_time": label_time}))
+    while due:
+        _learn(learner, heapq.heappop(due)[2])
+    learner.finish()
+    metrics = learner.metrics["v1"].values() if "v1" in learner.metrics else {}
+    return ReplayResult(scored, learner.labels_learned, metrics, registry)
+
+
+def _learn(learner: Learner, feedback: dict[str, Any]) -> None:
+    learner.on_feedback(feedback)
+    learner.advance(0)
+
+
+@dataclass
+class TopicRange:
+    """What a topic range holds, ready to replay, and what was left out of it."""
+
+    vectors: list[Record]  # in (event time, event id) order
+    labels: dict[str, tuple[int, Any]]  # event id -> (label time, label), the earliest label of each event
+    counts: dict[str, int]  # read, outside the range, repeated, undecodable, labels without event
+
+
+def read_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: int, until_ms: int,
+                     progress: bool = True, timeout_s: float = 600.0, with_labels: bool = True) -> TopicRange:
+    """The feature vectors with event time in [since, until) and (``with_labels``) their labels, read from the
+    topics as they are.
+
+    Repeated vectors (a stage that crashed and re-sent) count once; of several
+    labels for one event the one with the earliest label time counts. The order
+    is (event time, event id), so how records fell on partitions does not
+    matter.
+    """
+    vectors: dict[str, Record] = {}
+    counts: Counter[str] = Counter()
+    for vector in _read(settings, topic_serde(catalog, settings, FEATURES), "features", counts, progress, timeout_s):
+        if not since_ms <= vector["event_time"] < until_ms:
+            counts["features_outside_range"] += 1
+        elif vector["event_id"] in vectors:
+            counts["features_repeated"] += 1
+        else:
+            vectors[vector["event_id"]] = vector
+    labels: dict[str, tuple[int, Any]] = {}
+    feedback = topic_serde(catalog, settings, FEEDBACK)
+    for label in _read(settings, feedback, "feedback", counts, progress, timeout_s) if with_labels else []:
+        event_id, taken = label["event_id"], labels.get(label["event_id"])
+        if event_id not in vectors:
+            counts["feedback_without_event"] += 1
+        elif taken is not None:
+            counts["feedback_repeated"] += 1
+            labels[event_id] = min(taken, (label["label_time"], label["label"]), key=lambda t: t[0])
+        else:
+            labels[event_id] = (label["label_time"], label["label"])
+    ordered = sorted(vectors.values(), key=lambda v: (v["event_time"], v["event_id"]))
+    return TopicRange(ordered, labels, dict(counts))
+
+
+def _read(settings: Settings, serde: AvroSerde, what: str, counts: Counter[str], progress: bool,
+          timeout_s: float) -> Iterator[Record]:
+    """The decoded records of one topic, to its current end; a record that does not decode is counted, logged
+    and skipped."""
+    with tqdm(desc=f"reading {serde.topic}", unit="rec", disable=not progress, dynamic_ncols=True) as bar:
+        for msg in read_topic(settings, serde.topic, timeout_s=timeout_s):
+            bar.update()
+            counts[f"{what}_read"] += 1
+            try:
+                yield serde.decode(msg.value())
+            except SerdeError as e:
+                counts[f"{what}_undecodable"] += 1
+                log.warning("%s[%d]@%d skipped: %s", serde.topic, msg.partition(), msg.offset(), e)

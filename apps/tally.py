@@ -1,0 +1,114 @@
+"""Count what the pipeline has produced, by reading its output topics like any consumer would.
+
+The demo and the end-to-end tests reconcile from here: served predictions are
+counted by distinct event id (a replay may repeat a record, never an event),
+dead letters by reason, and the learner's own counters come from the latest
+METRICS records on ``models``. Partitions are assigned, not subscribed: the
+tally joins no group and commits nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from weir.clock import poll_until
+from weir.contract.deadletter import read_headers
+from weir.contract.serde import Record, SchemaCatalog, topic_serde
+from weir.contract.topics import ALERTS, EVENTS_DLQ, MODELS, PREDICTIONS
+from weir.kafka.reading import watermarks
+from weir.settings import Settings
+
+
+@dataclass
+class Tally:
+    predictions: int = 0
+    served_ids: set[str] = field(default_factory=set)
+    served_twice: int = 0
+    served_by_version: Counter[str] = field(default_factory=Counter)
+    predictions_by_version: Counter[str] = field(default_factory=Counter)
+    errors_by_version: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)
+    alerts: list[Record] = field(default_factory=list)
+    metrics: dict[str, Record] = field(default_factory=dict)  # latest METRICS record per version
+
+    @property
+    def served(self) -> int:
+        return len(self.served_ids)
+
+    def learner_counter(self, name: str) -> int:
+        """A join counter of the learn stage (the same on every version's record; the newest wins)."""
+        newest = max(self.metrics.values(), key=lambda r: (r["created_at"], r["counters"].get(name, 0)),
+                     default=None)
+        return int(newest["counters"].get(name, 0)) if newest else 0
+
+
+class TopicTally:
+    """Tails predictions, events.dlq, alerts and models, and keeps a running ``Tally``."""
+
+    def __init__(self, settings: Settings, catalog: SchemaCatalog) -> None:
+        self.serdes = {
+            s.topic: s for s in (topic_serde(catalog, settings, t) for t in (PREDICTIONS, ALERTS, MODELS))
+        }
+        self.predictions_topic = settings.topic(PREDICTIONS.name)
+        self.alerts_topic = settings.topic(ALERTS.name)
+        self.models_topic = settings.topic(MODELS.name)
+        self.dlq_topic = settings.topic(EVENTS_DLQ.name)
+        self.tally = Tally()
+        self.consumer = Consumer(settings.librdkafka(**{"group.id": f"{settings.app_id}-tally",
+                                                        "enable.auto.commit": False}))
+        assignment = []
+        for topic in (self.predictions_topic, self.alerts_topic, self.models_topic, self.dlq_topic):
+            partitions = self.consumer.list_topics(topic, timeout=15).topics[topic].partitions
+            assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
+        self.consumer.assign(assignment)
+
+    def poll(self, timeout_s: float = 0.2, max_records: int = 5000) -> int:
+        """Fold in what arrived; returns how many records were read."""
+        messages = self.consumer.consume(max_records, timeout=timeout_s)
+        for msg in messages:
+            if msg.error() is None:
+                self._fold(msg.topic(), msg.value(), msg.headers())
+        return len(messages)
+
+    def _fold(self, topic: str, value: bytes, headers: Any) -> None:
+        t = self.tally
+        if topic == self.dlq_topic:
+            t.dead_letters += 1
+            t.dead_letter_reasons[read_headers(headers).get("reason", "?")] += 1
+            return
+        record = self.serdes[topic].decode(value)
+        if topic == self.predictions_topic:
+            t.predictions += 1
+            t.predictions_by_version[record["model_version"]] += 1
+            if record["error"] is not None:
+                t.errors_by_version[record["model_version"]] += 1
+            if record["served"]:
+                if record["event_id"] in t.served_ids:
+                    t.served_twice += 1
+                else:
+                    t.served_ids.add(record["event_id"])
+                    t.served_by_version[record["model_version"]] += 1
+        elif topic == self.alerts_topic:
+            t.alerts.append(record)
+        elif record["kind"] == "METRICS":
+            t.metrics[record["version"]] = record
+
+    def poll_to_end(self, timeout_s: float = 30.0) -> None:
+        """Fold in everything written so far: poll until every partition is read up to its end as of now."""
+        ends = {(tp.topic, tp.partition): watermarks(self.consumer, tp)[1] for tp in self.consumer.assignment()}
+
+        def caught_up() -> bool:
+            self.poll(timeout_s=0.1)
+            positions = self.consumer.position([TopicPartition(t, p) for t, p in ends])
+            return all(tp.offset >= ends[(tp.topic, tp.partition)] or ends[(tp.topic, tp.partition)] == 0
+                       for tp in positions)
+
+        poll_until(caught_up, timeout_s=timeout_s, interval_s=0.0, what="the tally reading its topics to the end")
+
+    def close(self) -> None:
+        self.consumer.close()

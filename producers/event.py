@@ -1,0 +1,55 @@
+"""What every source yields: labelled events, the stream they form, and their plain values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from producers.schedule import DriftSchedule
+from weir.clock import now_ms
+
+
+@dataclass(frozen=True)
+class LabelledEvent:
+    """An event as a producer publishes it, with the label its feedback will carry."""
+
+    event_id: str
+    entity_id: str
+    event_time_ms: int
+    attributes: dict[str, Any]
+    label: Any
+    label_delay_s: float | None = None  # from the data itself (a replayed file's column), if it says
+
+
+@dataclass
+class Source:
+    """A stream of labelled events and what a run should record about it."""
+
+    name: str
+    events: Iterator[LabelledEvent]
+    total: int | None
+    schedule: DriftSchedule = field(default_factory=DriftSchedule)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"source": self.name, "events": self.total, "drift_schedule": self.schedule.to_dict()}
+
+
+EventTime = Callable[[int], int]
+
+
+def live(_index: int) -> int:
+    """Events stamped with the wall clock when generated: a live stream."""
+    return now_ms()
+
+
+def plain_value(value: Any) -> Any:
+    """numpy scalars and the like as the Avro union's plain types."""
+    if isinstance(value, bool | str | None):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,142 @@
+"""Publish labelled events to ``events.raw`` and their labels, later, to ``feedback``.
+
+One loop does both because the delay between an event and its label is part
+of what the pipeline must cope with: each label is scheduled when its event is
+accepted and sent once its delay has passed. Every record goes through the
+idempotent producer; delivery failures are counted with their reasons and
+reported, never swallowed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Producer
+from tqdm import tqdm
+
+from producers.event import LabelledEvent, Source
+from producers.labels import FeedbackPolicy
+from weir.clock import now_ms
+from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
+from weir.contract.topics import EVENTS_RAW, FEEDBACK
+from weir.kafka.clients import DeliveryReport, flush_or_raise, make_producer, produce
+from weir.settings import Settings
+
+
+@dataclass
+class ProduceSummary:
+    events_produced: int = 0
+    feedback_sent: int = 0
+    labels_withheld: int = 0  # events whose label the policy (or the data) never sends
+    labels_duplicated: int = 0  # labels sent twice on purpose
+    events: DeliveryReport = field(default_factory=DeliveryReport)
+    feedback: DeliveryReport = field(default_factory=DeliveryReport)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return self.events.failed + self.feedback.failed
+
+
+class EventPublisher:
+    """Serializes and sends events and feedback with delivery accounting."""
+
+    def __init__(self, settings: Settings, catalog: SchemaCatalog, producer: Producer | None = None) -> None:
+        self.producer = producer or make_producer(settings)
+        self.raw_topic = settings.topic(EVENTS_RAW.name)
+        self.feedback_topic = settings.topic(FEEDBACK.name)
+        self.raw: AvroSerde = topic_serde(catalog, settings, EVENTS_RAW)
+        self.labels: AvroSerde = topic_serde(catalog, settings, FEEDBACK)
+        self.summary = ProduceSummary()
+
+    def send_event(self, event: LabelledEvent, source: str) -> None:
+        value = self.raw.encode({
+            "event_id": event.event_id, "entity_id": event.entity_id, "event_time": event.event_time_ms,
+            "source": source, "attributes": event.attributes,
+        })
+        self.send_bytes(self.raw_topic, event.entity_id, value, self.summary.events)
+        self.summary.events_produced += 1
+
+    def send_feedback(self, event: LabelledEvent) -> None:
+        value = self.labels.encode({
+            "event_id": event.event_id, "entity_id": event.entity_id, "label": event.label,
+            "label_time": now_ms(),
+        })
+        self.send_bytes(self.feedback_topic, event.entity_id, value, self.summary.feedback)
+        self.summary.feedback_sent += 1
+
+    def send_bytes(self, topic: str, key: str, value: bytes, report: DeliveryReport) -> None:
+        produce(self.producer, topic, value, key.encode(), on_delivery=report.callback)
+        self.producer.poll(0)
+
+    def flush(self) -> None:
+        flush_or_raise(self.producer)
+
+
+def publish(
+    publisher: EventPublisher,
+    source: Source,
+    *,
+    policy: FeedbackPolicy = FeedbackPolicy(),
+    rate: float | None = None,
+    duration_s: float | None = None,
+    stop: threading.Event | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    milestones: dict[int, Callable[[], None]] | None = None,
+) -> ProduceSummary:
+    """Send ``source``'s events at ``rate`` events/s (``None``: as fast as possible) and their labels per ``policy``.
+
+    Stops after the source is exhausted, after ``duration_s`` seconds, or when
+    ``stop`` is set: what was accepted is flushed, the labels of events already
+    sent are still delivered (their delays are honoured), and the summary says
+    whether it was interrupted. ``milestones`` run once the event with their
+    index has been sent (the demo deploys challengers that way).
+    """
+    milestones = milestones or {}
+    stop = stop or threading.Event()
+    rng = random.Random(seed)
+    summary = publisher.summary
+    due: list[tuple[float, int, LabelledEvent]] = []
+    started = time.monotonic()
+    bar = tqdm(total=source.total, unit="ev", desc="producing", disable=not progress, dynamic_ncols=True)
+    try:
+        for i, event in enumerate(source.events):
+            if stop.is_set() or (duration_s is not None and time.monotonic() - started >= duration_s):
+                summary.interrupted = stop.is_set()
+                break
+            if rate:
+                ahead = started + i / rate - time.monotonic()
+                if ahead > 0:
+                    stop.wait(ahead)
+            publisher.send_event(event, source.name)
+            sent_at = time.monotonic()
+            delays = policy.sends(event, rng)
+            summary.labels_withheld += not delays
+            summary.labels_duplicated += len(delays) > 1
+            for n, delay in enumerate(delays):
+                heapq.heappush(due, (sent_at + delay, 2 * i + n, event))
+            _send_due(publisher, due, time.monotonic())
+            bar.update(1)
+            if i in milestones:
+                milestones[i]()
+        while due:
+            wait = due[0][0] - time.monotonic()
+            if wait > 0:
+                publisher.producer.poll(min(wait, 0.1))
+            _send_due(publisher, due, time.monotonic())
+    finally:
+        bar.close()
+        publisher.flush()
+    return summary
+
+
+def _send_due(publisher: EventPublisher, due: list[tuple[float, int, LabelledEvent]], now: float) -> None:
+    while due and due[0][0] <= now:
+        _, _, event = heapq.heappop(due)
+        publisher.send_feedback(event)

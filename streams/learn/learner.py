@@ -1,0 +1,128 @@
+"""The learner: joined labels, in one order, teach the registry's live models; metrics per version.
+
+The join (``weir.state.join``) meets each label with the point-in-time
+features and the predictions of its event; the sequencer
+(``streams.learn.sequencer``) releases completed events in (label time, event
+id) order, so the models end in the same state whether the stage ran without a
+break or was killed and replayed. Metrics score each version's served-time
+prediction (``streams.learn.evaluation``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from streams.learn.evaluation import VersionMetrics
+from streams.learn.sequencer import Sequencer
+from weir.contract.serde import Record
+from weir.registry.records import metrics_record
+from weir.registry.view import ModelRegistry, ModelVersion
+from weir.state.join import PendingEvent, PendingJoin, Stray
+
+log = logging.getLogger("weir.learn")
+
+
+class Learner:
+    """Feeds joined labels, in sequence, to the registry's live models and keeps per-version metrics."""
+
+    def __init__(self, registry: ModelRegistry, join: PendingJoin, sequencer: Sequencer) -> None:
+        self.registry = registry
+        self.join = join
+        self.sequencer = sequencer
+        self.metrics: dict[str, VersionMetrics] = {}
+        self.served = VersionMetrics()  # of what was served, whichever version served it
+        self.learned: Counter[str] = Counter()
+        self.labels_learned = 0
+
+    def on_features(self, vector: Record) -> None:
+        self._joined(self.join.add_features(vector))
+
+    def on_prediction(self, prediction: Record) -> None:
+        self._joined(self.join.add_prediction(prediction))
+
+    def on_feedback(self, feedback: Record, *, partition: Any = 0, source: Any = None, wall_ms: int = 0) -> None:
+        """A label: held in sequence from now on, learned once its event has joined and its turn has come."""
+        self.sequencer.observe(partition, feedback["label_time"], wall_ms)
+        event = self.join.add_feedback(feedback, source)
+        if event is not None:
+            self.sequencer.hold(event.label_time_ms, event.event_id)
+            self._joined(event if event.complete else None)
+
+    def _joined(self, event: PendingEvent | None) -> None:
+        if event is not None:
+            self.sequencer.joined(event.label_time_ms, event.event_id, event)
+
+    def advance(self, wall_ms: int) -> list[Stray]:
+        """Expire what left the window, learn what the sequencer releases; the strays to route on."""
+        for event in self.join.expire():
+            self._joined(event)
+        strays = self.join.take_strays()
+        for stray in strays:
+            if stray.kind == "unmatched":  # a held label whose event never came
+                self.sequencer.drop(stray.label_time_ms, stray.event_id)
+        for event in self.sequencer.release(wall_ms):
+            self._learn(event)
+        return strays
+
+    def finish(self) -> list[Stray]:
+        """Learn everything still held (the end of a bounded replay)."""
+        for event in self.sequencer.flush():
+            self._learn(event)
+        return self.join.take_strays()
+
+    def _learn(self, event: PendingEvent) -> None:
+        assert event.features is not None
+        x, y = event.features["features"], event.label
+        if event.served_version is not None:
+            self.served.update(y, event.predictions[event.served_version])
+        for version, prediction in event.predictions.items():
+            self.metrics.setdefault(version, VersionMetrics()).update(y, prediction)
+        for version in self._learners_of(event):
+            version.model.learn_one(x, y)
+            self.learned[version.version] += 1
+        self.labels_learned += 1
+
+    def _learners_of(self, event: PendingEvent) -> list[ModelVersion]:
+        """The versions that scored the event: a fact of the data, not of when the label was processed, so a
+        restore and replay teaches exactly the versions an uninterrupted run taught, across routing changes.
+        An event the serve stage dead-lettered has no predictions: the versions active now learn it."""
+        if not event.predictions:
+            return self.registry.active()
+        return [self.registry.versions[v] for v in sorted(event.predictions) if v in self.registry.versions]
+
+    def metrics_records(self) -> list[Record]:
+        """One METRICS record per version that learned, with the stage's label accounting."""
+        c = self.join.counters
+        stage = {
+            "feedback_received": c.received, "feedback_joined": c.joined, "feedback_duplicate": c.duplicate,
+            "feedback_late": c.late, "feedback_unmatched": c.unmatched, "feedback_pending": self.join.labels_pending,
+            "feedback_held": len(self.sequencer), "labels_learned": self.labels_learned,
+        }
+        served = {f"served_{k}": v for k, v in self.served.values().items()}
+        return [
+            metrics_record(self.registry.model_name, version,
+                           {**(self.metrics[version].values() if version in self.metrics else {}), **served},
+                           {"learned": learned, **stage})
+            for version, learned in sorted(self.learned.items())
+        ]
+
+    def state(self) -> dict[str, Any]:
+        """Everything a restart needs to continue exactly where this left off."""
+        return {
+            "models": {v.version: v.model for v in self.registry.versions.values() if v.version in self.learned},
+            "metrics": self.metrics, "served": self.served, "learned": self.learned,
+            "labels_learned": self.labels_learned, "join": self.join.state(), "sequencer": self.sequencer,
+        }
+
+    def load_state(self, state: dict[str, Any], wall_ms: int) -> None:
+        for version, model in state["models"].items():
+            if version in self.registry.versions:
+                self.registry.versions[version].model = model
+            else:
+                log.error("snapshot has a model for %s, which the registry does not know; dropped", version)
+        self.metrics, self.served, self.learned = state["metrics"], state["served"], state["learned"]
+        self.labels_learned, self.sequencer = state["labels_learned"], state["sequencer"]
+        self.join.load_state(state["join"])
+        self.sequencer.resume(wall_ms)

@@ -1,0 +1,167 @@
+"""Learn stage: features + predictions + feedback -> learned models; late labels to feedback.late.
+
+The stage's whole state lives in one SQLite file on local disk
+(``weir.state.store``): the join's pending parts and dedupe memory in tables,
+models, metrics and the sequencer in a snapshot row. A snapshot commits both,
+with the input offsets they reflect, every ``snapshot_every_labels`` labels or
+``snapshot_every_s`` seconds; on start the runner restores it and resumes
+reading exactly there. Each snapshot also puts every active version's model on
+the ``models`` topic, for serve workers in other processes to pick up.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+
+from prometheus_client import CollectorRegistry
+
+from streams.learn.learner import Learner
+from streams.learn.metrics import LearnMetrics
+from streams.learn.sequencer import Sequencer
+from streams.runtime.stage import InRecord, OutRecord, Route, dead_letter, dispatch
+from weir.clock import now_ms
+from weir.contract.deadletter import Rejection
+from weir.contract.serde import Record, SchemaCatalog, topic_serde
+from weir.contract.topics import EVENTS_DLQ, FEATURES, FEEDBACK, FEEDBACK_LATE, MODELS, PREDICTIONS
+from weir.registry.records import record_key, snapshot_record
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+from weir.state.join import PendingJoin, Stray
+from weir.state.store import StateStore
+
+STAGE = "learn"
+
+
+SNAPSHOT_FORMAT = 1
+
+
+log = logging.getLogger("weir.learn")
+
+
+class LearnStage:
+    """features + predictions + feedback -> learned models; late labels to feedback.late, unmatched to the DLQ."""
+
+    name = STAGE
+
+    def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
+                 metrics: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.state_path = settings.state_dir / settings.app_id / f"{STAGE}.db"
+        self.store = StateStore(None)  # until ``restore`` opens the stage's own file
+        self.learner = Learner(registry, self._join(), Sequencer(settings.sequencer_idle_ms))
+        vectors = topic_serde(catalog, settings, FEATURES)
+        predictions = topic_serde(catalog, settings, PREDICTIONS)
+        feedback = topic_serde(catalog, settings, FEEDBACK)
+        self.models = topic_serde(catalog, settings, MODELS)
+        self.dlq_topic = settings.topic(EVENTS_DLQ.name)
+        self.late_topic = settings.topic(FEEDBACK_LATE.name)
+        self.feedback_topic = feedback.topic
+        self.inputs = (vectors.topic, predictions.topic, feedback.topic)
+        self.outputs = (self.models.topic, self.dlq_topic, self.late_topic)
+        self.routes = {
+            vectors.topic: Route(vectors, lambda _r, v: self.learner.on_features(v) or []),
+            predictions.topic: Route(predictions, lambda _r, v: self.learner.on_prediction(v) or []),
+            feedback.topic: Route(feedback, self._feedback),
+        }
+        self.prometheus = LearnMetrics(metrics or CollectorRegistry())
+        self._snapshot_at = time.monotonic()
+        self._learned_at_snapshot = 0
+        self._read_since_snapshot = 0
+
+    def _feedback(self, record: InRecord, feedback: Record) -> list[OutRecord]:
+        self.learner.on_feedback(feedback, partition=record.partition, source=record, wall_ms=now_ms())
+        return []
+
+    def process(self, batch: list[InRecord]) -> list[OutRecord]:
+        self._read_since_snapshot += len(batch)
+        out = dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)
+        return out + self._route_strays(self.learner.advance(now_ms()))
+
+    def tick(self) -> list[OutRecord]:
+        out = self._route_strays(self.learner.advance(now_ms()))
+        self.prometheus.publish(self.learner, self._snapshot_at)
+        return out + [OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(r))
+                      for r in self.learner.metrics_records()]
+
+    def _route_strays(self, strays: list[Stray]) -> list[OutRecord]:
+        out = []
+        for stray in strays:
+            record: InRecord | None = stray.source
+            if record is None:
+                continue
+            if stray.kind == "late":
+                why = Rejection("late-feedback", STAGE, f"label for {stray.event_id} came after its event "
+                                f"left the {self.settings.join_window_ms} ms join window", dimension="timeliness")
+                out.append(dead_letter(self.late_topic, record, why))
+            else:
+                why = Rejection("unmatched-feedback", STAGE, f"no event {stray.event_id} was seen within "
+                                f"{self.settings.join_window_ms} ms of its label", dimension="consistency")
+                out.append(dead_letter(self.dlq_topic, record, why))
+        return out
+
+    # --- state -------------------------------------------------------------------------
+
+    def _join(self) -> PendingJoin:
+        return PendingJoin(window_ms=self.settings.join_window_ms, needs_features=True,
+                           hot_events=self.settings.join_hot_events, store=self.store)
+
+    def restore(self) -> dict[tuple[str, int], int] | None:
+        """Open the stage's state file and load its last snapshot; the input offsets to resume from, or None
+        when there is none."""
+        self.store.close()
+        self.store = StateStore(self.state_path, cache_mb=self.settings.state_cache_mb)
+        self.learner.join = self._join()
+        snapshot = self.store.load()
+        if snapshot is None:
+            older = self.state_path.with_suffix(".snapshot")
+            if older.exists():
+                log.warning("%s is a snapshot of an earlier Weir this version does not read: rebuilding the learner "
+                            "from the beginning of its topics, which gives the same state; delete the file once "
+                            "done", older)
+            return None
+        if snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise RuntimeError(f"{self.state_path} has snapshot format {snapshot.get('format')}, "
+                               f"this version reads {SNAPSHOT_FORMAT}")
+        self.learner.load_state(snapshot["learner"], now_ms())
+        self._learned_at_snapshot = self.learner.labels_learned
+        log.info("restored %s: %d labels learned, %d event parts pending, resuming at %s", self.state_path,
+                 self.learner.labels_learned, len(self.learner.join), snapshot["offsets"])
+        return dict(snapshot["offsets"])
+
+    def close(self) -> None:
+        """Release the state file; what the last snapshot did not commit is rolled back with its offsets."""
+        self.store.close()
+
+    def snapshot_due(self, final: bool = False) -> bool:
+        """Every N labels, or every T seconds (and at a stop) if anything was read: when labels stop coming,
+        the parts still arriving are committed too, so the open transaction and a restart's re-read stay short."""
+        learned = self.learner.labels_learned - self._learned_at_snapshot
+        return learned >= self.settings.snapshot_every_labels or (self._read_since_snapshot > 0 and (
+            final or time.monotonic() - self._snapshot_at >= self.settings.snapshot_every_s))
+
+    def note_partitions(self, assigned: set[tuple[str, int]], caught_up: set[tuple[str, int]]) -> None:
+        feedback = self.feedback_topic
+        self.learner.sequencer.track({p for t, p in assigned if t == feedback},
+                                     {p for t, p in caught_up if t == feedback}, now_ms())
+
+    def snapshot(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
+        """Commit the state with the offsets it reflects (atomically); the serving copies to publish."""
+        self.store.commit({"format": SNAPSHOT_FORMAT, "offsets": dict(offsets), "learner": self.learner.state()})
+        learned = self.learner.labels_learned > self._learned_at_snapshot
+        self._snapshot_at, self._learned_at_snapshot = time.monotonic(), self.learner.labels_learned
+        self._read_since_snapshot = 0
+        return self._serving_copies() if learned else []  # the models did not change: nothing new to serve
+
+    def _serving_copies(self) -> list[OutRecord]:
+        out = []
+        for version in self.learner.registry.active():
+            data = pickle.dumps(version.model, protocol=pickle.HIGHEST_PROTOCOL)
+            if len(data) > self.settings.max_snapshot_bytes:
+                log.error("the model of %s is %d bytes, above %d: serve workers keep their older copy",
+                          version.version, len(data), self.settings.max_snapshot_bytes)
+                continue
+            r = snapshot_record(version.name, version.version, data, self.learner.learned[version.version])
+            out.append(OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(r)))
+        return out

@@ -1,0 +1,1 @@
+"""The monitor stage: data, prediction and concept drift and performance drops, raised as alerts."""

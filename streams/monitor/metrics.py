@@ -1,0 +1,26 @@
+"""Prometheus view of the monitor: open drift episodes, each feature's PSI, alerts raised."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from streams.monitor.detectors import DriftMonitor
+
+
+class MonitorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.active = Gauge("weir_drift_active", "1 while a drift episode is open", ["kind", "subject"],
+                            registry=registry)
+        self.psi = Gauge("weir_drift_psi", "Latest PSI of a feature against its reference", ["feature"],
+                         registry=registry)
+        self.alerts = Counter("weir_drift_alerts", "Alerts raised", ["kind", "status"], registry=registry)
+        self._counted: dict[tuple[str, str], int] = {}
+
+    def publish(self, monitor: DriftMonitor) -> None:
+        for (kind, subject), open_ in monitor.active().items():
+            self.active.labels(kind, subject).set(1 if open_ else 0)
+        for name, c in monitor.data.comparisons().items():
+            self.psi.labels(name).set(c.psi)
+        for key, n in monitor.alerts_raised.items():
+            self.alerts.labels(*key).inc(n - self._counted.get(key, 0))
+            self._counted[key] = n

@@ -1,0 +1,1 @@
+"""What runs a stage: its protocol (batches in, records out) and the batch loop that feeds it from Kafka."""

@@ -1,0 +1,1 @@
+"""The validate stage: raw events checked against declared rules, counted on four quality dimensions."""

@@ -1,0 +1,48 @@
+"""Validate stage: events.raw -> events.valid, or events.dlq with the reason.
+
+A record that fails goes to the dead-letter topic with its bytes untouched and
+the reason, rule and dimension in its headers (``weir.contract.deadletter``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from streams.runtime.stage import InRecord, OutRecord, dead_letter
+from streams.validate import quality
+from streams.validate.rules import RuleSet
+from streams.validate.validator import STAGE, EventValidator
+from weir.contract.deadletter import REPLAY_HEADER, Rejection
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW, EVENTS_VALID
+from weir.settings import Settings
+
+
+class ValidateStage:
+    """events.raw -> events.valid, or events.dlq with the reason."""
+
+    name = STAGE
+
+    def __init__(self, settings: Settings, catalog: SchemaCatalog, metrics: CollectorRegistry | None = None) -> None:
+        raw = topic_serde(catalog, settings, EVENTS_RAW)
+        self.valid = topic_serde(catalog, settings, EVENTS_VALID)
+        self.dlq_topic = settings.topic(EVENTS_DLQ.name)
+        self.inputs = (raw.topic,)
+        self.outputs = (self.valid.topic, self.dlq_topic)
+        self.validator = EventValidator(raw, RuleSet.load(settings.rules_path))
+        if metrics is not None:
+            quality.register(self.validator.counters, metrics)
+
+    def process(self, batch: list[InRecord]) -> list[OutRecord]:
+        out = []
+        for record in batch:
+            replayed = any(key == REPLAY_HEADER for key, _ in record.headers)
+            result = self.validator.validate(record.value, replayed=replayed)
+            if isinstance(result, Rejection):
+                out.append(dead_letter(self.dlq_topic, record, result))
+            else:
+                out.append(OutRecord(self.valid.topic, result["entity_id"].encode(), self.valid.encode(result)))
+        return out
+
+    def tick(self) -> list[OutRecord]:
+        return []

@@ -1,0 +1,108 @@
+"""Validation of one raw event: decode it with its writer's schema, check the rules, or say why not.
+
+Nothing raised here can escape: every failure becomes a ``Rejection`` with a
+reason, a rule and a quality dimension. Every record is also measured
+(missing and out-of-range fields, lateness) into ``QualityCounters``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from streams.validate.quality import QualityCounters
+from streams.validate.rules import RuleSet, SourceRules, Violation
+from weir.clock import now_ms
+from weir.contract.deadletter import Rejection
+from weir.contract.serde import AvroSerde, Record
+from weir.errors import SerdeError
+
+STAGE = "validate"
+
+
+class EventValidator:
+    """Turns raw event bytes into a valid event record or a ``Rejection``, counting quality as it goes."""
+
+    def __init__(self, raw: AvroSerde, rules: RuleSet, counters: QualityCounters | None = None,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self.raw = raw
+        self.rules = rules
+        self.counters = counters or QualityCounters()
+        self.clock = clock
+
+    def validate(self, value: bytes | None, *, replayed: bool = False) -> Record | Rejection:
+        """``replayed``: a dead letter sent again after a fix. It is old and out of order by nature, so the
+        rules its replay itself breaks (event-time lag, entity history) are not applied to it."""
+        verdict = self._verdict(value, replayed)
+        if isinstance(verdict, Rejection):
+            source = verdict.source or "?"
+            self.counters.dead_letters[(source, verdict.dimension or "accuracy", verdict.reason)] += 1
+        return verdict
+
+    def _verdict(self, value: bytes | None, replayed: bool) -> Record | Rejection:
+        if value is not None and len(value) > self.rules.max_record_bytes:
+            return _reject(Violation("oversized-record", "max-record-bytes", "accuracy",
+                                     f"{len(value)} bytes > {self.rules.max_record_bytes}"))
+        try:
+            event = self.raw.decode(value)
+        except SerdeError as exc:
+            return _reject(Violation(exc.reason, "decode", "accuracy", str(exc)), exception=exc)
+        source: str = event["source"]
+        self.counters.records[source] += 1
+        rules = self.rules.for_source(source)
+        self._measure(source, rules, event)
+        violation = (
+            _ids(event)
+            or _finite(event["attributes"])
+            or next(filter(None, (r.check(event["attributes"].get(n)) for n, r in rules.fields.items())), None)
+            or next(filter(None, (r.check(event["attributes"]) for r in rules.cross_field)), None)
+            or self._timeliness(source, event["event_time"], replayed)
+            or (None if replayed else rules.entity.check(event["entity_id"], event["attributes"]))
+        )
+        if violation is not None:
+            return _reject(violation, source=source)
+        if not replayed:
+            rules.entity.remember(event["entity_id"], event["attributes"])
+        return {**event, "validated_at": self.clock()}
+
+    def _measure(self, source: str, rules: SourceRules, event: Record) -> None:
+        c, attributes = self.counters, event["attributes"]
+        for name, rule in rules.fields.items():
+            value = attributes.get(name)
+            c.field_seen[(source, name)] += 1
+            if value is None:
+                c.field_missing[(source, name)] += 1
+            elif rule.out_of_range(value):
+                c.field_out_of_range[(source, name)] += 1
+
+    def _timeliness(self, source: str, event_time: int, replayed: bool) -> Violation | None:
+        now = self.clock()
+        skew = event_time - now
+        if skew > self.rules.max_future_skew_ms:
+            return Violation("future-event-time", "max-future-skew", "timeliness",
+                             f"event_time is {skew / 1000:.0f} s in the future")
+        lag = now - event_time
+        if self.rules.max_lag_ms is not None and lag > self.rules.max_lag_ms and not replayed:
+            self.counters.late[source] += 1
+            return Violation("late-event", "max-lag", "timeliness", f"event_time is {lag / 1000:.0f} s old")
+        return None
+
+
+def _ids(event: Record) -> Violation | None:
+    for key in ("event_id", "entity_id"):
+        if not event[key]:
+            return Violation("missing-field", f"required:{key}", "completeness", f"{key} is empty", key)
+    return None
+
+
+def _finite(attributes: dict[str, Any]) -> Violation | None:
+    for name, value in attributes.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            return Violation("non-finite-value", f"finite:{name}", "accuracy", f"{name} is {value}", name)
+    return None
+
+
+def _reject(v: Violation, *, source: str | None = None, exception: BaseException | None = None) -> Rejection:
+    return Rejection(v.reason, STAGE, v.message, exception=exception, rule=v.rule, dimension=v.dimension,
+                     source=source)

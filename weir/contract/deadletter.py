@@ -1,0 +1,68 @@
+"""Dead letters: bad input keeps its original bytes, and the headers say why.
+
+A record on ``events.dlq`` is the rejected record's key and value, untouched,
+plus headers that tell on-call what went wrong and where it came from, so it
+can be inspected, fixed and replayed without guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from weir import __version__
+
+HEADER_PREFIX = "weir."
+
+
+REPLAY_HEADER = "weir.replay.of"  # on a re-submitted dead letter: "<dlq topic>/<partition>/<offset>"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record cannot go on: a stable reason code and the details behind it."""
+
+    reason: str
+    stage: str
+    message: str
+    exception: BaseException | None = None
+    rule: str | None = None
+    dimension: str | None = None
+    source: str | None = None  # the event's source, when the record could be decoded
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record was read."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+def dead_letter_headers(rejection: Rejection, origin: Origin) -> list[tuple[str, bytes]]:
+    fields: dict[str, str | None] = {
+        "reason": rejection.reason,
+        "stage": rejection.stage,
+        "rule": rejection.rule,
+        "dimension": rejection.dimension,
+        "source": rejection.source,
+        "message": rejection.message,
+        "exception.class": type(rejection.exception).__name__ if rejection.exception else None,
+        "exception.message": str(rejection.exception) if rejection.exception else None,
+        "original.topic": origin.topic,
+        "original.partition": str(origin.partition),
+        "original.offset": str(origin.offset),
+        "original.timestamp": str(origin.timestamp_ms),
+        "app.version": __version__,
+    }
+    return [(HEADER_PREFIX + k, v.encode()) for k, v in fields.items() if v is not None]
+
+
+def read_headers(headers: list[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """The ``weir.*`` headers of a dead letter as a plain dict (prefix removed)."""
+    out: dict[str, str] = {}
+    for key, value in headers or []:
+        if key.startswith(HEADER_PREFIX) and value is not None:
+            out[key[len(HEADER_PREFIX):]] = value.decode("utf-8", errors="replace")
+    return out

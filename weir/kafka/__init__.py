@@ -1,0 +1,1 @@
+"""Kafka I/O on confluent-kafka: clients with the defaults that keep data, reading, admin, the local broker."""

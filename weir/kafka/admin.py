@@ -1,0 +1,103 @@
+"""Creating and deleting the contract's topics, idempotently, with the contract's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from weir.clock import poll_until
+from weir.contract.topics import CONTRACT, ContractTopic, topic_config
+from weir.errors import WeirError
+from weir.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicOutcome:
+    topic: str
+    action: Literal["created", "exists", "differs"]
+    detail: str = ""
+
+
+def create_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRACT) -> list[TopicOutcome]:
+    """Create every contract topic that is missing; report, never alter, those that exist.
+
+    An existing topic whose partition count or cleanup policy differs from the
+    settings is reported as ``differs``: changing a live topic's partitions
+    would re-key every entity, which is a decision for a person.
+    """
+    admin = AdminClient(settings.librdkafka())
+    existing = admin.list_topics(timeout=15).topics
+    outcomes: list[TopicOutcome] = []
+    wanted: list[NewTopic] = []
+    for topic in topics:
+        physical = settings.topic(topic.name)
+        config = topic_config(topic, settings)
+        if physical in existing:
+            outcomes.append(_compare(admin, physical, len(existing[physical].partitions), topic, settings))
+            continue
+        wanted.append(
+            NewTopic(physical, num_partitions=topic.partition_count(settings),
+                     replication_factor=settings.replication_factor, config=config)
+        )
+    if wanted:
+        raced = []
+        for physical, future in admin.create_topics(wanted, request_timeout=30, operation_timeout=30).items():
+            try:
+                future.result()
+                outcomes.append(TopicOutcome(physical, "created"))
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise WeirError(f"could not create topic {physical}: {exc.args[0].str()}") from exc
+                raced.append(physical)  # created meanwhile, or so new that the first metadata missed it
+        _await_visible(admin, [t.topic for t in wanted])
+        for physical in raced:
+            spec = next(t for t in topics if settings.topic(t.name) == physical)
+            fresh = admin.list_topics(physical, timeout=15).topics[physical]
+            outcomes.append(_compare(admin, physical, len(fresh.partitions), spec, settings))
+    order = {settings.topic(t.name): i for i, t in enumerate(topics)}
+    return sorted(outcomes, key=lambda o: order[o.topic])
+
+
+def _await_visible(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Return once the broker's metadata shows every topic in ``names`` with a leader for each partition.
+
+    A created topic reaches the metadata a moment after CreateTopics answers;
+    a client that asks in that moment hears "unknown topic". Whoever calls
+    ``create_topics`` can use the topics as soon as it returns.
+    """
+    def visible() -> bool:
+        listed = admin.list_topics(timeout=15).topics
+        return all(n in listed and listed[n].error is None and listed[n].partitions
+                   and all(p.leader >= 0 for p in listed[n].partitions.values()) for n in names)
+
+    poll_until(visible, timeout_s=timeout_s, interval_s=0.1, what=f"{len(names)} new topics in the metadata")
+
+
+def _compare(admin: AdminClient, physical: str, partitions: int, topic: ContractTopic,
+             settings: Settings) -> TopicOutcome:
+    problems = []
+    config = topic_config(topic, settings)
+    if partitions != topic.partition_count(settings):
+        problems.append(f"{partitions} partitions, the contract says {topic.partition_count(settings)}")
+    resource = ConfigResource(ConfigResource.Type.TOPIC, physical)
+    actual = admin.describe_configs([resource])[resource].result()
+    policy = actual["cleanup.policy"].value
+    if policy != config["cleanup.policy"]:
+        problems.append(f"cleanup.policy={policy}, contract says {config['cleanup.policy']}")
+    if problems:
+        return TopicOutcome(physical, "differs", "; ".join(problems))
+    return TopicOutcome(physical, "exists")
+
+
+def delete_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRACT) -> None:
+    """Delete this deployment's contract topics (tests and demo runs clean up after themselves)."""
+    admin = AdminClient(settings.librdkafka())
+    names = [settings.topic(t.name) for t in topics]
+    present = set(admin.list_topics(timeout=15).topics)
+    doomed = [n for n in names if n in present]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            future.result()

@@ -1,0 +1,84 @@
+"""confluent-kafka clients with the defaults that keep data, and delivery accounting.
+
+librdkafka's defaults lose records unless set: producers here are idempotent
+with ``acks=all``; consumers start from the earliest offset and store an
+offset only after its effect, never on poll.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+
+from weir.errors import WeirError
+from weir.settings import Settings
+
+
+def make_producer(settings: Settings, **extra: Any) -> Producer:
+    return Producer(
+        settings.librdkafka(
+            **{
+                "enable.idempotence": True,
+                # Java's and aiokafka's partitioner: a key lands on the same partition whichever client
+                # wrote it, which the label join's co-partitioning depends on.
+                "partitioner": "murmur2_random",
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                **extra,
+            }
+        )
+    )
+
+
+def make_consumer(settings: Settings, group_id: str, **extra: Any) -> Consumer:
+    return Consumer(
+        settings.librdkafka(
+            **{
+                "group.id": group_id,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": True,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                **extra,
+            }
+        )
+    )
+
+
+@dataclass
+class DeliveryReport:
+    """Counts what the broker acknowledged and what it refused; refusals keep their reasons."""
+
+    delivered: int = 0
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def callback(self, err: KafkaError | None, _msg: Message) -> None:
+        with self._lock:
+            if err is None:
+                self.delivered += 1
+            else:
+                self.failed += 1
+                self.errors[err.str()] = self.errors.get(err.str(), 0) + 1
+
+
+def produce(producer: Producer, topic: str, value: bytes | None, key: bytes | None = None, **kwargs: Any) -> None:
+    """Produce, waiting for room when librdkafka's queue is full instead of failing the record."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def flush_or_raise(producer: Producer, timeout_s: float = 60.0) -> None:
+    """Flush and fail loudly if records are still queued: they would be lost silently."""
+    remaining = producer.flush(timeout_s)
+    if remaining:
+        raise WeirError(f"{remaining} records still undelivered after {timeout_s:.0f} s")

@@ -1,0 +1,90 @@
+"""Reading topics without joining a group: to their end, their watermarks, a group's members."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from weir.errors import WeirError
+from weir.settings import Settings
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    timeout_s: float = 30.0,
+    batch: int = 1000,
+) -> Iterator[Message]:
+    """Every record of ``topic`` from the beginning to the end it had when called.
+
+    Uses manual assignment, so it joins no group and commits nothing: reading
+    a topic to count or inspect it never moves anybody's offsets.
+    """
+    consumer = Consumer(settings.librdkafka(**{"group.id": "weir-reader", "enable.auto.commit": False}))
+    try:
+        metadata = consumer.list_topics(topic, timeout=15).topics[topic]
+        if metadata.error is not None:
+            raise WeirError(f"cannot read {topic}: {metadata.error.str()}")
+        ends: dict[int, int] = {}
+        for p in metadata.partitions:
+            low, high = watermarks(consumer, TopicPartition(topic, p))
+            if high > low:
+                ends[p] = high
+        if not ends:
+            return
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise WeirError(f"reading {topic} did not reach its end within {timeout_s:.0f} s")
+            for msg in consumer.consume(batch, timeout=0.5):
+                if msg.error() is not None:
+                    raise WeirError(f"reading {topic}: {msg.error().str()}")
+                p = msg.partition()
+                if p not in ends:
+                    continue
+                yield msg
+                if msg.offset() + 1 >= ends[p]:
+                    del ends[p]
+    finally:
+        consumer.close()
+
+
+# A topic created a moment ago answers these until its partition leaders are elected.
+_NOT_READY_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
+def watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+    """(low, high) offsets of a partition, waiting out a leader election on a topic just created."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            return low, high
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_READY_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def end_offsets(settings: Settings, topic: str) -> int:
+    """The sum of a topic's high watermarks: how many records were ever written to it (no compaction)."""
+    consumer = Consumer(settings.librdkafka(**{"group.id": "weir-watermarks"}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
+        return sum(watermarks(consumer, TopicPartition(topic, p))[1] for p in partitions)
+    finally:
+        consumer.close()
+
+
+def assigned_members(settings: Settings, group: str) -> int:
+    """How many members of consumer group ``group`` hold partitions now."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.librdkafka())  # keep a reference: a collected client abandons its futures
+    description = admin.describe_consumer_groups([group])[group].result(timeout=15)
+    return sum(1 for m in description.members if m.assignment.topic_partitions)

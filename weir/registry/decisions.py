@@ -1,0 +1,131 @@
+"""Registry changes as decisions: register a version, route traffic, promote, roll back.
+
+Each operation reads the registry as it is now (the ``models`` topic), checks
+that the change makes sense, and appends one record. Serve workers follow the
+topic, so a routing change reaches live traffic without a restart; and since
+every decision is its own record, ``history`` can always say who served when.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from weir.contract.serde import Record, SchemaCatalog
+from weir.errors import ConfigError
+from weir.registry.factories import FACTORIES
+from weir.registry.records import PICKLE_FACTORY, routing_record, version_record
+from weir.registry.routing import Routing
+from weir.registry.store import load_registry, publish_records
+from weir.registry.view import ModelRegistry, unpickle_model
+from weir.settings import Settings
+
+MAX_PICKLE_BYTES = 900_000  # the broker's default max.message.bytes is 1 MiB, with room for the envelope
+
+
+def current(settings: Settings, catalog: SchemaCatalog, name: str) -> ModelRegistry:
+    registry = ModelRegistry(name)
+    load_registry(settings, catalog, registry)
+    return registry
+
+
+def next_version(registry: ModelRegistry) -> str:
+    numbers = [int(v[1:]) for v in registry.versions if v[:1] == "v" and v[1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1}"
+
+
+def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: str | None = None,
+             params: dict[str, Any] | None = None, pickle_path: Path | None = None, version: str | None = None,
+             parent: str | None = None, training_window: tuple[int, int] | None = None,
+             note: str | None = None) -> Record:
+    """Register a new version, built by a named factory or uploaded as a pickled river model."""
+    registry = current(settings, catalog, name)
+    version = version or next_version(registry)
+    if version in registry.versions:
+        raise ConfigError(f"{name} {version} is already registered; versions are immutable")
+    if parent is not None and parent not in registry.versions:
+        raise ConfigError(f"parent version {parent} of {name} is not registered")
+    pickled = None
+    if pickle_path is not None:
+        if factory is not None:
+            raise ConfigError("give either a factory or a pickled model, not both")
+        pickled = pickle_path.read_bytes()
+        if len(pickled) > MAX_PICKLE_BYTES:
+            raise ConfigError(f"{pickle_path} is {len(pickled)} bytes; a registry record holds at most "
+                              f"{MAX_PICKLE_BYTES} (the broker's message size limit)")
+        unpickle_model(pickled)  # refuse what serve workers could not load
+        factory = PICKLE_FACTORY
+    elif factory is None:
+        raise ConfigError(f"say how to build the model: a factory ({', '.join(sorted(FACTORIES))}) or a pickle")
+    elif factory not in FACTORIES:
+        raise ConfigError(f"unknown model factory {factory!r}; known: {', '.join(sorted(FACTORIES))}")
+    record = version_record(name, version, factory, params or {}, parent_version=parent,
+                            training_window=training_window, pickled=pickled, note=note)
+    view = ModelRegistry(name)
+    view.apply(record)
+    _ = view.versions[version].model  # build it now: bad parameters fail here, not in every serve worker
+    publish_records(settings, catalog, [record])
+    return record
+
+
+def route(settings: Settings, catalog: SchemaCatalog, name: str, mode: str, *, champion: str | None = None,
+          challengers: list[str] | None = None, percent: float = 0.0, note: str | None = None) -> Record:
+    """Set the routing of ``name``: who is champion, who shadows or serves a canary share."""
+    registry = current(settings, catalog, name)
+    champion = champion or (registry.routing.champion if registry.routing else None)
+    if champion is None:
+        raise ConfigError(f"{name} has no champion yet: name one")
+    challengers = list(challengers or [])
+    unknown = [v for v in [champion, *challengers] if v not in registry.versions]
+    if unknown:
+        raise ConfigError(f"{name} has no version {', '.join(unknown)}; registered: "
+                          f"{', '.join(sorted(registry.versions)) or 'none'}")
+    if champion in challengers:
+        raise ConfigError(f"{champion} cannot be both champion and challenger")
+    if mode == "basic" and challengers:
+        raise ConfigError("basic routing has no challengers: use shadow or canary")
+    if mode in ("shadow", "canary") and not challengers:
+        raise ConfigError(f"{mode} routing needs at least one challenger")
+    if mode == "canary" and not 0 < percent < 100:
+        raise ConfigError("a canary takes more than 0% and less than 100% of the entities")
+    record = routing_record(name, mode, champion, challengers, percent if mode == "canary" else 0.0, note=note)
+    publish_records(settings, catalog, [record])
+    return record
+
+
+def promote(settings: Settings, catalog: SchemaCatalog, name: str, version: str | None = None,
+            note: str | None = None) -> Record:
+    """Make a challenger (by default the canary, else the only challenger) the champion, in basic routing."""
+    routing = _routing(settings, catalog, name)
+    if version is None:
+        candidates = [routing.canary] if routing.canary else routing.challengers
+        if len(candidates) != 1:
+            shown = ", ".join(routing.challengers) or "none"
+            raise ConfigError(f"say which version to promote: challengers are {shown}")
+        version = candidates[0]
+    if version not in routing.challengers:
+        raise ConfigError(f"{version} is not a challenger of {name} ({routing.describe()})")
+    return route(settings, catalog, name, "basic", champion=version, note=note or f"promote {version}")
+
+
+def rollback(settings: Settings, catalog: SchemaCatalog, name: str, note: str | None = None) -> Record:
+    """Undo: stop a running shadow or canary; after a promotion, give the previous champion back its place."""
+    registry = current(settings, catalog, name)
+    routing = registry.routing
+    if routing is None:
+        raise ConfigError(f"{name} has no routing to roll back")
+    if routing.challengers:
+        return route(settings, catalog, name, "basic", champion=routing.champion,
+                     note=note or f"rollback: stop {routing.mode}")
+    previous = registry.previous_champion()
+    if previous is None:
+        raise ConfigError(f"{name} has had no other champion than {routing.champion}: nothing to roll back to")
+    return route(settings, catalog, name, "basic", champion=previous,
+                 note=note or f"rollback: {previous} replaces {routing.champion}")
+
+
+def _routing(settings: Settings, catalog: SchemaCatalog, name: str) -> Routing:
+    routing = current(settings, catalog, name).routing
+    if routing is None:
+        raise ConfigError(f"{name} has no routing yet: deploy a champion with `weir deploy basic`")
+    return routing

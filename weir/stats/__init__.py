@@ -1,0 +1,1 @@
+"""Drift statistics on bounded memory, and stored references (profiles) for them."""
