@@ -6,6 +6,7 @@ COPY weir ./weir
 COPY streams ./streams
 COPY producers ./producers
 COPY consumers ./consumers
+COPY apps ./apps
 COPY schemas ./schemas
 COPY kafka ./kafka
 # Editable install: schemas/ and kafka/ are read from /app at run time.

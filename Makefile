@@ -8,7 +8,7 @@ RUNS   ?= runs
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test unit bench bench-serve bench-learn bench-drift kafka-up kafka-down clean venv
+.PHONY: demo test check unit bench bench-serve bench-learn bench-drift kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
@@ -23,13 +23,19 @@ demo: $(STAMP)
 	scripts/install-tools demo
 	$(WEIR) demo --events $(EVENTS) --runs-dir $(RUNS)
 
-test: $(STAMP)
+test: check
 	scripts/install-tools test
-	$(VENV)/bin/ruff check weir streams producers consumers bench tests
 	$(VENV)/bin/pytest
 
+# Static checks: lint, the layers of the folder tree (import-linter), and types (mypy --strict, code and tests).
+check: $(STAMP)
+	$(VENV)/bin/ruff check weir streams producers consumers apps bench tests
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+# The tiers that need no broker: pure logic and the contracts, in seconds.
 unit: $(STAMP)
-	$(VENV)/bin/pytest -m "not integration"
+	$(VENV)/bin/pytest tests/unit tests/contract
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.throughput

@@ -32,7 +32,8 @@ from producers.sources import open_source
 from streams.validate.quality import summarize_metrics
 from streams.worker import GROUPED_STAGES
 from weir.clock import poll_until
-from weir.contract.serde import Record, SchemaCatalog, open_catalog
+from weir.contract.records import Alert
+from weir.contract.serde import SchemaCatalog, open_catalog
 from weir.errors import WeirError
 from weir.kafka import local as local_kafka
 from weir.kafka.admin import create_topics
@@ -77,7 +78,7 @@ def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, workers: dict
     return False
 
 
-def _advance(bar: tqdm, value: int) -> None:
+def _advance(bar: tqdm[Any], value: int) -> None:
     bar.update(value - bar.n)
 
 
@@ -125,7 +126,7 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
     return summary
 
 
-def drift_report(schedule: list[dict[str, Any]], alerts: list[Record]) -> dict[str, Any]:
+def drift_report(schedule: list[dict[str, Any]], alerts: list[Alert]) -> dict[str, Any]:
     """Each drift point of the schedule with the alerts that opened after it (and before the next point).
 
     Alerts are placed by the event they were raised on (the churn event id ends in its index); an alert
@@ -151,7 +152,7 @@ def _event_index(event_id: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def _alert_brief(alert: Record) -> dict[str, Any]:
+def _alert_brief(alert: Alert) -> dict[str, Any]:
     return {k: alert[k] for k in ("kind", "subject", "status", "statistic", "evidence", "detected_at")}
 
 

@@ -54,4 +54,4 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> i
 def scrape(settings: Settings, timeout_s: float = 5.0) -> str:
     """A worker's /metrics exposition text (the worker runs with ``settings.web_port``)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=timeout_s) as response:
-        return response.read().decode()
+        return str(response.read().decode())

@@ -18,9 +18,9 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
@@ -31,7 +31,9 @@ from streams.learn.learner import Learner
 from streams.learn.sequencer import Sequencer
 from streams.serve.metrics import ServeMetrics
 from streams.serve.scorer import Scorer
-from weir.contract.serde import AvroSerde, Record, SchemaCatalog, topic_serde
+from weir.contract.features import compute_features
+from weir.contract.records import FeatureVector, Feedback, Label
+from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, FEEDBACK
 from weir.errors import SerdeError
 from weir.kafka.reading import read_topic
@@ -41,9 +43,17 @@ from weir.settings import Settings
 from weir.state.join import PendingJoin
 
 MODEL = "replay"
-
+END_OF_TIME = 2**63 - 1  # the largest event time a topic range can end at
 
 log = logging.getLogger("weir.replay")
+
+Labels = dict[str, tuple[int, Label]]
+R = TypeVar("R")  # event id -> (label time, label)
+
+
+def index_time(index: int) -> int:
+    """Event times 0, 1, 2...: a dataset replayed in its own order, label delays counted in events."""
+    return index
 
 
 @dataclass
@@ -57,13 +67,12 @@ class ReplayResult:
 def replay(events: Iterable[LabelledEvent], *, factory: str, params: dict[str, Any], delay: int = 0) -> ReplayResult:
     """Score and learn ``events``; each label becomes known ``delay`` time units after its event."""
     ordered = [e for _, e in sorted(enumerate(events), key=lambda pair: (pair[1].event_time_ms, pair[0]))]
-    vectors = [feature_vector({"event_id": e.event_id, "entity_id": e.entity_id, "event_time": e.event_time_ms,
-                               "attributes": e.attributes}) for e in ordered]
+    vectors = [feature_vector(e.raw("replay")) for e in ordered]
     labels = {e.event_id: (e.event_time_ms + delay, e.label) for e in ordered if e.label is not None}
     return replay_vectors(vectors, labels, factory=factory, params=params)
 
 
-def replay_vectors(vectors: Iterable[Record], labels: dict[str, tuple[int, Any]], *, factory: str,
+def replay_vectors(vectors: Iterable[FeatureVector], labels: Labels, *, factory: str,
                    params: dict[str, Any]) -> ReplayResult:
     """Score ``vectors`` in the order given (event-time order) and learn ``labels`` (event id -> (label time,
     label)) as they fall due."""
@@ -72,7 +81,7 @@ def replay_vectors(vectors: Iterable[Record], labels: dict[str, tuple[int, Any]]
     registry.apply(routing_record(MODEL, "basic", "v1"))
     scorer = Scorer(registry, timeout_ms=float("inf"), metrics=ServeMetrics(CollectorRegistry()))
     learner = Learner(registry, PendingJoin(window_ms=2**62, needs_features=True), Sequencer())
-    due: list[tuple[int, str, dict[str, Any]]] = []
+    due: list[tuple[int, str, Feedback]] = []
     scored = 0
     for vector in vectors:
         while due and due[0][0] <= vector["event_time"]:
@@ -85,8 +94,9 @@ def replay_vectors(vectors: Iterable[Record], labels: dict[str, tuple[int, Any]]
         scored += 1
         if vector["event_id"] in labels:
             label_time, label = labels[vector["event_id"]]
-            heapq.heappush(due, (label_time, vector["event_id"], {"event_id": vector["event_id"], "label": label,
-                                                                   "label_time": label_time}))
+            feedback: Feedback = {"event_id": vector["event_id"], "entity_id": vector["entity_id"], "label": label,
+                                  "label_time": label_time}
+            heapq.heappush(due, (label_time, vector["event_id"], feedback))
     while due:
         _learn(learner, heapq.heappop(due)[2])
     learner.finish()
@@ -94,7 +104,7 @@ def replay_vectors(vectors: Iterable[Record], labels: dict[str, tuple[int, Any]]
     return ReplayResult(scored, learner.labels_learned, metrics, registry)
 
 
-def _learn(learner: Learner, feedback: dict[str, Any]) -> None:
+def _learn(learner: Learner, feedback: Feedback) -> None:
     learner.on_feedback(feedback)
     learner.advance(0)
 
@@ -103,8 +113,8 @@ def _learn(learner: Learner, feedback: dict[str, Any]) -> None:
 class TopicRange:
     """What a topic range holds, ready to replay, and what was left out of it."""
 
-    vectors: list[Record]  # in (event time, event id) order
-    labels: dict[str, tuple[int, Any]]  # event id -> (label time, label), the earliest label of each event
+    vectors: list[FeatureVector]  # in (event time, event id) order
+    labels: Labels  # the earliest label of each event
     counts: dict[str, int]  # read, outside the range, repeated, undecodable, labels without event
 
 
@@ -118,7 +128,7 @@ def read_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: in
     is (event time, event id), so how records fell on partitions does not
     matter.
     """
-    vectors: dict[str, Record] = {}
+    vectors: dict[str, FeatureVector] = {}
     counts: Counter[str] = Counter()
     for vector in _read(settings, topic_serde(catalog, settings, FEATURES), "features", counts, progress, timeout_s):
         if not since_ms <= vector["event_time"] < until_ms:
@@ -127,7 +137,7 @@ def read_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: in
             counts["features_repeated"] += 1
         else:
             vectors[vector["event_id"]] = vector
-    labels: dict[str, tuple[int, Any]] = {}
+    labels: Labels = {}
     feedback = topic_serde(catalog, settings, FEEDBACK)
     for label in _read(settings, feedback, "feedback", counts, progress, timeout_s) if with_labels else []:
         event_id, taken = label["event_id"], labels.get(label["event_id"])
@@ -142,8 +152,8 @@ def read_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: in
     return TopicRange(ordered, labels, dict(counts))
 
 
-def _read(settings: Settings, serde: AvroSerde, what: str, counts: Counter[str], progress: bool,
-          timeout_s: float) -> Iterator[Record]:
+def _read(settings: Settings, serde: AvroSerde[R], what: str, counts: Counter[str], progress: bool,
+          timeout_s: float) -> Iterator[R]:
     """The decoded records of one topic, to its current end; a record that does not decode is counted, logged
     and skipped."""
     with tqdm(desc=f"reading {serde.topic}", unit="rec", disable=not progress, dynamic_ncols=True) as bar:
@@ -151,7 +161,26 @@ def _read(settings: Settings, serde: AvroSerde, what: str, counts: Counter[str],
             bar.update()
             counts[f"{what}_read"] += 1
             try:
-                yield serde.decode(msg.value())
+                yield serde.decode(msg.value)
             except SerdeError as e:
                 counts[f"{what}_undecodable"] += 1
-                log.warning("%s[%d]@%d skipped: %s", serde.topic, msg.partition(), msg.offset(), e)
+                log.warning("%s[%d]@%d skipped: %s", serde.topic, msg.partition, msg.offset, e)
+
+
+def river_progressive_scores(events: list[LabelledEvent], factory: str, params: dict[str, Any],
+                             delay: int) -> dict[str, float]:
+    """river's own ``progressive_val_score`` on the same events and delay: what ``replay`` must reproduce."""
+    from river import evaluate, metrics
+
+    from weir.registry.factories import build_model, encode_params
+
+    dataset: list[tuple[dict[Hashable, Any], Any]] = []
+    for e in events:
+        if e.label is not None:
+            x: dict[Hashable, Any] = {k: v for k, v in compute_features(e.attributes).items()}
+            dataset.append((x, e.label))
+    scores = {}
+    for name, metric in (("accuracy", metrics.Accuracy()), ("log_loss", metrics.LogLoss())):
+        model = build_model(factory, encode_params(params))
+        scores[name] = float(evaluate.progressive_val_score(dataset, model, metric, delay=delay or None).get())
+    return scores

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from weir.clock import poll_until
 from weir.contract.deadletter import read_headers
-from weir.contract.serde import Record, SchemaCatalog, topic_serde
+from weir.contract.messages import InRecord
+from weir.contract.records import Alert, ModelRecord, Prediction
+from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, EVENTS_DLQ, MODELS, PREDICTIONS
 from weir.kafka.reading import watermarks
 from weir.settings import Settings
@@ -33,8 +34,8 @@ class Tally:
     errors_by_version: Counter[str] = field(default_factory=Counter)
     dead_letters: int = 0
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
-    alerts: list[Record] = field(default_factory=list)
-    metrics: dict[str, Record] = field(default_factory=dict)  # latest METRICS record per version
+    alerts: list[Alert] = field(default_factory=list)
+    metrics: dict[str, ModelRecord] = field(default_factory=dict)  # latest METRICS record per version
 
     @property
     def served(self) -> int:
@@ -51,18 +52,15 @@ class TopicTally:
     """Tails predictions, events.dlq, alerts and models, and keeps a running ``Tally``."""
 
     def __init__(self, settings: Settings, catalog: SchemaCatalog) -> None:
-        self.serdes = {
-            s.topic: s for s in (topic_serde(catalog, settings, t) for t in (PREDICTIONS, ALERTS, MODELS))
-        }
-        self.predictions_topic = settings.topic(PREDICTIONS.name)
-        self.alerts_topic = settings.topic(ALERTS.name)
-        self.models_topic = settings.topic(MODELS.name)
+        self.predictions = topic_serde(catalog, settings, PREDICTIONS)
+        self.alerts = topic_serde(catalog, settings, ALERTS)
+        self.models = topic_serde(catalog, settings, MODELS)
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
         self.tally = Tally()
         self.consumer = Consumer(settings.librdkafka(**{"group.id": f"{settings.app_id}-tally",
                                                         "enable.auto.commit": False}))
         assignment = []
-        for topic in (self.predictions_topic, self.alerts_topic, self.models_topic, self.dlq_topic):
+        for topic in (self.predictions.topic, self.alerts.topic, self.models.topic, self.dlq_topic):
             partitions = self.consumer.list_topics(topic, timeout=15).topics[topic].partitions
             assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
         self.consumer.assign(assignment)
@@ -72,31 +70,35 @@ class TopicTally:
         messages = self.consumer.consume(max_records, timeout=timeout_s)
         for msg in messages:
             if msg.error() is None:
-                self._fold(msg.topic(), msg.value(), msg.headers())
+                self._fold(InRecord.of(msg))
         return len(messages)
 
-    def _fold(self, topic: str, value: bytes, headers: Any) -> None:
+    def _fold(self, record: InRecord) -> None:
         t = self.tally
-        if topic == self.dlq_topic:
+        if record.topic == self.dlq_topic:
             t.dead_letters += 1
-            t.dead_letter_reasons[read_headers(headers).get("reason", "?")] += 1
-            return
-        record = self.serdes[topic].decode(value)
-        if topic == self.predictions_topic:
-            t.predictions += 1
-            t.predictions_by_version[record["model_version"]] += 1
-            if record["error"] is not None:
-                t.errors_by_version[record["model_version"]] += 1
-            if record["served"]:
-                if record["event_id"] in t.served_ids:
-                    t.served_twice += 1
-                else:
-                    t.served_ids.add(record["event_id"])
-                    t.served_by_version[record["model_version"]] += 1
-        elif topic == self.alerts_topic:
-            t.alerts.append(record)
-        elif record["kind"] == "METRICS":
-            t.metrics[record["version"]] = record
+            t.dead_letter_reasons[read_headers(record.headers).get("reason", "?")] += 1
+        elif record.topic == self.predictions.topic:
+            self._fold_prediction(self.predictions.decode(record.value))
+        elif record.topic == self.alerts.topic:
+            t.alerts.append(self.alerts.decode(record.value))
+        else:
+            model_record = self.models.decode(record.value)
+            if model_record["kind"] == "METRICS" and model_record["version"] is not None:
+                t.metrics[model_record["version"]] = model_record
+
+    def _fold_prediction(self, prediction: Prediction) -> None:
+        t, version = self.tally, prediction["model_version"]
+        t.predictions += 1
+        t.predictions_by_version[version] += 1
+        if prediction["error"] is not None:
+            t.errors_by_version[version] += 1
+        if prediction["served"]:
+            if prediction["event_id"] in t.served_ids:
+                t.served_twice += 1
+            else:
+                t.served_ids.add(prediction["event_id"])
+                t.served_by_version[version] += 1
 
     def poll_to_end(self, timeout_s: float = 30.0) -> None:
         """Fold in everything written so far: poll until every partition is read up to its end as of now."""

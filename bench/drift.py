@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 from producers.event import LabelledEvent
 from producers.schedule import DriftSchedule
@@ -31,7 +32,8 @@ from producers.sources import open_source
 from streams.features import feature_vector
 from streams.monitor.detectors import DriftMonitor
 from streams.serve.scorer import positive_score
-from weir.registry.factories import build_model
+from weir.contract.records import Alert, FeatureVector
+from weir.registry.factories import Model, build_model
 from weir.settings import Settings
 from weir.state.join import PendingJoin
 
@@ -45,9 +47,8 @@ def _monitor() -> DriftMonitor:
     return DriftMonitor(Settings(), PendingJoin(window_ms=2**62, needs_features=False))
 
 
-def _vector(e: LabelledEvent, i: int) -> dict:
-    return feature_vector({"event_id": e.event_id, "entity_id": e.entity_id, "event_time": i,
-                           "attributes": e.attributes})
+def _vector(e: LabelledEvent) -> FeatureVector:
+    return feature_vector(e.raw("churn"))
 
 
 def false_alarms(seed: int) -> tuple[int, int, int]:
@@ -56,7 +57,7 @@ def false_alarms(seed: int) -> tuple[int, int, int]:
     monitor, model = _monitor(), build_model("logistic_regression", {})
     data = prediction = concept = 0
     for i, e in enumerate(open_source("churn", STATIONARY, seed=seed, event_time=lambda i: i).events):
-        vector = _vector(e, i)
+        vector = _vector(e)
         data += sum(a["status"] == "FIRING" for a in monitor.on_features(vector))
         for a in _learn(monitor, model, e, i, vector["features"]):
             prediction += a["status"] == "FIRING" and a["kind"] == "prediction_drift"
@@ -64,15 +65,17 @@ def false_alarms(seed: int) -> tuple[int, int, int]:
     return data, prediction, concept
 
 
-def _learn(monitor: DriftMonitor, model: object, e: LabelledEvent, i: int, x: dict) -> list[dict]:
+def _learn(monitor: DriftMonitor, model: Model, e: LabelledEvent, i: int, x: dict[str, float]) -> list[Alert]:
     """Predict, show the monitor the served prediction (with its score) and the label at once, then learn."""
-    proba = model.predict_proba_one(x)  # type: ignore[attr-defined]
+    assert e.label is not None
+    proba = model.predict_proba_one(x)
     alerts = monitor.on_prediction({
-        "event_id": e.event_id, "event_time": i, "model_name": "m", "model_version": "v1", "served": True,
-        "score": positive_score(proba) if proba else None, "error": None, "role": "champion",
-        "predicted_label": max(proba, key=proba.__getitem__) if proba else None})
-    alerts += monitor.on_feedback({"event_id": e.event_id, "label": e.label, "label_time": i})
-    model.learn_one(x, e.label)  # type: ignore[attr-defined]
+        "event_id": e.event_id, "entity_id": e.entity_id, "event_time": i, "model_name": "m",
+        "model_version": "v1", "role": "champion", "served": True, "score": positive_score(proba) if proba else None,
+        "predicted_label": max(proba, key=proba.__getitem__) if proba else None, "latency_ms": 0.0,
+        "predicted_at": i, "error": None})
+    alerts += monitor.on_feedback(e.feedback(i))
+    model.learn_one(x, e.label)
     return alerts
 
 
@@ -83,7 +86,7 @@ def data_drift(seed: int) -> tuple[int | None, bool]:
     events = open_source("churn", n, seed=seed, schedule=DriftSchedule.parse(f"abrupt@{DRIFT_AT}", n),
                          event_time=lambda i: i).events
     for i, e in enumerate(events):
-        for a in monitor.on_features(_vector(e, i)):
+        for a in monitor.on_features(_vector(e)):
             if a["status"] == "FIRING":
                 return (i - DRIFT_AT if i >= DRIFT_AT else -1), a["subject"] in MOVED
     return None, False
@@ -96,13 +99,13 @@ def concept_drift(source: str, seed: int) -> int | None:
     events = open_source(source, n, seed=seed, schedule=DriftSchedule.parse(f"concept@{DRIFT_AT}", n),
                          event_time=lambda i: i).events
     for i, e in enumerate(events):
-        alerts = _learn(monitor, model, e, i, _vector(e, i)["features"])
+        alerts = _learn(monitor, model, e, i, _vector(e)["features"])
         if any(a["kind"] == "concept_drift" and a["status"] == "FIRING" and i >= DRIFT_AT - 1_000 for a in alerts):
             return i - DRIFT_AT
     return None
 
 
-def _run(seed: int) -> dict:
+def _run(seed: int) -> dict[str, Any]:
     return {"false": false_alarms(seed), "data": data_drift(seed),
             "concept": {s: concept_drift(s, seed) for s in ("churn", "sea", "agrawal")}}
 

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from apps.processes import free_port, scrape, start_worker, stop_process
 from bench.broker import running_broker
 from bench.serve import VERSIONS, deploy_versions, send, vectors
+from weir.contract.records import FeatureVector
 from weir.contract.serde import SchemaCatalog, open_catalog
 from weir.kafka.admin import create_topics, delete_topics
 from weir.kafka.clients import make_producer, produce
@@ -30,7 +31,7 @@ from weir.registry.factories import build_model
 from weir.settings import Settings
 
 
-def plain_loop(data: list[dict], labels: list[bool], k: int) -> float:
+def plain_loop(data: list[FeatureVector], labels: list[bool], k: int) -> float:
     models = [build_model(f, {key: str(v) for key, v in p.items()}) for f, p in VERSIONS[:k]]
     started = time.perf_counter()
     for v, y in zip(data, labels, strict=True):
@@ -44,11 +45,12 @@ def learned(settings: Settings) -> float:
         if family.name == "weir_learn_labels":
             for s in family.samples:
                 if s.labels.get("outcome") == "learned" and s.name.endswith("_total"):
-                    return s.value
+                    return float(s.value)
     return 0.0
 
 
-def learn_stage(settings: Settings, catalog: SchemaCatalog, data: list[dict], labels: list[bool], k: int) -> float:
+def learn_stage(settings: Settings, catalog: SchemaCatalog, data: list[FeatureVector], labels: list[bool],
+                k: int) -> float:
     run = settings.with_overrides(topic_prefix=f"bench-learn-{uuid.uuid4().hex[:6]}.",
                                   app_id=f"bench-learn-{uuid.uuid4().hex[:6]}", web_port=free_port(),
                                   commit_interval_s=0.2,  # the learned-labels counter refreshes that often
@@ -82,7 +84,7 @@ def learn_stage(settings: Settings, catalog: SchemaCatalog, data: list[dict], la
         delete_topics(run)
 
 
-def send_predictions_and_labels(settings: Settings, catalog: SchemaCatalog, data: list[dict],
+def send_predictions_and_labels(settings: Settings, catalog: SchemaCatalog, data: list[FeatureVector],
                                 labels: list[bool]) -> None:
     predictions = catalog.serde("prediction", settings.topic("predictions"))
     feedback = catalog.serde("feedback", settings.topic("feedback"))

@@ -25,6 +25,7 @@ from bench.broker import running_broker
 from producers.sources import open_source
 from streams.features import feature_vector
 from weir.clock import poll_until
+from weir.contract.records import FeatureVector, Prediction
 from weir.contract.serde import SchemaCatalog, open_catalog
 from weir.kafka.admin import create_topics, delete_topics
 from weir.kafka.clients import make_producer, produce
@@ -36,12 +37,11 @@ from weir.settings import Settings
 VERSIONS = [("logistic_regression", {}), ("logistic_regression", {"lr": 0.1}), ("logistic_regression", {"l2": 0.01})]
 
 
-def vectors(n: int) -> list[dict]:
-    return [feature_vector({"event_id": e.event_id, "entity_id": e.entity_id, "event_time": e.event_time_ms,
-                            "attributes": e.attributes}) for e in open_source("churn", n).events]
+def vectors(n: int) -> list[FeatureVector]:
+    return [feature_vector(e.raw("churn")) for e in open_source("churn", n).events]
 
 
-def plain_loop(data: list[dict], k: int) -> float:
+def plain_loop(data: list[FeatureVector], k: int) -> float:
     models = [build_model(f, {key: str(v) for key, v in p.items()}) for f, p in VERSIONS[:k]]
     started = time.perf_counter()
     for v in data:
@@ -50,10 +50,11 @@ def plain_loop(data: list[dict], k: int) -> float:
     return len(data) / (time.perf_counter() - started)
 
 
-def codec_costs(catalog: SchemaCatalog, data: list[dict]) -> tuple[float, float]:
+def codec_costs(catalog: SchemaCatalog, data: list[FeatureVector]) -> tuple[float, float]:
     """Microseconds per features decode and per prediction encode, measured here: the stage's floor."""
     features = catalog.serde("feature_vector", "bench.features")
     predictions = catalog.serde("prediction", "bench.predictions")
+    prediction: Prediction
     encoded = [features.encode(v) for v in data]
     started = time.perf_counter()
     for value in encoded:
@@ -76,7 +77,7 @@ def deploy_versions(settings: Settings, catalog: SchemaCatalog, k: int) -> None:
           challengers=[f"v{i}" for i in range(2, k + 1)])
 
 
-def serve_stage(settings: Settings, catalog: SchemaCatalog, data: list[dict], k: int) -> float:
+def serve_stage(settings: Settings, catalog: SchemaCatalog, data: list[FeatureVector], k: int) -> float:
     run = settings.with_overrides(topic_prefix=f"bench-serve-{uuid.uuid4().hex[:6]}.",
                                   app_id=f"bench-serve-{uuid.uuid4().hex[:6]}", web_port=0)
     create_topics(run)
@@ -90,14 +91,14 @@ def serve_stage(settings: Settings, catalog: SchemaCatalog, data: list[dict], k:
         finally:
             stop_process(worker)
         serde = catalog.serde("prediction", run.topic("predictions"))
-        stamps = [serde.decode(m.value())["predicted_at"] for m in read_topic(run, run.topic("predictions"),
+        stamps = [serde.decode(m.value)["predicted_at"] for m in read_topic(run, run.topic("predictions"),
                                                                              timeout_s=120)]
-        return len(data) / ((max(stamps) - min(stamps)) / 1000)
+        return float(len(data) / ((max(stamps) - min(stamps)) / 1000))
     finally:
         delete_topics(run)
 
 
-def send(settings: Settings, catalog: SchemaCatalog, data: list[dict]) -> None:
+def send(settings: Settings, catalog: SchemaCatalog, data: list[FeatureVector]) -> None:
     serde = catalog.serde("feature_vector", settings.topic("features"))
     producer = make_producer(settings)
     for v in data:
@@ -109,7 +110,7 @@ def count(settings: Settings) -> int:
     return end_offsets(settings, settings.topic("predictions"))
 
 
-def routing_latency(settings: Settings, catalog: SchemaCatalog, data: list[dict]) -> float:
+def routing_latency(settings: Settings, catalog: SchemaCatalog, data: list[FeatureVector]) -> float:
     """Milliseconds from a routing record's creation to the first prediction that follows it."""
     run = settings.with_overrides(topic_prefix=f"bench-route-{uuid.uuid4().hex[:6]}.",
                                   app_id=f"bench-route-{uuid.uuid4().hex[:6]}", web_port=0)
@@ -135,7 +136,7 @@ def routing_latency(settings: Settings, catalog: SchemaCatalog, data: list[dict]
             serde = catalog.serde("prediction", run.topic("predictions"))
 
             def shadowed() -> list[int]:
-                return [p["predicted_at"] for p in (serde.decode(m.value()) for m in
+                return [p["predicted_at"] for p in (serde.decode(m.value) for m in
                                                     read_topic(run, run.topic("predictions")))
                         if p["model_version"] == "v2"]
 

@@ -47,7 +47,8 @@ class Measurement:
 
 
 def fill_topic(settings: Settings, topic: str, records: int) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
 
     admin = AdminClient(settings.librdkafka())
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result()
@@ -84,7 +85,7 @@ def faust_count(settings: Settings, topic: str, records: int) -> Measurement:
         done = asyncio.Event()
         app = faust.App(f"bench-faust-{uuid.uuid4().hex[:6]}", **settings.faust(), web_enabled=False,
                         topic_disable_leader=True, key_serializer="raw", value_serializer="raw")
-        state = {"seen": 0, "first": 0.0}
+        state: dict[str, float] = {"seen": 0, "first": 0.0}
 
         @app.agent(app.topic(topic, key_serializer="raw", value_serializer="raw"), concurrency=1)
         async def count(stream):  # type: ignore[no-untyped-def]
@@ -101,7 +102,7 @@ def faust_count(settings: Settings, topic: str, records: int) -> Measurement:
         await done.wait()
         end = time.perf_counter()
         await worker.stop()
-        return Measurement("faust agent, async for", state["seen"], end - state["first"], state["first"] - started)
+        return Measurement("faust agent, async for", int(state["seen"]), end - state["first"], state["first"] - started)
 
     return asyncio.run(run())
 

@@ -1,10 +1,10 @@
 """The dead-letter topic for people: see what was rejected and why, and send it again after a fix.
 
-``inspect`` groups dead letters by reason with a few examples each. ``replay``
+``inspect`` groups dead letters by reason with a few examples each. ``resend``
 re-submits chosen dead letters to the topic they came from, with their
-original key and bytes and a ``weir.replay.of`` header naming the dead letter,
-so the stage checks them again (without the rules their replay itself breaks:
-lateness, entity order). Every replayed record is accounted for: where it came
+original key and bytes and a ``weir.resent.from`` header naming the dead letter,
+so the stage checks them again (without the rules resending itself breaks:
+lateness, entity order). Every resent record is accounted for: where it came
 from in the DLQ and where the broker put it.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from weir.contract.deadletter import REPLAY_HEADER, read_headers
+from weir.contract.deadletter import RESENT_HEADER, read_headers
+from weir.contract.messages import InRecord
 from weir.contract.topics import EVENTS_DLQ
 from weir.kafka.clients import flush_or_raise, make_producer
 from weir.kafka.reading import read_topic
@@ -38,7 +39,7 @@ def inspect(settings: Settings, *, examples: int = 3) -> list[ReasonGroup]:
     """Dead letters grouped by reason, most frequent first."""
     groups: dict[str, ReasonGroup] = {}
     for msg in read_topic(settings, settings.topic(EVENTS_DLQ.name)):
-        h = read_headers(msg.headers())
+        h = read_headers(msg.headers)
         group = groups.setdefault(h.get("reason", "?"), ReasonGroup(h.get("reason", "?")))
         group.count += 1
         group.stages[h.get("stage", "?")] += 1
@@ -49,11 +50,11 @@ def inspect(settings: Settings, *, examples: int = 3) -> list[ReasonGroup]:
     return sorted(groups.values(), key=lambda g: (-g.count, g.reason))
 
 
-def _example(msg: Message, h: dict[str, str]) -> dict[str, Any]:
-    value = msg.value() or b""
+def _example(msg: InRecord, h: dict[str, str]) -> dict[str, Any]:
+    value = msg.value or b""
     return {
-        "dlq": f"{msg.partition()}/{msg.offset()}",
-        "key": (msg.key() or b"").decode("utf-8", errors="replace"),
+        "dlq": f"{msg.partition}/{msg.offset}",
+        "key": (msg.key or b"").decode("utf-8", errors="replace"),
         "from": f"{h.get('original.topic')}/{h.get('original.partition')}/{h.get('original.offset')}",
         "message": h.get("message", ""),
         "bytes": len(value),
@@ -62,12 +63,12 @@ def _example(msg: Message, h: dict[str, str]) -> dict[str, Any]:
 
 
 @dataclass
-class ReplayReport:
+class ResendReport:
     selected: int = 0
     delivered: int = 0
     failed: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
-    records: list[dict[str, Any]] = field(default_factory=list)  # one per replayed dead letter
+    records: list[dict[str, Any]] = field(default_factory=list)  # one per resent dead letter
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -83,26 +84,26 @@ def select(reasons: tuple[str, ...] = (), stages: tuple[str, ...] = (), rules: t
     return chosen
 
 
-def replay(settings: Settings, chosen: Selector, *, limit: int | None = None, dry_run: bool = False) -> ReplayReport:
+def resend(settings: Settings, chosen: Selector, *, limit: int | None = None, dry_run: bool = False) -> ResendReport:
     """Send the chosen dead letters back to their original topics; the report accounts for each one."""
     dlq_topic = settings.topic(EVENTS_DLQ.name)
-    report = ReplayReport()
+    report = ResendReport()
     producer = make_producer(settings)
     for msg in read_topic(settings, dlq_topic):
-        h = read_headers(msg.headers())
+        h = read_headers(msg.headers)
         if not chosen(h) or (limit is not None and report.selected >= limit):
             continue
         report.selected += 1
         report.by_reason[h.get("reason", "?")] += 1
-        entry: dict[str, Any] = {"dlq": f"{dlq_topic}/{msg.partition()}/{msg.offset()}",
+        entry: dict[str, Any] = {"dlq": f"{dlq_topic}/{msg.partition}/{msg.offset}",
                                  "reason": h.get("reason"), "to": h.get("original.topic"), "status": "dry-run"}
         report.records.append(entry)
         if dry_run:
             continue
         entry["status"] = "pending"
         producer.produce(
-            h["original.topic"], key=msg.key(), value=msg.value(),
-            headers=[(REPLAY_HEADER, entry["dlq"].encode())],
+            h["original.topic"], key=msg.key, value=msg.value,
+            headers=[(RESENT_HEADER, entry["dlq"].encode())],
             on_delivery=_account(report, entry),
         )
         producer.poll(0)
@@ -110,7 +111,7 @@ def replay(settings: Settings, chosen: Selector, *, limit: int | None = None, dr
     return report
 
 
-def _account(report: ReplayReport, entry: dict[str, Any]) -> Callable[[KafkaError | None, Message], None]:
+def _account(report: ResendReport, entry: dict[str, Any]) -> Callable[[KafkaError | None, Message], None]:
     def delivered(err: KafkaError | None, msg: Message) -> None:
         if err is None:
             report.delivered += 1

@@ -61,7 +61,7 @@ class Forwarder:
         return False
 
 
-def alertmanager_server(port: int, on_alert: Callable[[dict[str, Any]], None], host: str = "0.0.0.0"
+def alertmanager_server(port: int, on_alert: Callable[[dict[str, Any]], object], host: str = "0.0.0.0"
                         ) -> ThreadingHTTPServer:
     """An HTTP server taking Alertmanager's webhook POSTs at /alertmanager (call ``serve_forever``)."""
 

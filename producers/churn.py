@@ -1,4 +1,4 @@
-"""The demo domain: customer activity events for churn prediction (the source notes' own example).
+"""The demo domain: customer activity events for churn prediction (see docs/background.md).
 
 A seeded pool of customers recurs (some far more often than others). Each
 customer has stable traits (age, region, plan, contract, payment...) and each
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from producers.event import LabelledEvent
 from producers.schedule import DriftSchedule
 from weir.clock import now_ms
+from weir.contract.records import AttributeValue
 
 SOURCE = "churn"
 PLANS = ("basic", "standard", "premium")
@@ -104,7 +105,7 @@ class ChurnDomain:
                 label=rng.random() < self._churn_probability(attributes, i, rng),
             )
 
-    def _activity(self, rng: random.Random, c: Customer, i: int) -> dict[str, object]:
+    def _activity(self, rng: random.Random, c: Customer, i: int) -> dict[str, AttributeValue]:
         s = self.schedule
         abrupt, gradual, season = s.intensity("abrupt", i), s.intensity("gradual", i), s.intensity("recurring", i)
         tenure = min(120, c.tenure_at_start + i // EVENTS_PER_TENURE_MONTH)
@@ -143,7 +144,7 @@ class ChurnDomain:
             "family_plan": c.family_plan,
         }
 
-    def _churn_probability(self, a: dict[str, object], i: int, rng: random.Random) -> float:
+    def _churn_probability(self, a: dict[str, AttributeValue], i: int, rng: random.Random) -> float:
         concept = self.schedule.intensity("concept", i)
         x = {k: float(v) for k, v in a.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         satisfaction = x.get("satisfaction_score", 3.0)  # not surveyed: neutral

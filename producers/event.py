@@ -8,6 +8,7 @@ from typing import Any
 
 from producers.schedule import DriftSchedule
 from weir.clock import now_ms
+from weir.contract.records import AttributeValue, Feedback, Label, RawEvent
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,20 @@ class LabelledEvent:
     event_id: str
     entity_id: str
     event_time_ms: int
-    attributes: dict[str, Any]
-    label: Any
+    attributes: dict[str, AttributeValue]
+    label: Label | None  # None: this event's label never comes
     label_delay_s: float | None = None  # from the data itself (a replayed file's column), if it says
+
+    def raw(self, source: str) -> RawEvent:
+        """The ``events.raw`` record of this event."""
+        return {"event_id": self.event_id, "entity_id": self.entity_id, "event_time": self.event_time_ms,
+                "source": source, "attributes": self.attributes}
+
+    def feedback(self, label_time_ms: int) -> Feedback:
+        """The ``feedback`` record of this event's label, known at ``label_time_ms``."""
+        assert self.label is not None, f"event {self.event_id} has no label to send"
+        return {"event_id": self.event_id, "entity_id": self.entity_id, "label": self.label,
+                "label_time": label_time_ms}
 
 
 @dataclass

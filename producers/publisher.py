@@ -22,9 +22,10 @@ from tqdm import tqdm
 from producers.event import LabelledEvent, Source
 from producers.labels import FeedbackPolicy
 from weir.clock import now_ms
-from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
+from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_RAW, FEEDBACK
 from weir.kafka.clients import DeliveryReport, flush_or_raise, make_producer, produce
+from weir.metrics import CountersCollector, CounterValues
 from weir.settings import Settings
 
 
@@ -42,6 +43,12 @@ class ProduceSummary:
     def failed(self) -> int:
         return self.events.failed + self.feedback.failed
 
+    def describe(self) -> str:
+        return (f"events: {self.events_produced} sent, {self.events.delivered} delivered, {self.events.failed} failed; "
+                f"feedback: {self.feedback_sent} sent ({self.labels_duplicated} duplicated on purpose, "
+                f"{self.labels_withheld} withheld), {self.feedback.delivered} delivered, {self.feedback.failed} failed"
+                + (" (interrupted)" if self.interrupted else ""))
+
 
 class EventPublisher:
     """Serializes and sends events and feedback with delivery accounting."""
@@ -50,23 +57,17 @@ class EventPublisher:
         self.producer = producer or make_producer(settings)
         self.raw_topic = settings.topic(EVENTS_RAW.name)
         self.feedback_topic = settings.topic(FEEDBACK.name)
-        self.raw: AvroSerde = topic_serde(catalog, settings, EVENTS_RAW)
-        self.labels: AvroSerde = topic_serde(catalog, settings, FEEDBACK)
+        self.raw = topic_serde(catalog, settings, EVENTS_RAW)
+        self.labels = topic_serde(catalog, settings, FEEDBACK)
         self.summary = ProduceSummary()
 
     def send_event(self, event: LabelledEvent, source: str) -> None:
-        value = self.raw.encode({
-            "event_id": event.event_id, "entity_id": event.entity_id, "event_time": event.event_time_ms,
-            "source": source, "attributes": event.attributes,
-        })
+        value = self.raw.encode(event.raw(source))
         self.send_bytes(self.raw_topic, event.entity_id, value, self.summary.events)
         self.summary.events_produced += 1
 
     def send_feedback(self, event: LabelledEvent) -> None:
-        value = self.labels.encode({
-            "event_id": event.event_id, "entity_id": event.entity_id, "label": event.label,
-            "label_time": now_ms(),
-        })
+        value = self.labels.encode(event.feedback(now_ms()))
         self.send_bytes(self.feedback_topic, event.entity_id, value, self.summary.feedback)
         self.summary.feedback_sent += 1
 
@@ -76,6 +77,17 @@ class EventPublisher:
 
     def flush(self) -> None:
         flush_or_raise(self.producer)
+
+
+def publisher_collector(publisher: EventPublisher) -> CountersCollector:
+    """The producer's delivery counters for /metrics: ``weir_produced_total{topic, outcome}``."""
+    def read() -> CounterValues:
+        summary = publisher.summary
+        return {("weir_produced", (("topic", topic), ("outcome", outcome))): n
+                for topic, report in (("events.raw", summary.events), ("feedback", summary.feedback))
+                for outcome, n in (("delivered", report.delivered), ("failed", report.failed))}
+
+    return CountersCollector("Records the producer sent, by topic and delivery outcome", read)
 
 
 def publish(

@@ -1,6 +1,6 @@
 """A drift schedule: where in a stream the world changes, and how.
 
-Four kinds, after the source notes' data drift and concept drift:
+Four kinds, after data drift and concept drift (docs/background.md):
 
 * ``abrupt``: feature distributions jump at ``at`` and stay moved (data drift);
 * ``gradual``: they move linearly from ``at`` over ``width`` events (data drift);
@@ -65,11 +65,12 @@ class DriftSchedule:
             if item == "none":
                 continue
             kind, _, where = item.partition("@")
-            if kind not in KINDS or not where:
+            drift_kind = next((k for k in KINDS if k == kind), None)
+            if drift_kind is None or not where:
                 raise ConfigError(f"bad drift point {item!r}: expected kind@where[:width], kind one of {KINDS}")
             at, _, width = where.partition(":")
             try:
-                points.append(DriftPoint(kind, _events(float(at), total), _events(float(width or 0), total)))  # type: ignore[arg-type]
+                points.append(DriftPoint(drift_kind, _events(float(at), total), _events(float(width or 0), total)))
             except ValueError:
                 raise ConfigError(f"bad drift point {item!r}: position and width must be numbers") from None
         return cls(tuple(sorted(points, key=lambda p: p.at)))

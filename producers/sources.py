@@ -6,17 +6,23 @@
   ``ConceptDriftStream`` so that the concept changes at the schedule's first
   ``concept`` point.
 
-A CSV or Parquet file is a source too (``producers.files``).
+A CSV or Parquet file is a source too (``producers.files``); a ``SourceSpec``
+names either kind, as the command line does.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from producers.churn import ChurnDomain
 from producers.event import EventTime, LabelledEvent, Source, live, plain_value
+from producers.files import FileColumns, file_source
 from producers.schedule import DriftSchedule
+from producers.synthetic import synthetic_events
 from weir.errors import ConfigError
 
 
@@ -60,12 +66,8 @@ def open_source(name: str, count: int, *, seed: int = 42, schedule: DriftSchedul
                 event_time: EventTime = live) -> Source:
     """The named source for ``count`` events."""
     if name == "churn":
-        from producers.churn import ChurnDomain
-
         events = ChurnDomain(seed=seed, schedule=schedule).events(count, event_time)
     elif name == "simple":
-        from producers.synthetic import synthetic_events
-
         flip = next((p.at for p in schedule.points if p.kind == "concept"), count)
         events = synthetic_events(count, seed=seed, drift_at=flip, event_time=event_time)
     elif name in ("sea", "agrawal", "hyperplane"):
@@ -73,3 +75,25 @@ def open_source(name: str, count: int, *, seed: int = 42, schedule: DriftSchedul
     else:
         raise ConfigError(f"unknown source {name!r}; named sources: {', '.join(NAMED)}, or a .csv/.parquet file")
     return Source(name, events, count, schedule)
+
+
+DEFAULT_EVENTS = 10_000
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Which events to produce or replay: a named source, or a CSV/Parquet file with its columns."""
+
+    name: str  # a named source, or the path of a file
+    count: int | None = None  # events of a named source (None: DEFAULT_EVENTS); a file: at most this many rows
+    seed: int = 42
+    drift: str = "none"  # the drift schedule of a named source
+    columns: FileColumns | None = None  # set for a file
+
+    def open(self, event_time: EventTime = live) -> Source:
+        """The events; ``event_time`` stamps those of a named source, and of a file without a time column."""
+        if self.columns is not None:
+            return file_source(Path(self.name), self.columns, limit=self.count, event_time=event_time)
+        total = self.count or DEFAULT_EVENTS
+        return open_source(self.name, total, seed=self.seed, schedule=DriftSchedule.parse(self.drift, total),
+                           event_time=event_time)

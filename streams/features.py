@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from streams.runtime.stage import InRecord, OutRecord, Route, dispatch
+from streams.runtime.stage import Route, dispatch
 from weir.contract.features import FEATURE_SET_VERSION, compute_features
-from weir.contract.serde import Record, SchemaCatalog, topic_serde
+from weir.contract.messages import InRecord, OutRecord
+from weir.contract.records import FeatureVector, RawEvent, ValidEvent
+from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_DLQ, EVENTS_VALID, FEATURES
 from weir.settings import Settings
 
 
-def feature_vector(event: Record) -> Record:
+def feature_vector(event: ValidEvent | RawEvent) -> FeatureVector:
     """The ``features`` topic record for a valid event."""
     return {
         "event_id": event["event_id"],
         "entity_id": event["entity_id"],
         "event_time": event["event_time"],
-        "features": compute_features(event),
+        "features": compute_features(event["attributes"]),
         "feature_set_version": FEATURE_SET_VERSION,
     }
 
@@ -33,7 +35,7 @@ class FeaturesStage:
         self.outputs = (self.vectors.topic, self.dlq_topic)
         self.routes = {valid.topic: Route(valid, self._vector)}
 
-    def _vector(self, record: InRecord, event: Record) -> list[OutRecord]:
+    def _vector(self, record: InRecord, event: ValidEvent) -> list[OutRecord]:
         return [OutRecord(self.vectors.topic, record.key, self.vectors.encode(feature_vector(event)))]
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:

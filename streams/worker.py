@@ -3,7 +3,7 @@
 The app is the process: lifecycle and signals, timers, the /metrics page, and
 one agent that follows the ``models`` topic so routing and version changes
 reach the stages within a second. Each stage runs as a ``BatchLoop`` service
-of the app (``streams.runner``): a confluent-kafka batch consumer in its own
+of the app (``streams.runtime.loop``): a confluent-kafka batch consumer in its own
 consumer group ``<app_id>-<stage>``, because faust's per-message path is two
 orders of magnitude slower than a batch loop on the same broker.
 
@@ -83,6 +83,8 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
 
 
 def build_app(settings: Settings, pipeline: Pipeline, catalog: SchemaCatalog, metrics: CollectorRegistry) -> faust.App:
+    datadir = settings.state_dir / settings.app_id / "faust"  # not <app name>-data in the working directory
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{settings.app_id}-registry-{uuid.uuid4().hex[:8]}",
         **settings.faust(),
@@ -94,6 +96,7 @@ def build_app(settings: Settings, pipeline: Pipeline, catalog: SchemaCatalog, me
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=1.0,
         topic_allow_declare=False,  # topics are `weir topics create`'s job, with the contract's configs
+        datadir=str(datadir),
         topic_disable_leader=True,
     )
     # Delivery reports for failures only: a Python callback per acknowledged record costs the stages
@@ -102,7 +105,7 @@ def build_app(settings: Settings, pipeline: Pipeline, catalog: SchemaCatalog, me
     stage_metrics = StageMetrics(metrics)
     for stage in pipeline.stages:
         loop = BatchLoop(settings, stage, f"{settings.app_id}-{stage.name}", producer, stage_metrics, loop=None)
-        app.service(loop)
+        app.service(loop)  # type: ignore[arg-type]  # annotated for a class; faust starts instances too
         app.timer(settings.commit_interval_s, name=f"weir.{stage.name}.tick")(_ticker(loop))
 
     models = topic_serde(catalog, settings, MODELS)

@@ -1,49 +1,38 @@
-"""Shared fixtures: one real Kafka broker per test session, and per-test topics and groups.
-
-The broker is the local one ``weir kafka up`` manages (started here if it is
-not running, and stopped at the end if this session started it), or the
-cluster named by WEIR_KAFKA_BOOTSTRAP. Nothing about Kafka is mocked.
-"""
+"""Fixtures every tier shares. The tiers are folders: ``unit`` (pure logic), ``contract`` (schemas, records,
+the conformance suite, the CLI and the alert rules) and ``integration`` (a real Kafka broker); ``make unit``
+runs the first two in seconds, without a broker."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from weir.contract.serde import SchemaCatalog
-from weir.kafka import local as local_kafka
-from weir.kafka.admin import create_topics, delete_topics
 from weir.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"kafka", "broker"} & set(getattr(item, "fixturenames", ())):
+        if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def broker() -> Iterator[Settings]:
-    """Settings pointing at a running broker for the whole session."""
-    settings = Settings()
-    state = local_kafka.up(settings)
-    yield settings
-    if state.started_here:
-        local_kafka.down(settings)
-
-
-@pytest.fixture
-def kafka(broker: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    """Settings with this test's own topic prefix and app id, its contract topics created (and deleted after)."""
-    tag = f"{request.node.name[:40].replace('[', '-').replace(']', '')}-{uuid.uuid4().hex[:6]}"
-    settings = broker.with_overrides(topic_prefix=f"t-{tag}.", app_id=f"t-{tag}", web_port=0)
-    create_topics(settings)
-    yield settings
-    delete_topics(settings)
 
 
 @pytest.fixture(scope="session")
 def catalog() -> SchemaCatalog:
     return SchemaCatalog(Settings().schemas_dir)
+
+
+@pytest.fixture(scope="session")
+def system_tool() -> Callable[[str], str]:
+    """The path of a program the test needs (Prometheus' tools), or a failure that says how CI installs it."""
+    def find(name: str) -> str:
+        found = shutil.which(name)
+        assert found, f"{name} is missing: .ci/run installs it (Debian packages prometheus, prometheus-alertmanager)"
+        return found
+
+    return find

@@ -7,15 +7,13 @@ tests stay independent and several components can live in one process.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-
-    pass
+# {(metric name, ((label, value), ...)): count}
+CounterValues = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def serve_metrics(port: int | None, collector: Collector) -> None:
@@ -31,8 +29,7 @@ def serve_metrics(port: int | None, collector: Collector) -> None:
 class CountersCollector(Collector):
     """Counters read from a live object at scrape time: ``read`` returns {(name, labels): value}."""
 
-    def __init__(self, help_text: str, read: Callable[[], dict[tuple[str, tuple[tuple[str, str], ...]], float]]
-                 ) -> None:
+    def __init__(self, help_text: str, read: Callable[[], CounterValues]) -> None:
         self.help_text = help_text
         self.read = read
 

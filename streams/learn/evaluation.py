@@ -11,7 +11,7 @@ from typing import Any
 
 from river import metrics, utils
 
-from weir.contract.serde import Record
+from weir.contract.records import Label, Prediction
 
 ROLLING_WINDOW = 1_000
 
@@ -43,7 +43,7 @@ class VersionMetrics:
         self.metrics: dict[str, Any] = {}
         self.scored = 0
 
-    def update(self, label: Any, prediction: Record) -> None:
+    def update(self, label: Label, prediction: Prediction) -> None:
         if prediction["error"] is not None or prediction["predicted_label"] is None:
             return
         if not self.metrics:
@@ -59,3 +59,13 @@ class VersionMetrics:
 
     def values(self) -> dict[str, float]:
         return {name: float(metric.get()) for name, metric in self.metrics.items()}
+
+    def plain(self) -> dict[str, Any]:
+        """As saved state: river's metric objects and the count, no Weir class."""
+        return {"metrics": self.metrics, "scored": self.scored}
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any]) -> VersionMetrics:
+        loaded = cls()
+        loaded.metrics, loaded.scored = plain["metrics"], plain["scored"]
+        return loaded

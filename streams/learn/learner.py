@@ -16,7 +16,8 @@ from typing import Any
 
 from streams.learn.evaluation import VersionMetrics
 from streams.learn.sequencer import Sequencer
-from weir.contract.serde import Record
+from weir.contract.messages import InRecord
+from weir.contract.records import FeatureVector, Feedback, ModelRecord, Prediction
 from weir.registry.records import metrics_record
 from weir.registry.view import ModelRegistry, ModelVersion
 from weir.state.join import PendingEvent, PendingJoin, Stray
@@ -36,13 +37,14 @@ class Learner:
         self.learned: Counter[str] = Counter()
         self.labels_learned = 0
 
-    def on_features(self, vector: Record) -> None:
+    def on_features(self, vector: FeatureVector) -> None:
         self._joined(self.join.add_features(vector))
 
-    def on_prediction(self, prediction: Record) -> None:
+    def on_prediction(self, prediction: Prediction) -> None:
         self._joined(self.join.add_prediction(prediction))
 
-    def on_feedback(self, feedback: Record, *, partition: Any = 0, source: Any = None, wall_ms: int = 0) -> None:
+    def on_feedback(self, feedback: Feedback, *, partition: int = 0, source: InRecord | None = None,
+                    wall_ms: int = 0) -> None:
         """A label: held in sequence from now on, learned once its event has joined and its turn has come."""
         self.sequencer.observe(partition, feedback["label_time"], wall_ms)
         event = self.join.add_feedback(feedback, source)
@@ -73,12 +75,12 @@ class Learner:
         return self.join.take_strays()
 
     def _learn(self, event: PendingEvent) -> None:
-        assert event.features is not None
+        assert event.features is not None and event.label is not None, "a joined event has features and a label"
         x, y = event.features["features"], event.label
         if event.served_version is not None:
             self.served.update(y, event.predictions[event.served_version])
-        for version, prediction in event.predictions.items():
-            self.metrics.setdefault(version, VersionMetrics()).update(y, prediction)
+        for version_name, prediction in event.predictions.items():
+            self.metrics.setdefault(version_name, VersionMetrics()).update(y, prediction)
         for version in self._learners_of(event):
             version.model.learn_one(x, y)
             self.learned[version.version] += 1
@@ -92,7 +94,7 @@ class Learner:
             return self.registry.active()
         return [self.registry.versions[v] for v in sorted(event.predictions) if v in self.registry.versions]
 
-    def metrics_records(self) -> list[Record]:
+    def metrics_records(self) -> list[ModelRecord]:
         """One METRICS record per version that learned, with the stage's label accounting."""
         c = self.join.counters
         stage = {
@@ -109,11 +111,12 @@ class Learner:
         ]
 
     def state(self) -> dict[str, Any]:
-        """Everything a restart needs to continue exactly where this left off."""
+        """Everything a restart needs to continue exactly where this left off, as plain data and river objects."""
         return {
             "models": {v.version: v.model for v in self.registry.versions.values() if v.version in self.learned},
-            "metrics": self.metrics, "served": self.served, "learned": self.learned,
-            "labels_learned": self.labels_learned, "join": self.join.state(), "sequencer": self.sequencer,
+            "metrics": {version: m.plain() for version, m in self.metrics.items()}, "served": self.served.plain(),
+            "learned": dict(self.learned), "labels_learned": self.labels_learned, "join": self.join.state(),
+            "sequencer": self.sequencer.state(),
         }
 
     def load_state(self, state: dict[str, Any], wall_ms: int) -> None:
@@ -122,7 +125,8 @@ class Learner:
                 self.registry.versions[version].model = model
             else:
                 log.error("snapshot has a model for %s, which the registry does not know; dropped", version)
-        self.metrics, self.served, self.learned = state["metrics"], state["served"], state["learned"]
-        self.labels_learned, self.sequencer = state["labels_learned"], state["sequencer"]
+        self.metrics = {version: VersionMetrics.from_plain(m) for version, m in state["metrics"].items()}
+        self.served, self.learned = VersionMetrics.from_plain(state["served"]), Counter(state["learned"])
+        self.labels_learned = state["labels_learned"]
         self.join.load_state(state["join"])
-        self.sequencer.resume(wall_ms)
+        self.sequencer.load_state(state["sequencer"], wall_ms)

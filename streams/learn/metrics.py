@@ -29,6 +29,6 @@ class LearnMetrics:
             self.labels.labels(outcome).inc(value - self._seen[outcome])
             self._seen[outcome] = value
         for version, vm in learner.metrics.items():
-            for name, value in vm.values().items():
-                self.metric.labels(learner.registry.model_name, version, name).set(value)
+            for name, metric in vm.values().items():
+                self.metric.labels(learner.registry.model_name, version, name).set(metric)
         self.snapshot_age.set(time.monotonic() - snapshot_at)

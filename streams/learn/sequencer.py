@@ -29,21 +29,25 @@ import heapq
 from collections import Counter
 from typing import Any
 
+from weir.state.join import PendingEvent
+
+Key = tuple[int, str]  # (label time, event id)
+
 
 class Sequencer:
     def __init__(self, idle_ms: int = 2_000) -> None:
         self.idle_ms = idle_ms
-        self._heap: list[tuple[int, str]] = []  # (label time, event id) of every label taken and not yet learned
-        self._joined: dict[tuple[int, str], Any] = {}  # (label time, event id) -> the joined event, until its turn
-        self._gone: Counter[tuple[int, str]] = Counter()  # holds whose event will never join
-        self._partition_time: dict[Any, int] = {}  # feedback partition -> largest label time seen
-        self._partition_seen: dict[Any, int] = {}  # feedback partition -> wall time of its last label
-        self.caught_up: set[Any] = set()  # partitions read to their end, as the consumer last knew
+        self._heap: list[Key] = []  # every label taken and not yet learned
+        self._joined: dict[Key, PendingEvent] = {}  # the joined events, until their turn
+        self._gone: Counter[Key] = Counter()  # holds whose event will never join
+        self._partition_time: dict[int, int] = {}  # feedback partition -> largest label time seen
+        self._partition_seen: dict[int, int] = {}  # feedback partition -> wall time of its last label
+        self.caught_up: set[int] = set()  # partitions read to their end, as the consumer last knew
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def track(self, partitions: set[Any], caught_up: set[Any], wall_ms: int) -> None:
+    def track(self, partitions: set[int], caught_up: set[int], wall_ms: int) -> None:
         """The feedback partitions to wait for (all assigned ones, read or not yet) and which are read to the end.
 
         A partition nothing was read from yet holds the watermark at its start:
@@ -54,7 +58,7 @@ class Sequencer:
             self._partition_seen[p] = wall_ms
         self.caught_up = caught_up
 
-    def observe(self, partition: Any, label_time_ms: int, wall_ms: int) -> None:
+    def observe(self, partition: int, label_time_ms: int, wall_ms: int) -> None:
         """A label was read from ``partition``: it moves that partition's watermark."""
         self._partition_time[partition] = max(self._partition_time.get(partition, 0), label_time_ms)
         self._partition_seen[partition] = wall_ms
@@ -63,7 +67,7 @@ class Sequencer:
         """A label was taken: its place in the order is fixed from now on."""
         heapq.heappush(self._heap, (label_time_ms, event_id))
 
-    def joined(self, label_time_ms: int, event_id: str, event: Any) -> None:
+    def joined(self, label_time_ms: int, event_id: str, event: PendingEvent) -> None:
         """The held label's event is complete: it goes out when its turn comes."""
         self._joined[(label_time_ms, event_id)] = event
 
@@ -77,12 +81,22 @@ class Sequencer:
                   if wall_ms - self._partition_seen[p] < self.idle_ms or p not in self.caught_up]
         return min(active) if active else float("inf")
 
-    def resume(self, wall_ms: int) -> None:
-        """After a restore: every partition counts as sending again until it proves idle here."""
+    def state(self) -> dict[str, Any]:
+        """What is held, as plain data (wall times are not kept: they mean nothing after a restart)."""
+        return {"heap": list(self._heap), "joined": [(key, event.plain()) for key, event in self._joined.items()],
+                "gone": dict(self._gone), "partition_time": dict(self._partition_time)}
+
+    def load_state(self, state: dict[str, Any], wall_ms: int) -> None:
+        """Take a saved state; every partition counts as sending again until it proves idle here."""
+        self._heap = [(int(time), str(event_id)) for time, event_id in state["heap"]]
+        heapq.heapify(self._heap)
+        self._joined = {(int(t), str(e)): PendingEvent.from_plain(event) for (t, e), event in state["joined"]}
+        self._gone = Counter(state["gone"])
+        self._partition_time = dict(state["partition_time"])
         self._partition_seen = dict.fromkeys(self._partition_time, wall_ms)
         self.caught_up = set()
 
-    def release(self, wall_ms: int) -> list[Any]:
+    def release(self, wall_ms: int) -> list[PendingEvent]:
         """The joined events at or below the watermark, in (label time, event id) order, up to the first that
         has not joined yet."""
         mark = self.watermark(wall_ms)
@@ -100,7 +114,7 @@ class Sequencer:
             heapq.heappop(self._heap)
         return out
 
-    def flush(self) -> list[Any]:
+    def flush(self) -> list[PendingEvent]:
         out = [self._joined.pop(key) for key in sorted(self._heap) if key in self._joined]
         self._heap.clear()
         self._gone.clear()

@@ -14,27 +14,31 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from streams.learn.learner import Learner
 from streams.learn.metrics import LearnMetrics
 from streams.learn.sequencer import Sequencer
-from streams.runtime.stage import InRecord, OutRecord, Route, dead_letter, dispatch
+from streams.runtime.stage import Route, dead_letter, dispatch
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
-from weir.contract.serde import Record, SchemaCatalog, topic_serde
+from weir.contract.messages import InRecord, OutRecord
+from weir.contract.records import FeatureVector, Feedback, Prediction
+from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_DLQ, FEATURES, FEEDBACK, FEEDBACK_LATE, MODELS, PREDICTIONS
 from weir.registry.records import record_key, snapshot_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingJoin, Stray
+from weir.state.pickling import UnreadableState
 from weir.state.store import StateStore
 
 STAGE = "learn"
 
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: plain data and river objects only (1 pickled Weir's classes)
 
 
 log = logging.getLogger("weir.learn")
@@ -60,9 +64,9 @@ class LearnStage:
         self.feedback_topic = feedback.topic
         self.inputs = (vectors.topic, predictions.topic, feedback.topic)
         self.outputs = (self.models.topic, self.dlq_topic, self.late_topic)
-        self.routes = {
-            vectors.topic: Route(vectors, lambda _r, v: self.learner.on_features(v) or []),
-            predictions.topic: Route(predictions, lambda _r, v: self.learner.on_prediction(v) or []),
+        self.routes: dict[str, Route[Any]] = {
+            vectors.topic: Route(vectors, self._features),
+            predictions.topic: Route(predictions, self._prediction),
             feedback.topic: Route(feedback, self._feedback),
         }
         self.prometheus = LearnMetrics(metrics or CollectorRegistry())
@@ -70,7 +74,15 @@ class LearnStage:
         self._learned_at_snapshot = 0
         self._read_since_snapshot = 0
 
-    def _feedback(self, record: InRecord, feedback: Record) -> list[OutRecord]:
+    def _features(self, _record: InRecord, vector: FeatureVector) -> list[OutRecord]:
+        self.learner.on_features(vector)
+        return []
+
+    def _prediction(self, _record: InRecord, prediction: Prediction) -> list[OutRecord]:
+        self.learner.on_prediction(prediction)
+        return []
+
+    def _feedback(self, record: InRecord, feedback: Feedback) -> list[OutRecord]:
         self.learner.on_feedback(feedback, partition=record.partition, source=record, wall_ms=now_ms())
         return []
 
@@ -109,26 +121,43 @@ class LearnStage:
 
     def restore(self) -> dict[tuple[str, int], int] | None:
         """Open the stage's state file and load its last snapshot; the input offsets to resume from, or None
-        when there is none."""
+        to start from the beginning of the topics.
+
+        A snapshot this version cannot load (another format, a class that is
+        gone, anything but plain data and river objects) is reported, its file
+        is set aside, and the learner is rebuilt from the beginning of its
+        topics, which gives the same state as an uninterrupted run.
+        """
         self.store.close()
-        self.store = StateStore(self.state_path, cache_mb=self.settings.state_cache_mb)
-        self.learner.join = self._join()
-        snapshot = self.store.load()
+        try:
+            snapshot = self._open()
+        except UnreadableState as exc:
+            aside = self.state_path.with_name(f"{self.state_path.name}.unreadable-{now_ms()}")
+            log.error("%s cannot be restored (%s): set aside as %s; the learner is rebuilt from the beginning of "
+                      "its topics", self.state_path, exc, aside)
+            self.store.close()
+            for suffix in ("", "-wal", "-shm"):
+                part = self.state_path.with_name(self.state_path.name + suffix)
+                if part.exists():
+                    part.rename(aside.with_name(aside.name + suffix))
+            snapshot = self._open()
         if snapshot is None:
-            older = self.state_path.with_suffix(".snapshot")
-            if older.exists():
-                log.warning("%s is a snapshot of an earlier Weir this version does not read: rebuilding the learner "
-                            "from the beginning of its topics, which gives the same state; delete the file once "
-                            "done", older)
             return None
-        if snapshot.get("format") != SNAPSHOT_FORMAT:
-            raise RuntimeError(f"{self.state_path} has snapshot format {snapshot.get('format')}, "
-                               f"this version reads {SNAPSHOT_FORMAT}")
         self.learner.load_state(snapshot["learner"], now_ms())
         self._learned_at_snapshot = self.learner.labels_learned
         log.info("restored %s: %d labels learned, %d event parts pending, resuming at %s", self.state_path,
                  self.learner.labels_learned, len(self.learner.join), snapshot["offsets"])
         return dict(snapshot["offsets"])
+
+    def _open(self) -> dict[str, Any] | None:
+        """Open the state file; its last snapshot if it has one this version reads."""
+        self.store = StateStore(self.state_path, cache_mb=self.settings.state_cache_mb)
+        self.learner.join = self._join()
+        snapshot = self.store.load()
+        if snapshot is not None and (not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT):
+            found = snapshot.get("format") if isinstance(snapshot, dict) else type(snapshot).__name__
+            raise UnreadableState(f"snapshot format {found}, this version reads {SNAPSHOT_FORMAT}")
+        return snapshot
 
     def close(self) -> None:
         """Release the state file; what the last snapshot did not commit is rolled back with its offsets."""

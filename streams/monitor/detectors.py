@@ -21,13 +21,13 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from river import base, drift, metrics, utils
+from river import drift, metrics, utils
 
 from weir.clock import now_ms
-from weir.contract.features import variables
-from weir.contract.serde import Record
+from weir.contract.features import attributes_of
+from weir.contract.records import Alert, FeatureVector, Feedback, Label, Prediction
 from weir.settings import Settings
 from weir.state.join import PendingEvent, PendingJoin
 from weir.stats.distribution import Comparison, FeatureDistribution
@@ -76,7 +76,7 @@ SCORE_REFRESH_CHECKS = 8
 
 @dataclass
 class ConceptEpisode:
-    detector: base.DriftDetector
+    detector: drift.ADWIN
     labels: int = 0
     open: bool = False
     quiet: int = 0
@@ -154,7 +154,7 @@ class DistributionWatch:
 
 class DriftMonitor:
     def __init__(self, settings: Settings, join: PendingJoin,
-                 make_detector: Callable[[], base.DriftDetector] = lambda: drift.ADWIN(delta=CONCEPT_DELTA),
+                 make_detector: Callable[[], drift.ADWIN] = lambda: drift.ADWIN(delta=CONCEPT_DELTA),
                  data_reference: FeatureProfiles | None = None,
                  on_data_reference: Callable[[FeatureProfiles], None] | None = None) -> None:
         self.settings = settings
@@ -169,13 +169,13 @@ class DriftMonitor:
 
     # --- inputs ------------------------------------------------------------------------
 
-    def on_features(self, vector: Record) -> list[Record]:
+    def on_features(self, vector: FeatureVector) -> list[Alert]:
         out = []
-        for t in self.data.add(variables(vector["features"])):
+        for t in self.data.add(attributes_of(vector["features"])):
             out.append(self._distribution_alert("data_drift", t.subject, t, vector))
         return out
 
-    def on_prediction(self, prediction: Record) -> list[Record]:
+    def on_prediction(self, prediction: Prediction) -> list[Alert]:
         out = []
         if prediction["served"] and prediction["score"] is not None:
             model = prediction["model_name"]
@@ -191,7 +191,7 @@ class DriftMonitor:
                 out.append(self._distribution_alert("prediction_drift", subject, t, prediction))
         return out + self._check(self.join.add_prediction(prediction))
 
-    def on_feedback(self, feedback: Record) -> list[Record]:
+    def on_feedback(self, feedback: Feedback) -> list[Alert]:
         event = self.join.add_feedback(feedback)
         alerts = self._check(event if event is not None and event.complete else None)
         self.join.expire()
@@ -200,7 +200,7 @@ class DriftMonitor:
 
     # --- concept drift and performance ---------------------------------------------------
 
-    def _check(self, event: PendingEvent | None) -> list[Record]:
+    def _check(self, event: PendingEvent | None) -> list[Alert]:
         if event is None:
             return []
         alerts = []
@@ -213,7 +213,7 @@ class DriftMonitor:
             alerts += self._performance(subject, event.label, prediction)
         return alerts
 
-    def _concept(self, subject: str, error: float, prediction: Record) -> list[Record]:
+    def _concept(self, subject: str, error: float, prediction: Prediction) -> list[Alert]:
         e = self.concept.get(subject)
         if e is None:
             e = self.concept[subject] = ConceptEpisode(self.make_detector())
@@ -241,7 +241,7 @@ class DriftMonitor:
                                                  "quiet_labels": str(QUIET_LABELS)})]
         return []
 
-    def _performance(self, subject: str, label: Any, prediction: Record) -> list[Record]:
+    def _performance(self, subject: str, label: Label | None, prediction: Prediction) -> list[Alert]:
         p = self.performance.get(subject)
         if p is None:
             p = self.performance[subject] = Performance(metrics.Accuracy(),
@@ -273,7 +273,8 @@ class DriftMonitor:
 
     # --- alerts -------------------------------------------------------------------------
 
-    def _distribution_alert(self, kind: str, subject: str, t: Transition, record: Record) -> Record:
+    def _distribution_alert(self, kind: str, subject: str, t: Transition,
+                            record: FeatureVector | Prediction) -> Alert:
         c = t.comparison
         evidence = {
             "test": c.test, "p_value": f"{c.p_value:.3g}", "psi": f"{c.psi:.4f}",
@@ -284,10 +285,12 @@ class DriftMonitor:
         }
         if t.rebaselined:
             evidence["rebaselined"] = "the live window is the new reference"
-        return self._alert(kind, subject, t.status, c.psi, self.settings.drift_min_psi, record, evidence)
+        settings = self.settings
+        threshold = settings.prediction_drift_min_psi if kind == "prediction_drift" else settings.drift_min_psi
+        return self._alert(kind, subject, t.status, c.psi, threshold, record, evidence)
 
-    def _alert(self, kind: str, subject: str, status: str, statistic: float | None, threshold: float | None,
-               record: Record, evidence: dict[str, str]) -> Record:
+    def _alert(self, kind: str, subject: str, status: Literal["FIRING", "RESOLVED"], statistic: float | None,
+               threshold: float | None, record: FeatureVector | Prediction, evidence: dict[str, str]) -> Alert:
         self.alerts_raised[(kind, status)] = self.alerts_raised.get((kind, status), 0) + 1
         return {
             "alert_id": str(uuid.uuid4()), "kind": kind,

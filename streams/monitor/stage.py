@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from streams.monitor.detectors import DriftMonitor
 from streams.monitor.metrics import MonitorMetrics
-from streams.runtime.stage import InRecord, OutRecord, Route, dispatch
-from weir.contract.serde import Record, SchemaCatalog, topic_serde
+from streams.runtime.stage import Route, dispatch
+from weir.contract.messages import InRecord, OutRecord
+from weir.contract.records import Alert
+from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, EVENTS_DLQ, FEATURES, FEEDBACK, PREDICTIONS
 from weir.settings import Settings
 from weir.state.join import PendingJoin
@@ -51,13 +54,13 @@ class MonitorStage:
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
         self.inputs = (vectors.topic, predictions.topic, feedback.topic)
         self.outputs = (self.alerts.topic, self.dlq_topic)
-        self.routes = {
+        self.routes: dict[str, Route[Any]] = {
             vectors.topic: Route(vectors, lambda _r, v: self._emit(self.monitor.on_features(v))),
             predictions.topic: Route(predictions, lambda _r, v: self._emit(self.monitor.on_prediction(v))),
             feedback.topic: Route(feedback, lambda _r, v: self._emit(self.monitor.on_feedback(v))),
         }
 
-    def _emit(self, alerts: list[Record]) -> list[OutRecord]:
+    def _emit(self, alerts: list[Alert]) -> list[OutRecord]:
         return [OutRecord(self.alerts.topic, f"{a['kind']}:{a['subject']}".encode(), self.alerts.encode(a))
                 for a in alerts]
 

@@ -1,6 +1,6 @@
 """The batch loop that runs one stage inside the faust app: consume, process, deliver, then commit.
 
-faust's per-message path costs about 200 µs (see README, Benchmarks), so the
+faust's per-message path costs about 200 µs (see docs/benchmarks.md), so the
 stages read with a confluent-kafka batch consumer instead, run as a
 ``mode.Service`` of the faust app (which keeps lifecycle, timers and /metrics).
 The ordering is the at-least-once guarantee:
@@ -35,7 +35,8 @@ import mode
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.runtime.metrics import StageMetrics
-from streams.runtime.stage import InRecord, OutRecord, Stage, StatefulStage
+from streams.runtime.stage import Stage, StatefulStage
+from weir.contract.messages import InRecord, OutRecord, kafka_headers
 from weir.kafka.clients import DeliveryReport, make_consumer
 from weir.settings import Settings
 
@@ -53,11 +54,6 @@ def die(code: int, message: str) -> NoReturn:
     log.critical("%s; exiting before the batch's offsets are committed", message, exc_info=True)
     logging.shutdown()
     os._exit(code)
-
-
-def in_record(m: Message) -> InRecord:
-    _, ts = m.timestamp()
-    return InRecord(m.topic(), m.partition(), m.offset(), ts, m.key(), m.value(), list(m.headers() or []))
 
 
 class OutputProducer:
@@ -82,7 +78,7 @@ class OutputProducer:
             for o in out:
                 while True:
                     try:
-                        self.producer.produce(o.topic, key=o.key, value=o.value, headers=o.headers,
+                        self.producer.produce(o.topic, key=o.key, value=o.value, headers=kafka_headers(o.headers),
                                               on_delivery=report.callback)
                         break
                     except BufferError:  # librdkafka's queue is full: let it drain, then go on
@@ -113,7 +109,7 @@ class BatchLoop(mode.Service):
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"weir-{stage.name}")
         self.consumer: Consumer | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.running: asyncio.Task[None] | None = None
         self.stateful: StatefulStage | None = stage if isinstance(stage, StatefulStage) else None
         self.positions: dict[tuple[str, int], int] = {}  # stateful stages: next offset per input partition
 
@@ -140,14 +136,14 @@ class BatchLoop(mode.Service):
         log.info("stage %s resumes at %s", self.stage.name, _describe(assignment))
 
     async def on_started(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"weir-{self.stage.name}")
+        self.running = asyncio.get_running_loop().create_task(self._run(), name=f"weir-{self.stage.name}")
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         assert self.consumer is not None
         while not self.should_stop:
             messages = await loop.run_in_executor(self.executor, self._next_batch)
-            batch = [in_record(m) for m in messages if not self._is_error(m)]
+            batch = [InRecord.of(m) for m in messages if not self._is_error(m)]
             lags = self._lags()
             self.metrics.observe_lag(self.stage.name, lags)
             if self.stateful is not None:
@@ -162,9 +158,9 @@ class BatchLoop(mode.Service):
                 die(EXIT_STAGE_FAILED, f"stage {self.stage.name} raised on a batch of {len(batch)}")
             await self.output.deliver(out, self.stage.name)
             if self.stateful is None:
-                self.consumer.store_offsets(offsets=_next_offsets(messages))
+                self.consumer.store_offsets(offsets=_next_offsets(batch))
             else:
-                self.positions.update({(tp.topic, tp.partition): tp.offset for tp in _next_offsets(messages)})
+                self.positions.update({(tp.topic, tp.partition): tp.offset for tp in _next_offsets(batch)})
                 if self.stateful.snapshot_due():
                     await self.output.deliver(self.stateful.snapshot(dict(self.positions)), self.stage.name)
             self.metrics.observe_batch(self.stage.name, batch, out, time.perf_counter() - started)
@@ -237,8 +233,8 @@ class BatchLoop(mode.Service):
         self.metrics.observe_output(self.stage.name, out)
 
     async def on_stop(self) -> None:
-        if self.task is not None:
-            await self.task  # the loop sees should_stop after its current batch (at most one batch window)
+        if self.running is not None:
+            await self.running  # the loop sees should_stop after its current batch (at most one batch window)
         await self.tick()  # a last metrics snapshot that includes the last batch
         if self.stateful is not None:
             if self.stateful.snapshot_due(final=True):
@@ -249,12 +245,9 @@ class BatchLoop(mode.Service):
         self.executor.shutdown(wait=True)
 
 
-def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
+def _next_offsets(batch: list[InRecord]) -> list[TopicPartition]:
     """Per partition, the offset after the last record of the batch: what to commit once it is delivered."""
-    last: dict[tuple[str, int], int] = {}
-    for m in messages:
-        if m.error() is None:
-            last[(m.topic(), m.partition())] = m.offset()
+    last = {(r.topic, r.partition): r.offset for r in batch}
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 

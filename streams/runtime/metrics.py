@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
 
-    from streams.runtime.stage import InRecord, OutRecord
+    from weir.contract.messages import InRecord, OutRecord
 
 
 REASON_HEADER = "weir.reason"
@@ -40,8 +40,7 @@ class StageMetrics:
     def observe_output(self, stage: str, out: list[OutRecord]) -> None:
         for topic, n in Tally(r.topic for r in out).items():
             self.records_out.labels(stage, topic).inc(n)
-        reasons = Tally(dict(o.headers or []).get(REASON_HEADER, b"?").decode() for o in out
-                        if o.headers and any(k == REASON_HEADER for k, _ in o.headers))
+        reasons = Tally((value or b"?").decode() for o in out for key, value in o.headers or [] if key == REASON_HEADER)
         for reason, n in reasons.items():
             self.dead_letters.labels(stage, reason).inc(n)
 

@@ -11,44 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from weir.contract.deadletter import Origin, Rejection, dead_letter_headers
-from weir.contract.serde import AvroSerde, Record
+from weir.contract.deadletter import Rejection, dead_letter_headers
+from weir.contract.messages import InRecord, OutRecord
+from weir.contract.serde import AvroSerde
 from weir.errors import SerdeError
 
-Headers = list[tuple[str, bytes]]
-
-
-@dataclass(frozen=True)
-class InRecord:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-
-    @property
-    def origin(self) -> Origin:
-        return Origin(self.topic, self.partition, self.offset, self.timestamp_ms)
-
-
-@dataclass(frozen=True)
-class OutRecord:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Headers | None = None
+R = TypeVar("R")
 
 
 class Stage(Protocol):
     """A stream stage: a name, the topics it reads, and what it makes of a batch."""
 
-    name: str
-    inputs: tuple[str, ...]  # physical topic names
-    outputs: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The physical names of the topics it reads."""
+        ...
+
+    @property
+    def outputs(self) -> tuple[str, ...]: ...
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
         """Output records for a batch; must not raise for bad input (dead-letter it instead)."""
@@ -88,7 +73,7 @@ def dead_letter(dlq_topic: str, record: InRecord, rejection: Rejection) -> OutRe
                      [*record.headers, *dead_letter_headers(rejection, record.origin)])
 
 
-def decode_or_reject(serde: AvroSerde, record: InRecord, stage: str) -> Record | Rejection:
+def decode_or_reject(serde: AvroSerde[R], record: InRecord, stage: str) -> R | Rejection:
     """The decoded value, or the rejection that sends the record to the DLQ."""
     try:
         return serde.decode(record.value)
@@ -96,18 +81,16 @@ def decode_or_reject(serde: AvroSerde, record: InRecord, stage: str) -> Record |
         return Rejection(exc.reason, stage, str(exc), exception=exc)
 
 
-Handler = Callable[[InRecord, Record], "list[OutRecord] | Rejection"]
-
-
 @dataclass(frozen=True)
-class Route:
+class Route(Generic[R]):
     """How a stage reads one input topic: the serde of its values and what to do with each."""
 
-    serde: AvroSerde
-    handle: Handler
+    serde: AvroSerde[R]
+    handle: Callable[[InRecord, R], list[OutRecord] | Rejection]
 
 
-def dispatch(batch: list[InRecord], routes: Mapping[str, Route], *, stage: str, dlq_topic: str) -> list[OutRecord]:
+def dispatch(batch: list[InRecord], routes: Mapping[str, Route[Any]], *, stage: str, dlq_topic: str
+             ) -> list[OutRecord]:
     """Decode each record with its topic's route and handle it; anything rejected goes to the DLQ."""
     out: list[OutRecord] = []
     for record in batch:

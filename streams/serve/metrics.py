@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from weir.contract.records import Prediction
 
+ERROR_KINDS = (("timeout", "timeout"), ("no answer", "no-answer"))  # the error's first words -> its label
 
 
 class ServeMetrics:
@@ -47,7 +48,7 @@ class ServeMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def observe_event(self, model: str, records: Iterable[dict], served: str | None) -> None:
+    def observe_event(self, model: str, records: Collection[Prediction], served: str | None) -> None:
         pending = self._pending
         for r in records:
             version = r["model_version"]
@@ -55,7 +56,7 @@ class ServeMetrics:
             if r["error"] is None:
                 pending[(self.predictions, model, version, r["role"])] += 1
             else:
-                kind = "timeout" if r["error"].startswith("timeout") else "exception"
+                kind = next((k for prefix, k in ERROR_KINDS if r["error"].startswith(prefix)), "exception")
                 pending[(self.errors, model, version, kind)] += 1
         if served is not None:
             pending[(self.served, model, served)] += 1

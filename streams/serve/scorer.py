@@ -8,7 +8,8 @@ the champion the rest. Each version's prediction (or its error) becomes one
 record, the served one last.
 
 Failures stay with their version: a version that raises, or a challenger that
-answers after its time budget, is recorded as an error for that version and
+answers nothing (it has not learned a class yet) or after its time budget, is
+recorded as an error for that version and
 never changes another's prediction. If the version that should serve fails,
 the champion serves instead; if the champion fails too (or it was the one to
 serve), the event is dead-lettered with the reason, never dropped. The
@@ -31,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from streams.serve.metrics import ServeMetrics
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
-from weir.contract.serde import Record
+from weir.contract.records import FeatureVector, Prediction
 from weir.registry.view import ModelRegistry, ModelVersion
 
 STAGE = "serve"
@@ -46,14 +47,14 @@ class Scorer:
         self.timeout_ms = timeout_ms
         self.metrics = metrics or ServeMetrics(CollectorRegistry())
 
-    def score(self, vector: Record) -> list[Record] | Rejection:
+    def score(self, vector: FeatureVector) -> list[Prediction] | Rejection:
         """All records for one event (the served one last), or why the event cannot be served."""
         routing, active = self.registry.routing, self.registry.active()
         if routing is None or not active:
             return Rejection("no-champion", STAGE, f"model {self.registry.model_name!r} has no champion routed")
-        target = self.registry.serving(vector["entity_id"])
+        target = routing.router.serving(vector["entity_id"])
         records = {
-            v.version: self._predict(v, vector, routing.role_of(v.version),
+            v.version: self._predict(v, vector, routing.router.role_of(v.version),
                                      None if v.version == routing.champion else self.timeout_ms)
             for v in active
         }
@@ -65,8 +66,9 @@ class Scorer:
         records[served]["served"] = True
         return [r for v, r in records.items() if v != served] + [records[served]]
 
-    def _predict(self, version: ModelVersion, vector: Record, role: str, budget_ms: float | None) -> Record:
-        record: Record = {
+    def _predict(self, version: ModelVersion, vector: FeatureVector, role: str, budget_ms: float | None
+                 ) -> Prediction:
+        record: Prediction = {
             "event_id": vector["event_id"], "entity_id": vector["entity_id"], "event_time": vector["event_time"],
             "model_name": version.name, "model_version": version.version, "role": role, "served": False,
             "score": None, "predicted_label": None, "latency_ms": 0.0, "predicted_at": 0, "error": None,
@@ -83,6 +85,8 @@ class Scorer:
         record["predicted_at"] = now_ms()
         if record["error"] is None and budget_ms is not None and latency > budget_ms:
             record["error"] = f"timeout: {latency:.1f} ms > {budget_ms:g} ms"
+        elif record["error"] is None and not proba and budget_ms is not None:  # the champion has no budget
+            record["error"] = "no answer: the model predicts no class yet"  # a fresh tree has seen no label
         elif record["error"] is None and proba:
             record["predicted_label"] = max(proba, key=proba.__getitem__)
             record["score"] = positive_score(proba)

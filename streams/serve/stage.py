@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from streams.runtime.stage import InRecord, OutRecord, Route, dispatch
+from streams.runtime.stage import Route, dispatch
 from streams.serve.metrics import ServeMetrics
 from streams.serve.scorer import STAGE, Scorer
 from weir.contract.deadletter import Rejection
-from weir.contract.serde import Record, SchemaCatalog, topic_serde
+from weir.contract.messages import InRecord, OutRecord
+from weir.contract.records import FeatureVector
+from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_DLQ, FEATURES, PREDICTIONS
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
@@ -30,7 +32,7 @@ class ServeStage:
                              metrics=ServeMetrics(metrics or CollectorRegistry()))
         self.routes = {vectors.topic: Route(vectors, self._score)}
 
-    def _score(self, record: InRecord, vector: Record) -> list[OutRecord] | Rejection:
+    def _score(self, record: InRecord, vector: FeatureVector) -> list[OutRecord] | Rejection:
         result = self.scorer.score(vector)
         if isinstance(result, Rejection):
             return result

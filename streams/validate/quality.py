@@ -18,7 +18,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-DIMENSIONS = ("accuracy", "completeness", "consistency", "timeliness")
+from streams.validate.rules import DIMENSIONS
 
 
 @dataclass

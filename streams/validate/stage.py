@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from streams.runtime.stage import InRecord, OutRecord, dead_letter
+from streams.runtime.stage import dead_letter
 from streams.validate import quality
 from streams.validate.rules import RuleSet
 from streams.validate.validator import STAGE, EventValidator
-from weir.contract.deadletter import REPLAY_HEADER, Rejection
+from weir.contract.deadletter import RESENT_HEADER, Rejection
+from weir.contract.messages import InRecord, OutRecord
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW, EVENTS_VALID
 from weir.settings import Settings
@@ -36,8 +37,8 @@ class ValidateStage:
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
         out = []
         for record in batch:
-            replayed = any(key == REPLAY_HEADER for key, _ in record.headers)
-            result = self.validator.validate(record.value, replayed=replayed)
+            resent = any(key == RESENT_HEADER for key, _ in record.headers)
+            result = self.validator.validate(record.value, resent=resent)
             if isinstance(result, Rejection):
                 out.append(dead_letter(self.dlq_topic, record, result))
             else:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 from streams.validate.quality import QualityCounters
 from streams.validate.rules import RuleSet, SourceRules, Violation
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
-from weir.contract.serde import AvroSerde, Record
+from weir.contract.records import AttributeValue, RawEvent, ValidEvent
+from weir.contract.serde import AvroSerde
 from weir.errors import SerdeError
 
 STAGE = "validate"
@@ -24,23 +24,23 @@ STAGE = "validate"
 class EventValidator:
     """Turns raw event bytes into a valid event record or a ``Rejection``, counting quality as it goes."""
 
-    def __init__(self, raw: AvroSerde, rules: RuleSet, counters: QualityCounters | None = None,
+    def __init__(self, raw: AvroSerde[RawEvent], rules: RuleSet, counters: QualityCounters | None = None,
                  clock: Callable[[], int] = now_ms) -> None:
         self.raw = raw
         self.rules = rules
         self.counters = counters or QualityCounters()
         self.clock = clock
 
-    def validate(self, value: bytes | None, *, replayed: bool = False) -> Record | Rejection:
-        """``replayed``: a dead letter sent again after a fix. It is old and out of order by nature, so the
-        rules its replay itself breaks (event-time lag, entity history) are not applied to it."""
-        verdict = self._verdict(value, replayed)
+    def validate(self, value: bytes | None, *, resent: bool = False) -> ValidEvent | Rejection:
+        """``resent``: a dead letter sent again after a fix. It is old and out of order by nature, so the
+        rules that resending itself breaks (event-time lag, entity history) are not applied to it."""
+        verdict = self._verdict(value, resent)
         if isinstance(verdict, Rejection):
             source = verdict.source or "?"
             self.counters.dead_letters[(source, verdict.dimension or "accuracy", verdict.reason)] += 1
         return verdict
 
-    def _verdict(self, value: bytes | None, replayed: bool) -> Record | Rejection:
+    def _verdict(self, value: bytes | None, resent: bool) -> ValidEvent | Rejection:
         if value is not None and len(value) > self.rules.max_record_bytes:
             return _reject(Violation("oversized-record", "max-record-bytes", "accuracy",
                                      f"{len(value)} bytes > {self.rules.max_record_bytes}"))
@@ -57,16 +57,17 @@ class EventValidator:
             or _finite(event["attributes"])
             or next(filter(None, (r.check(event["attributes"].get(n)) for n, r in rules.fields.items())), None)
             or next(filter(None, (r.check(event["attributes"]) for r in rules.cross_field)), None)
-            or self._timeliness(source, event["event_time"], replayed)
-            or (None if replayed else rules.entity.check(event["entity_id"], event["attributes"]))
+            or self._timeliness(source, event["event_time"], resent)
+            or (None if resent else rules.entity.check(event["entity_id"], event["attributes"]))
         )
         if violation is not None:
             return _reject(violation, source=source)
-        if not replayed:
+        if not resent:
             rules.entity.remember(event["entity_id"], event["attributes"])
-        return {**event, "validated_at": self.clock()}
+        return {"event_id": event["event_id"], "entity_id": event["entity_id"], "event_time": event["event_time"],
+                "source": source, "attributes": event["attributes"], "validated_at": self.clock()}
 
-    def _measure(self, source: str, rules: SourceRules, event: Record) -> None:
+    def _measure(self, source: str, rules: SourceRules, event: RawEvent) -> None:
         c, attributes = self.counters, event["attributes"]
         for name, rule in rules.fields.items():
             value = attributes.get(name)
@@ -76,27 +77,27 @@ class EventValidator:
             elif rule.out_of_range(value):
                 c.field_out_of_range[(source, name)] += 1
 
-    def _timeliness(self, source: str, event_time: int, replayed: bool) -> Violation | None:
+    def _timeliness(self, source: str, event_time: int, resent: bool) -> Violation | None:
         now = self.clock()
         skew = event_time - now
         if skew > self.rules.max_future_skew_ms:
             return Violation("future-event-time", "max-future-skew", "timeliness",
                              f"event_time is {skew / 1000:.0f} s in the future")
         lag = now - event_time
-        if self.rules.max_lag_ms is not None and lag > self.rules.max_lag_ms and not replayed:
+        if self.rules.max_lag_ms is not None and lag > self.rules.max_lag_ms and not resent:
             self.counters.late[source] += 1
             return Violation("late-event", "max-lag", "timeliness", f"event_time is {lag / 1000:.0f} s old")
         return None
 
 
-def _ids(event: Record) -> Violation | None:
-    for key in ("event_id", "entity_id"):
-        if not event[key]:
+def _ids(event: RawEvent) -> Violation | None:
+    for key, value in (("event_id", event["event_id"]), ("entity_id", event["entity_id"])):
+        if not value:
             return Violation("missing-field", f"required:{key}", "completeness", f"{key} is empty", key)
     return None
 
 
-def _finite(attributes: dict[str, Any]) -> Violation | None:
+def _finite(attributes: dict[str, AttributeValue]) -> Violation | None:
     for name, value in attributes.items():
         if isinstance(value, float) and not math.isfinite(value):
             return Violation("non-finite-value", f"finite:{name}", "accuracy", f"{name} is {value}", name)

@@ -2,7 +2,7 @@
 
 A record on ``events.dlq`` is the rejected record's key and value, untouched,
 plus headers that tell on-call what went wrong and where it came from, so it
-can be inspected, fixed and replayed without guessing.
+can be inspected, fixed and resent without guessing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from weir import __version__
 HEADER_PREFIX = "weir."
 
 
-REPLAY_HEADER = "weir.replay.of"  # on a re-submitted dead letter: "<dlq topic>/<partition>/<offset>"
+RESENT_HEADER = "weir.resent.from"  # on a dead letter sent again: "<dlq topic>/<partition>/<offset>"
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,17 @@ vector, so a prediction can always be traced to the code that built its input.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
-from weir.contract.serde import Record
+from weir.contract.records import AttributeValue
 
 FEATURE_SET_VERSION = "fs1"
 
 
-def compute_features(event: Record) -> dict[str, float]:
+def compute_features(attributes: Mapping[str, AttributeValue]) -> dict[str, float]:
+    """The feature map of an event's attributes."""
     features: dict[str, float] = {}
-    for name, value in event["attributes"].items():
+    for name, value in attributes.items():
         if value is None:
             continue
         if isinstance(value, bool):
@@ -29,9 +30,9 @@ def compute_features(event: Record) -> dict[str, float]:
     return features
 
 
-def variables(features: dict[str, float]) -> dict[str, Any]:
-    """A feature vector back in the event's terms: numbers stay, one-hot ``name=value`` keys become ``name``."""
-    out: dict[str, Any] = {}
+def attributes_of(features: Mapping[str, float]) -> dict[str, float | str]:
+    """A feature map back in the event's terms: numbers stay, one-hot ``name=value`` keys become ``name``."""
+    out: dict[str, float | str] = {}
     for key, value in features.items():
         name, sep, category = key.partition("=")
         out[name] = category if sep else value

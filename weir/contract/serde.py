@@ -15,7 +15,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
@@ -37,7 +37,7 @@ MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 
 
-Record = dict[str, Any]
+R = TypeVar("R")
 
 
 def local_schema_id(parsed: dict[str, Any]) -> int:
@@ -122,12 +122,12 @@ class SchemaCatalog:
                 fetched = self.registry.get_schema(schema_id)
             except Exception as exc:  # SchemaRegistryError: id not there, registry down
                 raise UnknownSchemaError(f"schema id {schema_id} not found in the registry: {exc}") from exc
-            parsed = parse_schema(json.loads(fetched.schema_str))
+            parsed = _parsed(json.loads(fetched.schema_str))
             self._by_id[schema_id] = parsed
             return parsed
         raise UnknownSchemaError(f"schema id {schema_id} is not in the local catalog {self.schemas_dir}")
 
-    def serde(self, name: str, topic: str) -> AvroSerde:
+    def serde(self, name: str, topic: str) -> AvroSerde[Any]:
         return AvroSerde(self, name, topic)
 
 
@@ -144,14 +144,14 @@ def open_catalog(settings: Settings) -> SchemaCatalog:
 def _load(name: str, version: int, path: Path) -> SchemaVersion:
     text = path.read_text()
     try:
-        parsed = parse_schema(json.loads(text))
+        parsed = _parsed(json.loads(text))
     except Exception as exc:
         raise SerdeError(f"{path} is not a valid Avro schema: {exc}") from exc
     return SchemaVersion(name, version, text, parsed)
 
 
-class AvroSerde:
-    """Encodes and decodes one schema's records for one topic."""
+class AvroSerde(Generic[R]):
+    """Encodes and decodes one schema's records (typed ``R``) for one topic."""
 
     def __init__(self, catalog: SchemaCatalog, name: str, topic: str) -> None:
         self.catalog = catalog
@@ -166,7 +166,7 @@ class AvroSerde:
             self._writer_id = self.catalog.writer_id(self.name, self.topic)
         return self._writer_id
 
-    def encode(self, record: Record) -> bytes:
+    def encode(self, record: R) -> bytes:
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC_BYTE, self.writer_id))
         try:
@@ -175,7 +175,7 @@ class AvroSerde:
             raise RecordEncodeError(f"record does not fit {self.name}: {type(exc).__name__}: {exc}") from exc
         return buf.getvalue()
 
-    def decode(self, data: bytes | None) -> Record:
+    def decode(self, data: bytes | None) -> R:
         schema_id = schema_id_of(data)
         writer = self.catalog.writer_schema(schema_id)
         assert data is not None
@@ -190,7 +190,15 @@ class AvroSerde:
             ) from exc
         if buf.tell() != len(data):
             raise PayloadDecodeError(f"{len(data) - buf.tell()} trailing bytes after a {self.name} record")
-        return record  # type: ignore[return-value]
+        return cast(R, record)
+
+
+def _parsed(schema: Any) -> dict[str, Any]:
+    """A parsed record schema (every topic value is an Avro record)."""
+    parsed = parse_schema(schema)
+    if not isinstance(parsed, dict):
+        raise SerdeError(f"a topic value's schema must be an Avro record, not {schema!r}")
+    return parsed
 
 
 def schema_id_of(data: bytes | None) -> int:
@@ -200,10 +208,10 @@ def schema_id_of(data: bytes | None) -> int:
     magic, schema_id = _HEADER.unpack_from(data)
     if magic != MAGIC_BYTE:
         raise WireFormatError(f"magic byte is {magic}, expected {MAGIC_BYTE}")
-    return schema_id
+    return int(schema_id)
 
 
-def topic_serde(catalog: SchemaCatalog, settings: Settings, topic: ContractTopic) -> AvroSerde:
+def topic_serde(catalog: SchemaCatalog, settings: Settings, topic: ContractTopic[R]) -> AvroSerde[R]:
     """The serde for values of contract ``topic`` under this deployment's prefix."""
     if topic.schema is None:
         raise WeirError(f"{topic.name} carries other records' bytes and has no schema of its own")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+from weir.contract.records import Alert, FeatureVector, Feedback, ModelRecord, Prediction, RawEvent, ValidEvent
 from weir.settings import Settings
 
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
 
+R = TypeVar("R")
+
 
 @dataclass(frozen=True)
-class ContractTopic:
-    """One topic of the contract: its logical name, the schema of its values, its cleanup."""
+class ContractTopic(Generic[R]):
+    """One topic of the contract: its logical name, the schema of its values (typed ``R``), its cleanup."""
 
     name: str
     schema: str | None  # None: values are someone else's bytes (the DLQ keeps them untouched)
@@ -23,41 +27,43 @@ class ContractTopic:
         return self.partitions or settings.partitions
 
 
-EVENTS_RAW = ContractTopic("events.raw", "raw_event", "raw events from producers, nothing validated")
-
-
-EVENTS_DLQ = ContractTopic("events.dlq", None, "bad input, original bytes untouched, reason in headers")
-
-
-EVENTS_VALID = ContractTopic("events.valid", "valid_event", "events that passed validation")
-
-
-FEATURES = ContractTopic("features", "feature_vector", "point-in-time features the models scored")
-
-
-PREDICTIONS = ContractTopic("predictions", "prediction", "one record per (event, scored version); one served")
-
-
-FEEDBACK = ContractTopic("feedback", "feedback", "true labels, late, duplicated or missing")
-
-
-FEEDBACK_LATE = ContractTopic("feedback.late", None, "labels that came after their join window, bytes untouched")
-
-
+EVENTS_RAW: ContractTopic[RawEvent] = ContractTopic(
+    "events.raw", "raw_event", "raw events from producers, nothing validated"
+)
+EVENTS_DLQ: ContractTopic[bytes] = ContractTopic(
+    "events.dlq", None, "bad input, original bytes untouched, reason in headers"
+)
+EVENTS_VALID: ContractTopic[ValidEvent] = ContractTopic("events.valid", "valid_event", "events that passed validation")
+FEATURES: ContractTopic[FeatureVector] = ContractTopic(
+    "features", "feature_vector", "point-in-time features the models scored"
+)
+PREDICTIONS: ContractTopic[Prediction] = ContractTopic(
+    "predictions", "prediction", "one record per (event, scored version); one served"
+)
+FEEDBACK: ContractTopic[Feedback] = ContractTopic("feedback", "feedback", "true labels, late, duplicated or missing")
+FEEDBACK_LATE: ContractTopic[bytes] = ContractTopic(
+    "feedback.late", None, "labels that came after their join window, bytes untouched"
+)
 # One partition: registry decisions must be applied in one total order by every process.
-MODELS = ContractTopic("models", "model_record", "registry: versions, routing, metrics", compacted=True,
-                       partitions=1)
+MODELS: ContractTopic[ModelRecord] = ContractTopic(
+    "models", "model_record", "registry: versions, routing, metrics", compacted=True, partitions=1
+)
+ALERTS: ContractTopic[Alert] = ContractTopic("alerts", "alert", "drift and quality alerts, firing and resolved")
 
-
-ALERTS = ContractTopic("alerts", "alert", "drift and quality alerts, firing and resolved")
-
-
-CONTRACT: tuple[ContractTopic, ...] = (
-    EVENTS_RAW, EVENTS_DLQ, EVENTS_VALID, FEATURES, PREDICTIONS, FEEDBACK, FEEDBACK_LATE, MODELS, ALERTS,
+CONTRACT: tuple[ContractTopic[Any], ...] = (
+    EVENTS_RAW,
+    EVENTS_DLQ,
+    EVENTS_VALID,
+    FEATURES,
+    PREDICTIONS,
+    FEEDBACK,
+    FEEDBACK_LATE,
+    MODELS,
+    ALERTS,
 )
 
 
-def topic_config(topic: ContractTopic, settings: Settings) -> dict[str, str]:
+def topic_config(topic: ContractTopic[Any], settings: Settings) -> dict[str, str]:
     if topic.compacted:
         return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
     retention = settings.retention_ms

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.cimpl import NewTopic
 
 from weir.clock import poll_until
 from weir.contract.topics import CONTRACT, ContractTopic, topic_config
@@ -21,7 +23,7 @@ class TopicOutcome:
     detail: str = ""
 
 
-def create_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRACT) -> list[TopicOutcome]:
+def create_topics(settings: Settings, topics: tuple[ContractTopic[Any], ...] = CONTRACT) -> list[TopicOutcome]:
     """Create every contract topic that is missing; report, never alter, those that exist.
 
     An existing topic whose partition count or cleanup policy differs from the
@@ -76,7 +78,7 @@ def _await_visible(admin: AdminClient, names: list[str], timeout_s: float = 30.0
     poll_until(visible, timeout_s=timeout_s, interval_s=0.1, what=f"{len(names)} new topics in the metadata")
 
 
-def _compare(admin: AdminClient, physical: str, partitions: int, topic: ContractTopic,
+def _compare(admin: AdminClient, physical: str, partitions: int, topic: ContractTopic[Any],
              settings: Settings) -> TopicOutcome:
     problems = []
     config = topic_config(topic, settings)
@@ -92,7 +94,7 @@ def _compare(admin: AdminClient, physical: str, partitions: int, topic: Contract
     return TopicOutcome(physical, "exists")
 
 
-def delete_topics(settings: Settings, topics: tuple[ContractTopic, ...] = CONTRACT) -> None:
+def delete_topics(settings: Settings, topics: tuple[ContractTopic[Any], ...] = CONTRACT) -> None:
     """Delete this deployment's contract topics (tests and demo runs clean up after themselves)."""
     admin = AdminClient(settings.librdkafka())
     names = [settings.topic(t.name) for t in topics]

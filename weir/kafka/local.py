@@ -149,8 +149,15 @@ def _format_storage(java: str, libs: Path, p: BrokerPaths) -> None:
 
 
 def _kafka_uuid() -> str:
-    """A cluster id in Kafka's own form (URL-safe base64 of 16 random bytes), without a JVM round trip."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A cluster id in Kafka's own form (URL-safe base64 of 16 random bytes), without a JVM round trip.
+
+    Like Kafka's own ``Uuid.randomUuid``, never one that starts with "-": the
+    storage tool would read it as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _running_pid(p: BrokerPaths) -> int | None:

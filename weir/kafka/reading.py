@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from weir.contract.messages import InRecord
 from weir.errors import WeirError
 from weir.settings import Settings
 
@@ -17,7 +18,7 @@ def read_topic(
     *,
     timeout_s: float = 30.0,
     batch: int = 1000,
-) -> Iterator[Message]:
+) -> Iterator[InRecord]:
     """Every record of ``topic`` from the beginning to the end it had when called.
 
     Uses manual assignment, so it joins no group and commits nothing: reading
@@ -41,14 +42,15 @@ def read_topic(
             if time.monotonic() > deadline:
                 raise WeirError(f"reading {topic} did not reach its end within {timeout_s:.0f} s")
             for msg in consumer.consume(batch, timeout=0.5):
-                if msg.error() is not None:
-                    raise WeirError(f"reading {topic}: {msg.error().str()}")
-                p = msg.partition()
-                if p not in ends:
+                error = msg.error()
+                if error is not None:
+                    raise WeirError(f"reading {topic}: {error.str()}")
+                record = InRecord.of(msg)
+                if record.partition not in ends:
                     continue
-                yield msg
-                if msg.offset() + 1 >= ends[p]:
-                    del ends[p]
+                yield record
+                if record.offset + 1 >= ends[record.partition]:
+                    del ends[record.partition]
     finally:
         consumer.close()
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from weir.contract.serde import Record, SchemaCatalog
+from weir.contract.records import ModelRecord
+from weir.contract.serde import SchemaCatalog
 from weir.errors import ConfigError
 from weir.registry.factories import FACTORIES
 from weir.registry.records import PICKLE_FACTORY, routing_record, version_record
@@ -37,7 +38,7 @@ def next_version(registry: ModelRegistry) -> str:
 def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: str | None = None,
              params: dict[str, Any] | None = None, pickle_path: Path | None = None, version: str | None = None,
              parent: str | None = None, training_window: tuple[int, int] | None = None,
-             note: str | None = None) -> Record:
+             note: str | None = None) -> ModelRecord:
     """Register a new version, built by a named factory or uploaded as a pickled river model."""
     registry = current(settings, catalog, name)
     version = version or next_version(registry)
@@ -69,7 +70,7 @@ def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: 
 
 
 def route(settings: Settings, catalog: SchemaCatalog, name: str, mode: str, *, champion: str | None = None,
-          challengers: list[str] | None = None, percent: float = 0.0, note: str | None = None) -> Record:
+          challengers: list[str] | None = None, percent: float = 0.0, note: str | None = None) -> ModelRecord:
     """Set the routing of ``name``: who is champion, who shadows or serves a canary share."""
     registry = current(settings, catalog, name)
     champion = champion or (registry.routing.champion if registry.routing else None)
@@ -94,7 +95,7 @@ def route(settings: Settings, catalog: SchemaCatalog, name: str, mode: str, *, c
 
 
 def promote(settings: Settings, catalog: SchemaCatalog, name: str, version: str | None = None,
-            note: str | None = None) -> Record:
+            note: str | None = None) -> ModelRecord:
     """Make a challenger (by default the canary, else the only challenger) the champion, in basic routing."""
     routing = _routing(settings, catalog, name)
     if version is None:
@@ -108,7 +109,7 @@ def promote(settings: Settings, catalog: SchemaCatalog, name: str, version: str 
     return route(settings, catalog, name, "basic", champion=version, note=note or f"promote {version}")
 
 
-def rollback(settings: Settings, catalog: SchemaCatalog, name: str, note: str | None = None) -> Record:
+def rollback(settings: Settings, catalog: SchemaCatalog, name: str, note: str | None = None) -> ModelRecord:
     """Undo: stop a running shadow or canary; after a promotion, give the previous champion back its place."""
     registry = current(settings, catalog, name)
     routing = registry.routing

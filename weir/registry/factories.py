@@ -8,33 +8,39 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from weir.contract.records import Label
 from weir.errors import ConfigError
 
-if TYPE_CHECKING:
-    from river import base
+
+class Model(Protocol):
+    """What Weir asks of a model version: river's classifier interface, one event at a time."""
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]: ...
+
+    def learn_one(self, x: dict[str, float], y: Label) -> None: ...
 
 
-def _logistic_regression(lr: float = 0.05, l2: float = 0.0) -> base.Classifier:
+def _logistic_regression(lr: float = 0.05, l2: float = 0.0) -> Model:
     from river import linear_model, optim, preprocessing
 
     return preprocessing.StandardScaler() | linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
 
 
-def _hoeffding_tree(grace_period: int = 200, delta: float = 1e-7) -> base.Classifier:
+def _hoeffding_tree(grace_period: int = 200, delta: float = 1e-7) -> Model:
     from river import tree
 
     return tree.HoeffdingTreeClassifier(grace_period=grace_period, delta=delta)
 
 
-FACTORIES: Mapping[str, Callable[..., base.Estimator]] = {
+FACTORIES: Mapping[str, Callable[..., Model]] = {
     "logistic_regression": _logistic_regression,
     "hoeffding_tree": _hoeffding_tree,
 }
 
 
-def build_model(factory: str, params: Mapping[str, str]) -> base.Estimator:
+def build_model(factory: str, params: Mapping[str, str]) -> Model:
     """A fresh estimator from a spec; ``params`` values are JSON, as the Avro map stores them."""
     try:
         make = FACTORIES[factory]

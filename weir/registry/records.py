@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from weir.clock import now_ms
-from weir.contract.serde import Record
+from weir.contract.records import ModelRecord, RecordKind
 from weir.errors import ConfigError
 from weir.registry.factories import encode_params
-
-if TYPE_CHECKING:
-    pass
-
-
-MODES = ("basic", "shadow", "canary")
-
+from weir.registry.routing import MODES
 
 PICKLE_FACTORY = "pickle"
 
 
-def record_key(record: Record) -> str:
+def record_key(record: ModelRecord) -> str:
     """The compaction key of a ``models`` record: one per version, per routing decision, per version's metrics."""
     name, kind = record["model_name"], record["kind"]
     if kind == "ROUTING":
@@ -29,35 +23,42 @@ def record_key(record: Record) -> str:
     return f"{name}:{record['version']}"
 
 
-def _record(name: str, kind: str, **fields: Any) -> Record:
-    base_fields: Record = {
-        "model_name": name, "kind": kind, "version": None, "status": None, "spec": None, "parent_version": None,
+def _record(name: str, kind: RecordKind, *, version: str | None = None, note: str | None = None) -> ModelRecord:
+    return {
+        "model_name": name, "kind": kind, "version": version, "status": None, "spec": None, "parent_version": None,
         "training_window": None, "routing": None, "metrics": {}, "counters": {}, "snapshot": None,
-        "created_at": now_ms(), "note": None,
+        "created_at": now_ms(), "note": note,
     }
-    return {**base_fields, **fields}
 
 
 def version_record(name: str, version: str, factory: str, params: dict[str, Any], *,
                    parent_version: str | None = None, training_window: tuple[int, int] | None = None,
-                   pickled: bytes | None = None, note: str | None = None) -> Record:
-    window = None if training_window is None else {"start_ms": training_window[0], "end_ms": training_window[1]}
-    return _record(name, "VERSION", version=version,
-                   spec={"factory": factory, "params": encode_params(params), "pickle": pickled},
-                   parent_version=parent_version, training_window=window, note=note)
+                   pickled: bytes | None = None, note: str | None = None) -> ModelRecord:
+    record = _record(name, "VERSION", version=version, note=note)
+    record["spec"] = {"factory": factory, "params": encode_params(params), "pickle": pickled}
+    record["parent_version"] = parent_version
+    if training_window is not None:
+        record["training_window"] = {"start_ms": training_window[0], "end_ms": training_window[1]}
+    return record
 
 
 def routing_record(name: str, mode: str, champion: str, challengers: list[str] | None = None,
-                   canary_percent: float = 0.0, *, note: str | None = None) -> Record:
+                   canary_percent: float = 0.0, *, note: str | None = None) -> ModelRecord:
     if mode not in MODES:
         raise ConfigError(f"routing mode must be one of {MODES}, not {mode!r}")
-    return _record(name, "ROUTING", note=note, routing={
-        "mode": mode, "champion": champion, "challengers": list(challengers or []), "canary_percent": canary_percent})
+    record = _record(name, "ROUTING", note=note)
+    record["routing"] = {"mode": mode, "champion": champion, "challengers": list(challengers or []),
+                         "canary_percent": canary_percent}
+    return record
 
 
-def metrics_record(name: str, version: str, metrics: dict[str, float], counters: dict[str, int]) -> Record:
-    return _record(name, "METRICS", version=version, metrics=metrics, counters=counters)
+def metrics_record(name: str, version: str, metrics: dict[str, float], counters: dict[str, int]) -> ModelRecord:
+    record = _record(name, "METRICS", version=version)
+    record["metrics"], record["counters"] = metrics, counters
+    return record
 
 
-def snapshot_record(name: str, version: str, model: bytes, learned: int) -> Record:
-    return _record(name, "SNAPSHOT", version=version, snapshot=model, counters={"learned": learned})
+def snapshot_record(name: str, version: str, model: bytes, learned: int) -> ModelRecord:
+    record = _record(name, "SNAPSHOT", version=version)
+    record["snapshot"], record["counters"] = model, {"learned": learned}
+    return record

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from weir.contract.serde import AvroSerde, Record, SchemaCatalog, topic_serde
+from weir.contract.records import ModelRecord
+from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
 from weir.contract.topics import MODELS
 from weir.errors import WeirError
 from weir.kafka.clients import flush_or_raise, make_producer
@@ -24,16 +25,16 @@ from weir.settings import Settings
 log = logging.getLogger("weir.registry")
 
 
-def registry_records(settings: Settings, catalog: SchemaCatalog) -> Iterator[tuple[int, int, Record]]:
+def registry_records(settings: Settings, catalog: SchemaCatalog) -> Iterator[tuple[int, int, ModelRecord]]:
     """(partition, offset, record) of every readable ``models`` record, in order; unreadable ones are logged."""
     serde = topic_serde(catalog, settings, MODELS)
     for msg in read_topic(settings, serde.topic):
-        if msg.value() is None:
+        if msg.value is None:
             continue  # a tombstone deletes nothing from a live view
         try:
-            yield msg.partition(), msg.offset(), serde.decode(msg.value())
+            yield msg.partition, msg.offset, serde.decode(msg.value)
         except WeirError as exc:
-            log.error("registry record %s/%d/%d skipped: %s", serde.topic, msg.partition(), msg.offset(), exc)
+            log.error("registry record %s/%d/%d skipped: %s", serde.topic, msg.partition, msg.offset, exc)
 
 
 def load_registry(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry) -> dict[int, int]:
@@ -45,7 +46,8 @@ def load_registry(settings: Settings, catalog: SchemaCatalog, registry: ModelReg
     return follow_from
 
 
-def apply_bytes(registry: ModelRegistry, serde: AvroSerde, partition: int, offset: int, value: bytes) -> bool:
+def apply_bytes(registry: ModelRegistry, serde: AvroSerde[ModelRecord], partition: int, offset: int,
+                value: bytes) -> bool:
     """Apply one registry record; an unreadable one is logged and skipped, never fatal to serving."""
     try:
         registry.apply(serde.decode(value))
@@ -55,7 +57,7 @@ def apply_bytes(registry: ModelRegistry, serde: AvroSerde, partition: int, offse
     return True
 
 
-def publish_records(settings: Settings, catalog: SchemaCatalog, records: list[Record]) -> None:
+def publish_records(settings: Settings, catalog: SchemaCatalog, records: list[ModelRecord]) -> None:
     """Write registry records, keyed for compaction, and wait until the broker has them."""
     serde = topic_serde(catalog, settings, MODELS)
     producer = make_producer(settings)

@@ -8,24 +8,20 @@ knows everything and a restart needs nothing else.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import pickle
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import cast
 
-from weir.contract.serde import Record
+from weir.contract.records import ModelRecord, TrainingWindow
 from weir.errors import ConfigError
-from weir.registry.factories import build_model
+from weir.registry.factories import Model, build_model
 from weir.registry.records import PICKLE_FACTORY
-from weir.registry.routing import Routing, canary_bucket
-
-if TYPE_CHECKING:
-    from river import base
-
+from weir.registry.routing import Role, Routing, router_of
 
 log = logging.getLogger("weir.registry")
-
 
 CHAMPION, CHALLENGER, RETIRED, REGISTERED = "champion", "challenger", "retired", "registered"
 
@@ -41,16 +37,29 @@ class ModelVersion:
     created_at: int
     pickled: bytes | None = None
     parent_version: str | None = None
-    training_window: dict[str, int] | None = None
+    training_window: TrainingWindow | None = None
     note: str | None = None
     snapshot_learned: int = 0  # labels reflected in the model a serve worker holds (from a snapshot)
     learned: int = 0  # labels the learner reports (METRICS)
 
     @cached_property
-    def model(self) -> base.Estimator:
+    def model(self) -> Model:
         if self.factory == PICKLE_FACTORY:
             return unpickle_model(self.pickled)
         return build_model(self.factory, self.params)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """A registration or a routing decision, as ``weir models history`` lists them."""
+
+    created_at: int
+    what: str
+    note: str | None
+
+    def describe(self) -> str:
+        when = dt.datetime.fromtimestamp(self.created_at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return f"{when}  {self.what}" + (f"  -- {self.note}" if self.note else "")
 
 
 class ModelRegistry:
@@ -62,39 +71,45 @@ class ModelRegistry:
         self.versions: dict[str, ModelVersion] = {}
         self.routing: Routing | None = None
         self.decisions: list[Routing] = []
+        self.metrics: dict[str, ModelRecord] = {}  # the latest METRICS record of each version
+        self._history: list[HistoryEntry] = []
 
-    def apply(self, record: Record) -> None:
+    def apply(self, record: ModelRecord) -> None:
         """Fold one ``models`` record into the view; records of other models are ignored."""
         if record["model_name"] != self.model_name:
             return
-        if record["kind"] == "VERSION":
-            self._apply_version(record)
-        elif record["kind"] == "ROUTING":
-            r = record["routing"]
-            self.routing = Routing(r["mode"], r["champion"], list(r["challengers"]), r["canary_percent"],
-                                   record["created_at"], record.get("note"))
+        version, kind = record["version"], record["kind"]
+        if kind == "VERSION" and version is not None:
+            self._apply_version(version, record)
+        elif kind == "ROUTING" and record["routing"] is not None:
+            spec = record["routing"]
+            self.routing = Routing(router_of(self.model_name, spec), tuple(spec["challengers"]),
+                                   record["created_at"], record["note"])
             self.decisions.append(self.routing)
-        elif record["kind"] == "METRICS" and record["version"] in self.versions:
-            self.versions[record["version"]].learned = record["counters"].get("learned", 0)
-        elif record["kind"] == "SNAPSHOT" and self.follows_snapshots and record["version"] in self.versions:
-            self._apply_snapshot(record)
+            self._history.append(HistoryEntry(record["created_at"], self.routing.describe(), record["note"]))
+        elif kind == "METRICS" and version in self.versions:
+            self.versions[version].learned = record["counters"].get("learned", 0)
+            self.metrics[version] = record
+        elif kind == "SNAPSHOT" and self.follows_snapshots and version in self.versions:
+            self._apply_snapshot(self.versions[version], record)
 
-    def _apply_snapshot(self, record: Record) -> None:
-        version = self.versions[record["version"]]
+    def _apply_snapshot(self, version: ModelVersion, record: ModelRecord) -> None:
         learned = record["counters"].get("learned", 0)
         if learned > version.snapshot_learned:
             version.model = unpickle_model(record["snapshot"])
             version.snapshot_learned = learned
             log.info("serving copy of %s %s now reflects %d learned labels", self.model_name, version.version, learned)
 
-    def _apply_version(self, record: Record) -> None:
-        version, spec = record["version"], record["spec"]
-        if version in self.versions:
+    def _apply_version(self, version: str, record: ModelRecord) -> None:
+        spec = record["spec"]
+        if version in self.versions or spec is None:
             return  # a version is immutable once registered; a re-read keeps the model it learned
         self.versions[version] = ModelVersion(
             self.model_name, version, spec["factory"], dict(spec["params"]), record["created_at"],
-            spec.get("pickle"), record["parent_version"], record.get("training_window"), record.get("note"),
+            spec["pickle"], record["parent_version"], record["training_window"], record["note"],
         )
+        self._history.append(HistoryEntry(record["created_at"], f"register {version} ({spec['factory']})",
+                                          record["note"]))
 
     @property
     def champion(self) -> ModelVersion | None:
@@ -106,17 +121,15 @@ class ModelRegistry:
         """Every version that scores: the champion first, then the challengers in routing order."""
         if self.routing is None:
             return []
-        names = [self.routing.champion, *self.routing.challengers]
-        return [self.versions[n] for n in names if n in self.versions]
+        return [self.versions[n] for n in self.routing.router.scoring() if n in self.versions]
 
     def serving(self, entity_id: str) -> str | None:
         """The version that should serve this entity under the current routing."""
-        r = self.routing
-        if r is None:
-            return None
-        if r.canary is not None and canary_bucket(self.model_name, entity_id) < r.canary_percent:
-            return r.canary
-        return r.champion
+        return None if self.routing is None else self.routing.router.serving(entity_id)
+
+    def role_of(self, version: str) -> Role:
+        assert self.routing is not None
+        return self.routing.router.role_of(version)
 
     def status(self, version: str) -> str:
         """Derived from the decisions: champion or challenger now, retired once routed, else registered."""
@@ -137,14 +150,18 @@ class ModelRegistry:
                 return decision.champion
         return None
 
+    def history(self) -> list[HistoryEntry]:
+        """Every registration and routing decision, in the order the topic holds them."""
+        return list(self._history)
 
-def unpickle_model(data: bytes | None) -> base.Estimator:
+
+def unpickle_model(data: bytes | None) -> Model:
     """An uploaded model; the registry trusts its uploaders (pickle runs code), and checks it is a river model."""
     from river import base
 
     if not data:
         raise ConfigError("a 'pickle' version has no model bytes")
     model = pickle.loads(data)  # noqa: S301 - uploads come from the registry's trusted writers
-    if not isinstance(model, base.Estimator):
-        raise ConfigError(f"the uploaded model is a {type(model).__name__}, not a river estimator")
-    return model
+    if not isinstance(model, base.Classifier):
+        raise ConfigError(f"the uploaded model is a {type(model).__name__}, not a river classifier")
+    return cast(Model, model)  # river types its classifiers' features loosely; they take a Model's

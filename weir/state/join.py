@@ -17,8 +17,9 @@ time seen), so a replay expires exactly as the original run did.
 
 Memory stays bounded whatever rate x window is: the newest ``hot_events``
 events wait in memory, older ones in the stage's ``StateStore`` file
-(``weir.state_store``), behind its bounded page cache, and both are committed
-with the snapshot that reflects them. A label delay short enough for the hot
+(``weir.state.store``), behind its bounded page cache, and both are committed
+with the snapshot that reflects them. Both are saved as plain data
+(``PendingEvent.plain``), never as pickled Weir classes. A label delay short enough for the hot
 tier costs no disk access. So is the memory of which events already joined or
 expired (the last ``remember`` of them), which makes a repeated label a
 duplicate and a label after its window late: on disk only.
@@ -26,12 +27,13 @@ duplicate and a label after its window late: on disk only.
 
 from __future__ import annotations
 
-import pickle
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
-from weir.contract.serde import Record
+from weir.contract.messages import InRecord
+from weir.contract.records import FeatureVector, Feedback, Label, Prediction
+from weir.state import pickling
 from weir.state.store import StateStore
 
 
@@ -41,14 +43,35 @@ class PendingEvent:
 
     event_id: str
     first_seen_ms: int
-    features: Record | None = None
-    predictions: dict[str, Record] = field(default_factory=dict)
+    features: FeatureVector | None = None
+    predictions: dict[str, Prediction] = field(default_factory=dict)
     served_version: str | None = None
-    label: Any = None
+    label: Label | None = None
     has_label: bool = False
     label_time_ms: int = 0
-    label_source: Any = None  # the feedback record as read (key, bytes, headers), to route it on if it goes astray
+    label_source: InRecord | None = None  # the feedback record as read, to route it on if it goes astray
     complete: bool = False  # joined: it can be learned
+
+    def plain(self) -> dict[str, Any]:
+        """This event as plain data, for saved state."""
+        return {**{f: getattr(self, f) for f in _EVENT_FIELDS}, "label_source": _plain_source(self.label_source)}
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any]) -> PendingEvent:
+        return cls(**{f: plain[f] for f in _EVENT_FIELDS}, label_source=_source(plain["label_source"]))
+
+
+_EVENT_FIELDS = ("event_id", "first_seen_ms", "features", "predictions", "served_version", "label", "has_label",
+                 "label_time_ms", "complete")
+
+
+def _plain_source(record: InRecord | None) -> tuple[Any, ...] | None:
+    return None if record is None else (record.topic, record.partition, record.offset, record.timestamp_ms,
+                                        record.key, record.value, record.headers)
+
+
+def _source(plain: tuple[Any, ...] | None) -> InRecord | None:
+    return None if plain is None else InRecord(*plain)
 
 
 @dataclass
@@ -65,9 +88,9 @@ class JoinCounters:
 class Stray:
     """A label that will not be learned: ``late`` or ``unmatched``, with the record it came in and its time."""
 
-    kind: str
+    kind: Literal["late", "unmatched"]
     event_id: str
-    source: Any
+    source: InRecord | None
     label_time_ms: int
 
 
@@ -120,15 +143,17 @@ class PendingJoin:
         return hot + self._count("SELECT count(*) FROM join_pending WHERE has_label")
 
     def state(self) -> dict[str, Any]:
-        """What lives in memory; the spilled parts are in the store and commit with it."""
-        return {"counters": self.counters, "stream_time_ms": self.stream_time_ms, "strays": self.strays,
-                "hot": self._hot}
+        """What lives in memory, as plain data; the spilled parts are in the store and commit with it."""
+        return {"counters": asdict(self.counters), "stream_time_ms": self.stream_time_ms,
+                "strays": [(s.kind, s.event_id, _plain_source(s.source), s.label_time_ms) for s in self.strays],
+                "hot": [event.plain() for event in self._hot.values()]}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.counters, self.stream_time_ms, self.strays = state["counters"], state["stream_time_ms"], state["strays"]
-        self._hot = state["hot"]
+        self.counters, self.stream_time_ms = JoinCounters(**state["counters"]), state["stream_time_ms"]
+        self.strays = [Stray(kind, event_id, _source(source), time) for kind, event_id, source, time in state["strays"]]
+        self._hot = OrderedDict((plain["event_id"], PendingEvent.from_plain(plain)) for plain in state["hot"])
 
-    def add_features(self, vector: Record) -> PendingEvent | None:
+    def add_features(self, vector: FeatureVector) -> PendingEvent | None:
         """The event, if these features completed it."""
         if self._done(vector["event_id"], vector["event_time"]) == JOINED:
             return None
@@ -136,7 +161,7 @@ class PendingJoin:
         pending.features = vector
         return self._settle(pending, where)
 
-    def add_prediction(self, prediction: Record) -> PendingEvent | None:
+    def add_prediction(self, prediction: Prediction) -> PendingEvent | None:
         """The event, if this prediction completed it."""
         if self._done(prediction["event_id"], prediction["event_time"]) == JOINED:
             return None
@@ -146,7 +171,7 @@ class PendingJoin:
             pending.served_version = prediction["model_version"]
         return self._settle(pending, where)
 
-    def add_feedback(self, feedback: Record, source: Any = None) -> PendingEvent | None:
+    def add_feedback(self, feedback: Feedback, source: InRecord | None = None) -> PendingEvent | None:
         """The event, if this label was taken (``complete`` says whether it joined already); ``None`` for a
         duplicate or a late label."""
         self.counters.received += 1
@@ -247,7 +272,7 @@ class PendingJoin:
 
     def _spilled(self, event_id: str) -> PendingEvent | None:
         row = self.store.db.execute("SELECT event FROM join_pending WHERE event_id = ?", (event_id,)).fetchone()
-        return None if row is None else pickle.loads(row[0])  # noqa: S301 - written by this join
+        return None if row is None else PendingEvent.from_plain(pickling.loads(row[0]))
 
     def _slot(self, event_id: str, time_ms: int) -> tuple[PendingEvent, int]:
         """The parts of ``event_id`` so far, and where they are (NEW, HOT or SPILLED)."""
@@ -298,4 +323,4 @@ class PendingJoin:
 
 
 def _pickled(pending: PendingEvent) -> bytes:
-    return pickle.dumps(pending, protocol=pickle.HIGHEST_PROTOCOL)
+    return pickling.dumps(pending.plain())

@@ -16,13 +16,15 @@ top of it.
 
 from __future__ import annotations
 
-import pickle
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+from weir.errors import WeirError
+from weir.state import pickling
 
-class StateLocked(RuntimeError):
+
+class StateLocked(WeirError):
     """Another process holds this state file (two learners with one app id and state directory)."""
 
 
@@ -55,14 +57,15 @@ class StateStore:
                               "WEIR_APP_ID or WEIR_STATE_DIR") from e
 
     def load(self) -> Any | None:
-        """The state of the last commit, or None when nothing was ever committed."""
+        """The state of the last commit, or None when nothing was ever committed; ``UnreadableState`` when the
+        file holds a state this version cannot load (see ``weir.state.pickling``)."""
         row = self.db.execute("SELECT state FROM snapshot WHERE id = 1").fetchone()
-        return None if row is None else pickle.loads(row[0])  # noqa: S301 - written by this stage, on this machine
+        return None if row is None else pickling.loads(row[0])
 
     def commit(self, state: Any) -> None:
         """Make ``state`` and every table change since the last commit durable, as one."""
         self.db.execute("INSERT OR REPLACE INTO snapshot (id, state) VALUES (1, ?)",
-                        (pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL),))
+                        (pickling.dumps(state),))
         self.db.execute("COMMIT")
         self._begin()
 

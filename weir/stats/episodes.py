@@ -12,6 +12,7 @@ must be measured against the new normal.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from weir.stats.distribution import Comparison
 
@@ -42,7 +43,7 @@ class Transition:
     """An episode that opened (FIRING) or closed (RESOLVED) at this check."""
 
     subject: str
-    status: str
+    status: Literal["FIRING", "RESOLVED"]
     comparison: Comparison
     moved: list[Comparison]
     rebaselined: bool = False

@@ -1,0 +1,47 @@
+"""``weir alerts``: the alert sink that brings both alert paths to on-call, and a tail of the alerts topic."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from apps.cli.common import Session, pass_session, stop_on_signals
+from consumers.alerts import consume_alerts
+from consumers.sink import run_sink
+from consumers.webhook import Forwarder
+
+
+@click.group()
+def alerts() -> None:
+    """Alerts from the alerts topic."""
+
+
+@alerts.command("serve")
+@click.option("--port", type=int, default=9095, show_default=True, help="Port of the Alertmanager webhook.")
+@click.option("--forward-url", help="POST every alert there as JSON, with retries (env WEIR_ALERT_WEBHOOK_URL).")
+@click.option("--group", help="Consumer group on the alerts topic (default <app-id>-alerts-sink).")
+@click.option("--metrics-port", type=int, help="Serve the sink's counters on /metrics at this port.")
+@pass_session
+def alerts_serve(session: Session, port: int, forward_url: str | None, group: str | None,
+                 metrics_port: int | None) -> None:
+    """Take alerts from the alerts topic and from Alertmanager's webhook; log and forward each one.
+
+    Two independent paths reach on-call: Weir's own detectors (the topic) and
+    Prometheus rules (Alertmanager POSTs to http://<host>:PORT/alertmanager).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    forwarder = Forwarder(forward_url or session.settings.alert_webhook_url)
+    click.echo(f"alert sink: alerts topic {session.settings.topic('alerts')} and http://0.0.0.0:{port}/alertmanager; "
+               f"forwarding to {forwarder.url or 'the log only'}")
+    run_sink(session.settings, session.catalog, forwarder, webhook_port=port, metrics_port=metrics_port,
+             group_id=group, stop=stop_on_signals())
+    click.echo(f"alert sink stopped: {forwarder.delivered} forwarded, {forwarder.failed} failed after retries")
+
+
+@alerts.command("tail")
+@click.option("--group", help="Consumer group (default <app-id>-alerts-sink).")
+@pass_session
+def alerts_tail(session: Session, group: str | None) -> None:
+    """Print every alert as it arrives, until SIGINT/SIGTERM."""
+    consume_alerts(session.settings, session.catalog, group_id=group, stop=stop_on_signals())

@@ -1,0 +1,177 @@
+"""What several ``weir`` commands share: the settings, signals, and options defined once."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from producers.files import FileColumns
+from producers.sources import SourceSpec
+from weir.contract.serde import SchemaCatalog, open_catalog
+from weir.errors import WeirError
+from weir.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Session:
+    """The settings of this invocation (environment, then the global options) and the schema catalog."""
+
+    settings: Settings
+
+    @cached_property
+    def catalog(self) -> SchemaCatalog:
+        return open_catalog(self.settings)
+
+
+pass_session = click.make_pass_decorator(Session)
+
+
+class WeirGroup(click.Group):
+    """Turns Weir's own errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WeirError as exc:
+            click.secho(f"weir: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so loops can finish what they accepted and report."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _model(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    return value or ctx.find_object(Session).settings.model_name  # type: ignore[union-attr]
+
+
+def model_option(f: F) -> F:
+    return click.option("--model", "model", callback=_model,
+                        help="Model name (env WEIR_MODEL_NAME, default 'default').")(f)
+
+
+def note_option(f: F) -> F:
+    return click.option("--note", help="Why: kept with the record, shown by `weir models history`.")(f)
+
+
+def _params(_ctx: click.Context, _param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE pairs, VALUE read as JSON when it parses (numbers, booleans), else as a string."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def params_option(f: F) -> F:
+    return click.option("--param", "params", multiple=True, metavar="KEY=VALUE", callback=_params,
+                        help="Factory parameter, VALUE as JSON when it parses (repeatable).")(f)
+
+
+class Instant(click.ParamType):
+    """Epoch milliseconds, from epoch ms or an ISO 8601 time (UTC when it names no zone)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        if re.fullmatch(r"-?[0-9]+", value):  # all digits: epoch milliseconds (write dates with dashes)
+            return int(value)
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither epoch milliseconds nor an ISO 8601 time", param, ctx)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+
+
+FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+SOURCE_FIELDS = ("source", "count", "seed", "drift", "entity_column", "label_column", "time_column", "id_column",
+                 "delay_column", "columns")
+
+
+def source_options(*, default_events: int | None, default_drift: str, topics: bool = False) -> Callable[[F], F]:
+    """The options that choose a source of events, passed to the command as one ``source: SourceSpec``.
+
+    ``topics``: the command can also read what the features (and feedback)
+    topics hold between ``--since`` and ``--until`` (``--source topics``).
+    """
+    named = "churn, simple, sea, agrawal, hyperplane, or a .csv/.parquet file"
+    options = [
+        click.option("--source", default="churn", show_default=True,
+                     help=named + (", or `topics`: what the features and feedback topics hold between --since and "
+                                   "--until" if topics else ".")),
+        click.option("--events", "count", type=int, default=default_events, show_default=default_events is not None,
+                     help="Events of a named source (default: 10,000); a file: at most this many rows (default: all)."),
+        click.option("--seed", default=42, show_default=True, help="Seed of a generated source."),
+        click.option("--drift", default=default_drift, show_default=True,
+                     help="Drift schedule kind@where[:width],... (abrupt, gradual, recurring, concept); where and "
+                          "width below 1 are fractions of --events; 'none' for a stationary stream."),
+        click.option("--entity-column", default="entity_id", show_default=True, help="File: the entity column."),
+        click.option("--label-column", default="label", show_default=True, help="File: the label column."),
+        click.option("--time-column", help="File: event-time column (epoch ms or a date); without one, rows keep "
+                                           "their order and are stamped as they are read."),
+        click.option("--id-column", help="File: event-id column; default: <file>-<row>."),
+        click.option("--delay-column", help="File: per-row label delay in seconds (with --feedback-delay column)."),
+        click.option("--column", "columns", multiple=True, metavar="COLUMN=ATTRIBUTE",
+                     help="File: take only these columns, renamed (repeatable); default: every other column."),
+    ]
+    if topics:
+        options += [
+            click.option("--since", type=Instant(), help="Topics: first event time taken (ISO 8601 or epoch ms)."),
+            click.option("--until", type=Instant(), help="Topics: event time where taking stops, exclusive."),
+        ]
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def with_source(*args: Any, **kwargs: Any) -> Any:
+            chosen = {name: kwargs.pop(name) for name in SOURCE_FIELDS}
+            kwargs["source"] = _spec(**chosen)
+            return command(*args, **kwargs)
+
+        for option in reversed(options):
+            with_source = option(with_source)
+        return with_source  # type: ignore[return-value]
+
+    return decorate
+
+
+def _spec(source: str, count: int | None, seed: int, drift: str, entity_column: str, label_column: str,
+          time_column: str | None, id_column: str | None, delay_column: str | None,
+          columns: tuple[str, ...]) -> SourceSpec:
+    if Path(source).suffix not in FILE_SUFFIXES:
+        return SourceSpec(source, count, seed=seed, drift=drift)
+    mapping = {column: attribute or column for column, _, attribute in (c.partition("=") for c in columns)}
+    return SourceSpec(source, count, seed=seed, drift=drift,
+                      columns=FileColumns(entity_column, label_column, time_column, id_column, delay_column, mapping))
+
+

@@ -1,0 +1,85 @@
+"""The `weir` command: every subcommand explains itself, and docker-compose only runs commands that exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from apps.cli import cli
+from tests.conftest import REPO
+
+
+def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += all_commands(command, prefix + (name,))
+        else:
+            found.append(prefix + (name,))
+    return found
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=lambda p: " ".join(p) or "weir")
+def test_every_command_has_help_that_explains_it(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    summary = result.output.split("\n\n")[1].strip()  # the first paragraph of the docstring
+    assert len(summary) > 20, f"`weir {' '.join(path)} --help` says too little: {summary!r}"
+
+
+def test_a_weir_error_is_one_line_and_exit_code_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setenv("WEIR_LOCAL_KAFKA_PORT", "1")  # nothing answers there
+    result = CliRunner().invoke(cli, ["kafka", "up"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("weir: Java 17+ and Maven not found")
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    return services
+
+
+def test_compose_runs_kafka_in_kraft_from_the_official_image() -> None:
+    kafka = compose_services()["kafka"]
+    assert kafka["image"].startswith("apache/kafka:4.")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert {"prometheus", "alertmanager", "grafana"} <= set(compose_services())
+
+
+@pytest.mark.parametrize("service", [n for n, s in compose_services().items() if s.get("image") == "weir:dev"])
+def test_every_weir_service_runs_a_command_the_cli_has(service: str) -> None:
+    command = compose_services()[service]["command"]
+    result = CliRunner().invoke(cli, [*command, "--help"], prog_name="weir")
+    assert result.exit_code == 0, f"{service}: `weir {' '.join(command)}` is not a valid command:\n{result.output}"
+    assert "Usage: weir " + command[0] in result.output
+
+
+def exposed_metric_names() -> set[str]:
+    """Every metric family a Weir worker can expose, read from the code that declares them."""
+    import re
+
+    names = set()
+    for package in ("weir", "streams", "producers", "consumers", "apps"):
+        for path in (REPO / package).rglob("*.py"):
+            names |= set(re.findall(r'"(weir_[a-z0-9_]+)"', path.read_text()))
+    return names
+
+
+def test_the_dashboard_and_the_rules_only_use_metrics_weir_exposes() -> None:
+    import json
+    import re
+
+    known = exposed_metric_names()
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "dashboards" / "weir.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [r["expr"] for g in yaml.safe_load((REPO / "deploy" / "prometheus" / "rules.yml").read_text())["groups"]
+              for r in g["rules"]]
+    used = {re.sub(r"_(total|bucket|count|sum)$", "", m) for e in exprs for m in re.findall(r"weir_[a-z0-9_]+", e)}
+    assert used and used <= known, f"not exposed by any Weir process: {sorted(used - known)}"
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["grafana"]["volumes"]
+    assert any("dashboards" in v for v in compose)

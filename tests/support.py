@@ -1,0 +1,64 @@
+"""Typed helpers several test modules share: whole topic records with neutral defaults, seeded event streams, and
+the shapes river's own evaluation reads."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+from producers.event import LabelledEvent
+from producers.schedule import DriftSchedule
+from producers.sources import open_source
+from weir.contract.deadletter import Rejection
+from weir.contract.features import compute_features
+from weir.contract.messages import InRecord
+from weir.contract.records import Label, Prediction
+
+# river's ``base.typing.Dataset``: (features keyed by any hashable name, target) pairs.
+RiverDataset = list[tuple[dict[Hashable, Any], Any]]
+
+
+def prediction(event_id: str, *, version: str = "v1", served: bool = True, event_time: int = 1_000,
+               entity_id: str = "c", model_name: str = "m", role: str = "champion", score: float | None = None,
+               predicted_label: Label | None = True, latency_ms: float = 0.0, predicted_at: int = 0,
+               error: str | None = None) -> Prediction:
+    """A ``predictions`` record; the fields a test does not name have values no stage reads into."""
+    return {"event_id": event_id, "entity_id": entity_id, "event_time": event_time, "model_name": model_name,
+            "model_version": version, "role": role, "served": served, "score": score,
+            "predicted_label": predicted_label, "latency_ms": latency_ms, "predicted_at": predicted_at,
+            "error": error}
+
+
+def in_record(topic: str, value: bytes | None, *, offset: int = 0, key: bytes | None = b"c",
+              partition: int = 0, timestamp_ms: int = 1_000) -> InRecord:
+    """A record as a stage would have read it from ``topic``."""
+    return InRecord(topic, partition, offset, timestamp_ms, key, value, [])
+
+
+def predictions_of(result: list[Prediction] | Rejection) -> list[Prediction]:
+    """The predictions a scorer made for an event; a failure if it dead-lettered the event instead."""
+    assert isinstance(result, list), f"the event was dead-lettered: {result}"
+    return result
+
+
+def rejection_of(result: list[Prediction] | Rejection) -> Rejection:
+    """Why a scorer dead-lettered an event; a failure if it served it."""
+    assert isinstance(result, Rejection), f"the event was served: {result}"
+    return result
+
+
+def label_of(event: LabelledEvent) -> Label:
+    """The label of an event whose source labels every event."""
+    assert event.label is not None, f"{event.event_id} has no label"
+    return event.label
+
+
+def events(name: str, n: int = 2_000) -> list[LabelledEvent]:
+    """``n`` events of a named source (seed 11, concept drift half-way) stamped 0, 1, 2..."""
+    return list(open_source(name, n, seed=11, schedule=DriftSchedule.parse("concept@0.5", n),
+                            event_time=lambda i: i).events)
+
+
+def river_dataset(stream: Iterable[LabelledEvent]) -> RiverDataset:
+    """The events as river's ``evaluate.progressive_val_score`` reads them: (feature map, label)."""
+    return [({name: value for name, value in compute_features(e.attributes).items()}, e.label) for e in stream]

@@ -1,0 +1,178 @@
+"""Stage logic without a broker: batches in, records out, bad input dead-lettered with its reason."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from producers.synthetic import synthetic_events
+from streams.features import FeaturesStage, feature_vector
+from streams.learn.learner import Learner
+from streams.learn.sequencer import Sequencer
+from streams.learn.stage import LearnStage
+from streams.monitor.stage import MonitorStage
+from streams.serve.metrics import ServeMetrics
+from streams.serve.scorer import Scorer
+from streams.serve.stage import ServeStage
+from streams.validate.stage import ValidateStage
+from tests.support import predictions_of
+from weir.clock import now_ms
+from weir.contract.deadletter import read_headers
+from weir.contract.features import compute_features
+from weir.contract.messages import InRecord, OutRecord
+from weir.contract.records import AttributeValue, RawEvent
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.topics import EVENTS_RAW, FEATURES, FEEDBACK
+from weir.registry.records import routing_record, version_record
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+from weir.state.join import PendingJoin
+
+SETTINGS = Settings(topic_prefix="u.")
+
+
+def rec(topic: str, value: bytes | None, offset: int = 0, key: bytes = b"c1") -> InRecord:
+    return InRecord(topic, 0, offset, 1_000, key, value, [])
+
+
+def raw_event(catalog: SchemaCatalog, *, entity_id: str = "c1", event_time: int | None = None,
+              attributes: dict[str, AttributeValue] | None = None) -> bytes:
+    event: RawEvent = {"event_id": "e1", "entity_id": entity_id,
+                       "event_time": now_ms() if event_time is None else event_time, "source": "t",
+                       "attributes": {"x": 1.5, "plan": "pro", "flag": True, "gone": None} if attributes is None
+                       else attributes}
+    return topic_serde(catalog, SETTINGS, EVENTS_RAW).encode(event)
+
+
+def registry_with(*versions: str) -> ModelRegistry:
+    registry = ModelRegistry("m")
+    for v in versions:
+        registry.apply(version_record("m", v, "logistic_regression", {}))
+    registry.apply(routing_record("m", "basic", versions[0], list(versions[1:])))
+    return registry
+
+
+def test_validate_passes_good_events_on_keyed_by_entity(catalog: SchemaCatalog) -> None:
+    stage = ValidateStage(SETTINGS, catalog)
+    [out] = stage.process([rec("u.events.raw", raw_event(catalog), key=b"whatever")])
+    assert out.topic == "u.events.valid" and out.key == b"c1"
+    assert stage.valid.decode(out.value)["attributes"]["plan"] == "pro"
+
+
+@pytest.mark.parametrize(
+    "value, reason, dimension",
+    [
+        (b"not avro at all", "bad-wire-format", "accuracy"),
+        (b"\x00\x00\x00\x00\x07garbage", "unknown-schema-id", "accuracy"),
+        ("truncated", "undecodable-payload", "accuracy"),
+        ("nan", "non-finite-value", "accuracy"),
+        ("no-entity", "missing-field", "completeness"),
+        ("future", "future-event-time", "timeliness"),
+    ],
+)
+def test_validate_dead_letters_bad_input_with_original_bytes_and_reason(
+    catalog: SchemaCatalog, value: bytes | str, reason: str, dimension: str
+) -> None:
+    made: dict[str, Callable[[], bytes]] = {
+        "truncated": lambda: raw_event(catalog)[:-4],
+        "nan": lambda: raw_event(catalog, attributes={"x": math.nan}),
+        "no-entity": lambda: raw_event(catalog, entity_id=""),
+        "future": lambda: raw_event(catalog, event_time=now_ms() + 3_600_000),
+    }
+    data = made[value]() if isinstance(value, str) else value
+    [out] = ValidateStage(SETTINGS, catalog).process([rec("u.events.raw", data, offset=41)])
+    headers = read_headers(out.headers)
+    assert out.topic == "u.events.dlq" and out.value == data and out.key == b"c1"
+    assert headers["reason"] == reason and headers["dimension"] == dimension and headers["stage"] == "validate"
+    assert (headers["original.topic"], headers["original.offset"]) == ("u.events.raw", "41")
+
+
+def test_features_encode_numbers_booleans_and_categories() -> None:
+    attributes: dict[str, AttributeValue] = {"x": 2, "ok": False, "plan": "pro", "missing": None}
+    assert compute_features(attributes) == {"x": 2.0, "ok": 0.0, "plan=pro": 1.0}
+
+
+def run_loop(catalog: SchemaCatalog, n: int, delay: int) -> tuple[LearnStage, MonitorStage, list[OutRecord]]:
+    """Push ``n`` synthetic events through every stage in memory; each label arrives ``delay`` events later."""
+    registry = registry_with("v1")
+    validate, features = ValidateStage(SETTINGS, catalog), FeaturesStage(SETTINGS, catalog)
+    serve, learn = ServeStage(SETTINGS, catalog, registry), LearnStage(SETTINGS, catalog, registry)
+    monitor = MonitorStage(SETTINGS, catalog)
+    fb = topic_serde(catalog, SETTINGS, FEEDBACK)
+    raw = topic_serde(catalog, SETTINGS, EVENTS_RAW)
+    start = now_ms() - 3_600_000  # an hour ago, well within the lag tolerance
+    events = list(synthetic_events(n, seed=7, event_time=lambda i: start + 1_000 * i))
+    alerts: list[OutRecord] = []
+    for i, e in enumerate(events):
+        value = raw.encode(e.raw("t"))
+        [valid] = validate.process([rec("u.events.raw", value, offset=i)])
+        [vector] = features.process([rec(valid.topic, valid.value, offset=i)])
+        predictions = serve.process([rec(vector.topic, vector.value, offset=i)])
+        learn.process([rec(vector.topic, vector.value, offset=i)]
+                      + [rec(p.topic, p.value, offset=i) for p in predictions])
+        alerts += monitor.process([rec(p.topic, p.value, offset=i) for p in predictions])
+        if i >= delay:
+            late = events[i - delay]
+            label = fb.encode(late.feedback(late.event_time_ms + 1))
+            learn.process([rec("u.feedback", label, offset=i)])
+            alerts += monitor.process([rec("u.feedback", label, offset=i)])
+    return learn, monitor, alerts
+
+
+def test_the_learner_learns_every_joined_label_once_and_beats_chance(catalog: SchemaCatalog) -> None:
+    learn, _, _ = run_loop(catalog, 1_500, delay=10)
+    c = learn.learner.join.counters
+    assert (c.received, c.joined, c.duplicate, c.unmatched) == (1_490, 1_490, 0, 0)
+    [metrics] = [learn.models.decode(o.value) for o in learn.tick()]
+    assert metrics["kind"] == "METRICS" and metrics["counters"]["learned"] == 1_490
+    assert metrics["metrics"]["accuracy"] > 0.7  # the label function is learnable before the drift at 750
+
+
+def test_the_monitor_raises_concept_drift_after_the_label_function_flips(catalog: SchemaCatalog) -> None:
+    _, monitor, alerts = run_loop(catalog, 3_000, delay=10)
+    decoded = [monitor.alerts.decode(a.value) for a in alerts]
+    concept = [a for a in decoded if a["kind"] == "concept_drift" and a["status"] == "FIRING"]
+    assert concept, "the flip at event 1,500 must be detected"
+    assert len(concept) == 1  # one episode, one alert
+    assert 1_500 < int(concept[0]["evidence"]["labels_seen"]) < 2_500 and concept[0]["subject"] == "m:v1"
+    assert {a["kind"] for a in decoded} <= {"concept_drift", "performance_drop"}
+
+
+def test_a_label_teaches_the_versions_that_scored_its_event_not_those_active_when_it_arrives() -> None:
+    """Which versions learn is a fact of the data, so a replay after a crash teaches the same ones."""
+    registry = registry_with("v1", "v2")
+    registry.apply(routing_record("m", "basic", "v1"))  # v2 registered, not scoring yet
+    scorer = Scorer(registry, timeout_ms=float("inf"), metrics=ServeMetrics(CollectorRegistry()))
+    learner = Learner(registry, PendingJoin(window_ms=60_000, needs_features=True), Sequencer())
+    for i, routing in enumerate([routing_record("m", "basic", "v1"), routing_record("m", "shadow", "v1", ["v2"])]):
+        registry.apply(routing)
+        vector = feature_vector({"event_id": f"e{i}", "entity_id": "c1", "event_time": 1_000 + i, "source": "t",
+                                 "attributes": {"x": float(i)}})
+        learner.on_features(vector)
+        for prediction in predictions_of(scorer.score(vector)):
+            learner.on_prediction(prediction)
+    for i in range(2):  # both labels arrive while v1 and v2 are active
+        learner.on_feedback({"event_id": f"e{i}", "entity_id": "c1", "label": True, "label_time": 5_000 + i})
+    learner.finish()
+    assert learner.labels_learned == 2 and dict(learner.learned) == {"v1": 2, "v2": 1}
+
+
+def test_the_learner_commits_waiting_parts_while_no_label_comes(catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """A feedback outage must not leave everything read since the last label in one open transaction."""
+    settings = SETTINGS.with_overrides(state_dir=tmp_path, snapshot_every_s=3_600.0)
+    learn = LearnStage(settings, catalog, registry_with("v1"))
+    assert learn.restore() is None and not learn.snapshot_due(final=True)  # nothing read: nothing to commit
+    vectors = topic_serde(catalog, settings, FEATURES)
+    learn.process([rec(vectors.topic, vectors.encode(feature_vector({
+        "event_id": f"e{i}", "entity_id": "c1", "event_time": 1_000 + i, "source": "t", "attributes": {"x": 1.0}})),
+        offset=i) for i in range(3)])
+    assert learn.learner.labels_learned == 0 and learn.snapshot_due(final=True)
+    assert learn.snapshot({(vectors.topic, 0): 3}) == []  # committed; no model changed, so nothing to publish
+    learn.close()
+    again = LearnStage(settings, catalog, registry_with("v1"))
+    assert again.restore() == {(vectors.topic, 0): 3} and len(again.learner.join) == 3
+    again.close()
