@@ -30,7 +30,7 @@ from producers.publisher import EventPublisher, ProduceSummary, publish
 from producers.schedule import DriftSchedule
 from producers.sources import open_source
 from streams.validate.quality import summarize_metrics
-from streams.worker import GROUPED_STAGES
+from streams.worker import default_stages
 from weir.clock import poll_until
 from weir.contract.records import Alert
 from weir.contract.serde import SchemaCatalog, open_catalog
@@ -193,7 +193,8 @@ class DemoRun:
         register(self.settings, self.catalog, MODEL, factory="logistic_regression", note="demo champion")
         route(self.settings, self.catalog, MODEL, "basic", champion="v1", note="demo start")
         say("registered v1 (logistic regression) as champion")
-        self.worker = start_worker(self.settings, self.run_dir / "worker.log", *GROUPED_STAGES)
+        grouped = [stage for stage in default_stages(self.settings) if stage != "learn"]
+        self.worker = start_worker(self.settings, self.run_dir / "worker.log", *grouped)
         self.learner = self._start_learner()
 
         def ready() -> bool:
@@ -202,7 +203,7 @@ class DemoRun:
             for log, worker in self.processes().items():
                 if worker.poll() is not None:
                     raise WeirError(f"a worker exited with code {worker.returncode}; see {log}")
-            return all(assigned_members(self.settings, f"{self.settings.app_id}-{stage}") for stage in GROUPED_STAGES)
+            return all(assigned_members(self.settings, f"{self.settings.app_id}-{stage}") for stage in grouped)
 
         poll_until(ready, timeout_s=120, interval_s=0.5, what="the worker's stages holding partitions")
         say("workers ready: validate+features+serve+monitor in one process, learn in another")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from weir.clock import poll_until
 from weir.contract.deadletter import read_headers
@@ -20,7 +20,7 @@ from weir.contract.messages import InRecord
 from weir.contract.records import Alert, ModelRecord, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, EVENTS_DLQ, MODELS, PREDICTIONS
-from weir.kafka.reading import watermarks
+from weir.kafka.reading import reader, watermarks
 from weir.settings import Settings
 
 
@@ -57,8 +57,8 @@ class TopicTally:
         self.models = topic_serde(catalog, settings, MODELS)
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
         self.tally = Tally()
-        self.consumer = Consumer(settings.librdkafka(**{"group.id": f"{settings.app_id}-tally",
-                                                        "enable.auto.commit": False}))
+        self.consumer = reader(settings, f"{settings.app_id}-tally")
+        self.at_end: dict[tuple[str, int], int] = {}  # partitions read to their committed end: that end
         assignment = []
         for topic in (self.predictions.topic, self.alerts.topic, self.models.topic, self.dlq_topic):
             partitions = self.consumer.list_topics(topic, timeout=15).topics[topic].partitions
@@ -69,8 +69,13 @@ class TopicTally:
         """Fold in what arrived; returns how many records were read."""
         messages = self.consumer.consume(max_records, timeout=timeout_s)
         for msg in messages:
-            if msg.error() is None:
-                self._fold(InRecord.of(msg))
+            error, topic, partition = msg.error(), msg.topic(), msg.partition()
+            if error is None:
+                record = InRecord.of(msg)
+                self.at_end.pop((record.topic, record.partition), None)
+                self._fold(record)
+            elif error.code() == KafkaError._PARTITION_EOF and topic is not None and partition is not None:
+                self.at_end[(topic, partition)] = msg.offset() or 0
         return len(messages)
 
     def _fold(self, record: InRecord) -> None:
@@ -107,7 +112,8 @@ class TopicTally:
         def caught_up() -> bool:
             self.poll(timeout_s=0.1)
             positions = self.consumer.position([TopicPartition(t, p) for t, p in ends])
-            return all(tp.offset >= ends[(tp.topic, tp.partition)] or ends[(tp.topic, tp.partition)] == 0
+            # Transaction markers take offsets no reader sees: the committed end is where the reader last hit it.
+            return all(max(tp.offset, self.at_end.get((tp.topic, tp.partition), -1)) >= ends[(tp.topic, tp.partition)]
                        for tp in positions)
 
         poll_until(caught_up, timeout_s=timeout_s, interval_s=0.0, what="the tally reading its topics to the end")

@@ -36,7 +36,11 @@ class FeaturesStage:
         self.routes = {valid.topic: Route(valid, self._vector)}
 
     def _vector(self, record: InRecord, event: ValidEvent) -> list[OutRecord]:
-        return [OutRecord(self.vectors.topic, record.key, self.vectors.encode(feature_vector(event)))]
+        return [self.record(feature_vector(event))]
+
+    def record(self, vector: FeatureVector) -> OutRecord:
+        """The ``features`` record of a vector, keyed by its entity."""
+        return OutRecord(self.vectors.topic, vector["entity_id"].encode(), self.vectors.encode(vector))
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
         return dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)

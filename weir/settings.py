@@ -59,8 +59,27 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(
         default=1.0, gt=0, description="how often stream workers commit offsets and emit metrics records"
     )
-    batch_size: int = Field(default=500, ge=1, description="records a stage processes per batch")
-    batch_window_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    batch_size: int = Field(default=2_000, ge=1, description="most records a stage processes in one batch")
+    batch_window_s: float = Field(
+        default=0.2, gt=0, description="longest wait for the first record of a batch (a batch never waits to fill)"
+    )
+    exactly_once: bool = Field(
+        default=True,
+        description="stages commit their outputs and input offsets in one Kafka transaction; off: at-least-once",
+    )
+    fused: bool = Field(
+        default=True,
+        description="run validate, features and serve as one loop in one process; off: each stage on its own",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        description="this worker among those sharing an app id, stable across its restarts (a StatefulSet "
+        "ordinal, say): a restarted worker then fences its crashed predecessor and aborts its open transaction at "
+        "once; unset, a crashed worker's transaction holds readers back for WEIR_TRANSACTION_TIMEOUT_MS",
+    )
+    transaction_timeout_ms: int = Field(
+        default=10_000, ge=1_000, description="how long a crashed worker's open transaction holds readers back"
+    )
     alert_webhook_url: str | None = Field(default=None, description="where the alert sink forwards every alert")
     predict_timeout_ms: float = Field(
         default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"

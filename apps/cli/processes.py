@@ -13,12 +13,13 @@ from producers.schedule import DEFAULT_DRIFT
 from producers.sources import SourceSpec
 from weir.metrics import serve_metrics
 
-STAGES = ("validate", "features", "serve", "learn", "monitor")
+STAGES = ("front", "validate", "features", "serve", "learn", "monitor")  # as streams.worker names them
 
 
 @click.command()
 @click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES),
-              help="Run only these stages (repeatable); default: all of them in this process.")
+              help="Run only these stages (repeatable); default: all of them in this process, the front "
+                   "(validate, features and serve fused) unless WEIR_FUSED=false.")
 @click.option("--web-port", type=int, help="Port of this worker's /metrics endpoint (env WEIR_WEB_PORT).")
 @click.option("--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"]),
               show_default=True)
@@ -30,9 +31,10 @@ def worker(session: Session, stages: tuple[str, ...], web_port: int | None, logl
     learner just learned). Several workers with the same --app-id split the
     partitions between them.
     """
-    from streams.worker import run_worker  # faust takes a second to import: only workers pay for it
+    from streams.worker import default_stages, run_worker  # faust takes a second to import: only workers pay
 
-    run_worker(session.settings.with_overrides(web_port=web_port), stages or STAGES, loglevel=loglevel)
+    settings = session.settings.with_overrides(web_port=web_port)
+    run_worker(settings, stages or default_stages(settings), loglevel=loglevel)
 
 
 @click.command()

@@ -26,8 +26,11 @@ class LearnMetrics:
         c = learner.join.counters
         for outcome, value in (("received", c.received), ("joined", c.joined), ("duplicate", c.duplicate),
                                ("late", c.late), ("unmatched", c.unmatched), ("learned", learner.labels_learned)):
-            self.labels.labels(outcome).inc(value - self._seen[outcome])
-            self._seen[outcome] = value
+            # After a restart from a snapshot the learner counts again what it learned since: count only past the
+            # highest value seen, so the counter neither goes back nor counts a label twice.
+            if value > self._seen[outcome]:
+                self.labels.labels(outcome).inc(value - self._seen[outcome])
+                self._seen[outcome] = value
         for version, vm in learner.metrics.items():
             for name, metric in vm.values().items():
                 self.metric.labels(learner.registry.model_name, version, name).set(metric)

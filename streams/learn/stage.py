@@ -150,9 +150,12 @@ class LearnStage:
         return dict(snapshot["offsets"])
 
     def _open(self) -> dict[str, Any] | None:
-        """Open the state file; its last snapshot if it has one this version reads."""
+        """Open the state file with a learner as fresh as the file; its last snapshot if it has one this version
+        reads. Whatever the models learned since that snapshot is forgotten: it is learned again on re-reading."""
         self.store = StateStore(self.state_path, cache_mb=self.settings.state_cache_mb)
-        self.learner.join = self._join()
+        registry = self.learner.registry
+        registry.reset_models()
+        self.learner = Learner(registry, self._join(), Sequencer(self.settings.sequencer_idle_ms))
         snapshot = self.store.load()
         if snapshot is not None and (not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT):
             found = snapshot.get("format") if isinstance(snapshot, dict) else type(snapshot).__name__

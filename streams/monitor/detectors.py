@@ -176,31 +176,34 @@ class DriftMonitor:
         return out
 
     def on_prediction(self, prediction: Prediction) -> list[Alert]:
-        out = []
-        if prediction["served"] and prediction["score"] is not None:
-            model = prediction["model_name"]
-            self.scores_seen[model] = self.scores_seen.get(model, 0) + 1
-            watch = self.scores.get(model)
-            if watch is None:
-                watch = self.scores[model] = DistributionWatch(
-                    self.settings, min_psi=self.settings.prediction_drift_min_psi, refresh_checks=SCORE_REFRESH_CHECKS)
-            if self.scores_seen[model] <= WARMUP_SCORES:
-                return self._check(self.join.add_prediction(prediction))
-            for t in watch.add({"score": prediction["score"]}):
-                subject = f"{prediction['model_name']}:score"
-                out.append(self._distribution_alert("prediction_drift", subject, t, prediction))
-        return out + self._check(self.join.add_prediction(prediction))
+        return self.on_served(prediction) + self.on_joined(self.join.add_prediction(prediction))
+
+    def on_served(self, prediction: Prediction) -> list[Alert]:
+        """Prediction drift: the served scores of each model against their reference."""
+        if not prediction["served"] or prediction["score"] is None:
+            return []
+        model = prediction["model_name"]
+        self.scores_seen[model] = self.scores_seen.get(model, 0) + 1
+        watch = self.scores.get(model)
+        if watch is None:
+            watch = self.scores[model] = DistributionWatch(
+                self.settings, min_psi=self.settings.prediction_drift_min_psi, refresh_checks=SCORE_REFRESH_CHECKS)
+        if self.scores_seen[model] <= WARMUP_SCORES:
+            return []
+        return [self._distribution_alert("prediction_drift", f"{model}:score", t, prediction)
+                for t in watch.add({"score": prediction["score"]})]
 
     def on_feedback(self, feedback: Feedback) -> list[Alert]:
         event = self.join.add_feedback(feedback)
-        alerts = self._check(event if event is not None and event.complete else None)
+        alerts = self.on_joined(event if event is not None and event.complete else None)
         self.join.expire()
         self.join.take_strays()  # the learn stage routes strays; the monitor only counts on joined labels
         return alerts
 
     # --- concept drift and performance ---------------------------------------------------
 
-    def _check(self, event: PendingEvent | None) -> list[Alert]:
+    def on_joined(self, event: PendingEvent | None) -> list[Alert]:
+        """Concept drift and performance of every version that predicted a labelled event."""
         if event is None:
             return []
         alerts = []

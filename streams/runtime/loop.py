@@ -1,25 +1,42 @@
-"""The batch loop that runs one stage inside the faust app: consume, process, deliver, then commit.
+"""The batch loop that runs one stage inside the faust app: consume, process, then commit outputs with offsets.
 
 faust's per-message path costs about 200 µs (see docs/benchmarks.md), so the
 stages read with a confluent-kafka batch consumer instead, run as a
 ``mode.Service`` of the faust app (which keeps lifecycle, timers and /metrics).
-The ordering is the at-least-once guarantee:
 
-1. consume a batch (in a thread; the event loop stays free);
-2. ``stage.process`` it (on the event loop: every stage of a process runs one
+With ``WEIR_EXACTLY_ONCE`` (the default) each batch is one Kafka transaction:
+
+1. consume a batch (in the loop's consumer thread; the event loop stays free);
+2. ``stage.process`` it (on the event loop: the stages of a process run one
    batch at a time, so stages sharing live models never race);
-3. produce every output and wait until the broker acknowledged all of them;
-4. only then store the batch's offsets, which librdkafka commits (on a timer,
-   on revocation and on close).
+3. begin a transaction, produce every output, add the batch's input offsets
+   to it (``send_offsets_to_transaction``);
+4. commit it in the loop's commit thread, while the next batch is consumed and
+   processed; the next transaction begins only once this one is committed.
 
-A stage that raises, or an output the broker refuses, ends the process before
-step 4 (``os._exit``): the batch is read again after the restart, and the
-stages' effects are idempotent.
+Readers read committed records only, so a batch's outputs appear exactly when
+its offsets move: a crash anywhere gives each input one set of outputs. The
+consumer group's generation fences a worker that lost its partitions; with a
+stable ``WEIR_INSTANCE_ID`` the transactional id is stable too, so a restarted
+worker also aborts at once what its crashed predecessor left open.
+Without exactly-once, step 3 produces, and step 4 waits for the broker's
+acknowledgements, then commits the offsets: at-least-once.
 
-A stateful stage (one with ``restore``/``snapshot``, the learner) keeps its
-offsets in its own snapshots instead: it is assigned every partition of its
-inputs (no consumer group: each replica learns everything), starts at the
-offsets its snapshot reflects, and takes a new snapshot when it says one is due.
+A consumer-group rebalance waits for the transaction in flight, so the next
+owner of a partition starts right after the last committed batch.
+
+A stateful stage (the learner) keeps its state in snapshots of its own. It is
+assigned every partition of its inputs (each replica learns everything) and
+starts at the offsets its last snapshot reflects. Its transactions carry its
+offsets too, and a snapshot is taken only after the transaction that reached
+its offsets committed. After a crash it re-reads from the snapshot up to the
+committed offsets in catch-up: rebuilding its state, writing nothing, since
+those outputs were committed already.
+
+A Kafka failure (broker gone, transaction fenced or aborted) ends the session:
+the loop aborts, closes its clients and starts again after a backoff, resuming
+from what was committed. A stage that raises on a batch is a bug; the process
+exits at once (code 70), committing nothing more.
 """
 
 from __future__ import annotations
@@ -28,8 +45,10 @@ import asyncio
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NoReturn
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NoReturn, TypeVar
 
 import mode
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -37,16 +56,16 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streams.runtime.metrics import StageMetrics
 from streams.runtime.stage import Stage, StatefulStage
 from weir.contract.messages import InRecord, OutRecord, kafka_headers
-from weir.kafka.clients import DeliveryReport, make_consumer
+from weir.kafka.clients import DeliveryReport, make_consumer, make_producer, make_transactional_producer
 from weir.settings import Settings
 
 EXIT_STAGE_FAILED = 70
-
-
-EXIT_DELIVERY_FAILED = 71
-
+RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 log = logging.getLogger("weir.runner")
+
+T = TypeVar("T")
+Positions = dict[tuple[str, int], int]
 
 
 def die(code: int, message: str) -> NoReturn:
@@ -56,149 +75,282 @@ def die(code: int, message: str) -> NoReturn:
     os._exit(code)
 
 
-class OutputProducer:
-    """One idempotent producer per process; ``deliver`` returns once the broker acknowledged every record.
-
-    The producer reports deliveries for errors only, so an acknowledged record
-    costs no Python callback; it simply leaves the producer's queue. Waiting
-    for the queue to empty happens on the event loop, not in a thread: a thread
-    polling librdkafka beside the CPU-bound stages loses every GIL hand-over
-    (measured: 150 ms per batch instead of 7 ms).
-    """
-
-    def __init__(self, producer: Producer) -> None:
-        self.producer = producer
-        self.lock = asyncio.Lock()
-
-    async def deliver(self, out: list[OutRecord], stage: str, timeout_s: float = 60.0) -> None:
-        if not out:
-            return
-        report = DeliveryReport()
-        async with self.lock:  # the queue drains as a whole, so one batch waits at a time
-            for o in out:
-                while True:
-                    try:
-                        self.producer.produce(o.topic, key=o.key, value=o.value, headers=kafka_headers(o.headers),
-                                              on_delivery=report.callback)
-                        break
-                    except BufferError:  # librdkafka's queue is full: let it drain, then go on
-                        await self._pause()
-            deadline = time.monotonic() + timeout_s
-            while len(self.producer) and time.monotonic() < deadline:
-                await self._pause()
-        remaining = len(self.producer)
-        if remaining or report.failed:
-            die(EXIT_DELIVERY_FAILED, f"stage {stage}: {report.failed} outputs refused ({dict(report.errors)}), "
-                                      f"{remaining} undelivered")
-
-    async def _pause(self) -> None:
-        self.producer.poll(0)  # serve error reports
-        await asyncio.sleep(0.001)  # yield to the other stages while the broker acknowledges
+class SessionFailed(Exception):
+    """The loop's Kafka clients cannot go on (broker gone, transaction fenced or aborted): start a new session."""
 
 
-class BatchLoop(mode.Service):
-    """Runs one stage: a confluent-kafka consumer (its own group) feeding ``stage.process`` in batches."""
+class Session:
+    """One incarnation of a loop's clients: a consumer, a producer, and the transaction in flight."""
 
-    def __init__(self, settings: Settings, stage: Stage, group: str, output: OutputProducer,
-                 metrics: StageMetrics, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, loop: StageLoop) -> None:
+        self.settings = settings
+        self.owner = loop
+        self.stage = loop.stage
+        extra = {
+            # Range assignment keeps partition i of every input topic on one member: a join needs an entity's
+            # records of every input in the same process.
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": int(settings.session_timeout_s * 1000),
+            "heartbeat.interval.ms": 1000,
+            "max.poll.interval.ms": 300_000,
+            "enable.auto.commit": not settings.exactly_once,
+            "auto.commit.interval.ms": int(settings.commit_interval_s * 1000),
+        }
+        if settings.instance_id and loop.stateful is None:
+            # Static membership: a worker restarted under its instance id takes its partitions back at once,
+            # without a rebalance or waiting for its predecessor's session to time out.
+            extra["group.instance.id"] = loop.transactional_id
+        self.consumer: Consumer = make_consumer(settings, loop.group, **extra)
+        # Delivery reports for failures only: a Python callback per acknowledged record would cost the
+        # stages the GIL while they work.
+        only_errors = {"delivery.report.only.error": True}
+        self.producer: Producer = (
+            make_transactional_producer(settings, loop.transactional_id, **only_errors) if settings.exactly_once
+            else make_producer(settings, **only_errors))
+        self.report = DeliveryReport()
+        self.in_flight: Future[None] | None = None  # the commit running in the commit thread
+        self.catch_up: Positions = {}  # stateful: re-read up to these offsets, writing nothing
+
+    def close(self) -> None:
+        for close in (self.consumer.close, lambda: self.producer.flush(5)):
+            try:
+                close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("stage %s: closing a client: %s", self.stage.name, exc)
+
+
+class StageLoop(mode.Service):
+    """Runs one stage: a confluent-kafka consumer feeding ``stage.process`` in batches, outputs committed with
+    the input offsets."""
+
+    def __init__(self, settings: Settings, stage: Stage, metrics: StageMetrics, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.stage = stage
-        self.group = group
-        self.output = output
         self.metrics = metrics
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"weir-{stage.name}")
-        self.consumer: Consumer | None = None
-        self.running: asyncio.Task[None] | None = None
         self.stateful: StatefulStage | None = stage if isinstance(stage, StatefulStage) else None
-        self.positions: dict[tuple[str, int], int] = {}  # stateful stages: next offset per input partition
-
-    async def on_start(self) -> None:
-        self.consumer = make_consumer(self.settings, self.group, **{
-            # Range assignment keeps partition i of every input topic on one member: the label
-            # join needs an entity's features, predictions and feedback in the same process.
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": int(self.settings.session_timeout_s * 1000),
-            "heartbeat.interval.ms": 1000,
-            "auto.commit.interval.ms": int(self.settings.commit_interval_s * 1000),
-            "max.poll.interval.ms": 300_000,
-        })
-        if self.stateful is None:
-            self.consumer.subscribe(list(self.stage.inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
-            return
-        self.positions = self.stateful.restore() or {}
-        assignment = []
-        for topic in self.stage.inputs:
-            partitions = self.consumer.list_topics(topic, timeout=15).topics[topic].partitions
-            assignment += [TopicPartition(topic, p, self.positions.get((topic, p), OFFSET_BEGINNING))
-                           for p in sorted(partitions)]
-        self.consumer.assign(assignment)
-        log.info("stage %s resumes at %s", self.stage.name, _describe(assignment))
+        # A stateful stage reads every partition in every replica, and keeps its own offsets: its identity is its
+        # state file's (app id and state directory, one learner each), so its ids are stable by default. A grouped
+        # stage's zombies are fenced by the group's generation whatever its transactional id; a stable one
+        # (WEIR_INSTANCE_ID) also lets a restart abort what its crashed predecessor left open.
+        instance = settings.instance_id or ("local" if self.stateful else uuid.uuid4().hex[:12])
+        self.group = f"{settings.app_id}-{stage.name}" + (f"-{instance}" if self.stateful else "")
+        self.transactional_id = f"{settings.app_id}-{stage.name}-{instance}"
+        self.consumer_thread = ThreadPoolExecutor(1, thread_name_prefix=f"weir-{stage.name}-consume")
+        self.commit_thread = ThreadPoolExecutor(1, thread_name_prefix=f"weir-{stage.name}-commit")
+        self.session: Session | None = None
+        self.positions: Positions = {}  # the next offset of every input partition, after what was processed
+        self.running: asyncio.Task[None] | None = None
+        self.last_tick = time.monotonic()
 
     async def on_started(self) -> None:
-        self.running = asyncio.get_running_loop().create_task(self._run(), name=f"weir-{self.stage.name}")
+        self.running = asyncio.get_running_loop().create_task(self._supervise(), name=f"weir-{self.stage.name}")
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self.consumer is not None
+    async def on_stop(self) -> None:
+        if self.running is not None:
+            await self.running  # the loop sees should_stop after its current batch (at most one batch window)
+        self.consumer_thread.shutdown(wait=True)
+        self.commit_thread.shutdown(wait=True)
+
+    # --- supervision ---------------------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Run sessions until stopped; a failed session is closed and a new one starts after a backoff."""
+        failures = 0
         while not self.should_stop:
-            messages = await loop.run_in_executor(self.executor, self._next_batch)
-            batch = [InRecord.of(m) for m in messages if not self._is_error(m)]
-            lags = self._lags()
+            session: Session | None = None
+            try:
+                session = await self._open()
+                await self._run(session)
+                await self._finish(session)
+                failures = 0
+            except (SessionFailed, KafkaException) as exc:
+                backoff = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
+                failures += 1
+                self.metrics.restarts.labels(self.stage.name).inc()
+                log.error("stage %s: %s; starting again in %.0f s from what was committed", self.stage.name,
+                          _describe_error(exc), backoff)
+                await asyncio.sleep(backoff)
+            except Exception:
+                die(EXIT_STAGE_FAILED, f"stage {self.stage.name} cannot run")
+            finally:
+                if session is not None:
+                    await self._in_thread(self.consumer_thread, session.close)
+                self.session = None
+        if self.stateful is not None:
+            self.stateful.close()
+
+    async def _open(self) -> Session:
+        session = self.session = await self._in_thread(self.consumer_thread, lambda: Session(self.settings, self))
+        if self.settings.exactly_once:
+            await self._in_thread(self.commit_thread, lambda: session.producer.init_transactions(30))
+        if self.stateful is None:
+            session.consumer.subscribe(list(self.stage.inputs), on_assign=self._on_assign,
+                                       on_revoke=self._on_revoke)
+            return session
+        self.positions = self.stateful.restore() or {}
+        assignment = await self._in_thread(self.consumer_thread, lambda: self._assign_all(session))
+        if self.settings.exactly_once:
+            committed = await self._in_thread(self.consumer_thread,
+                                              lambda: session.consumer.committed(assignment, timeout=30))
+            session.catch_up = {(tp.topic, tp.partition): tp.offset for tp in committed
+                                if tp.offset > self.positions.get((tp.topic, tp.partition), 0)}
+        log.info("stage %s resumes at %s%s", self.stage.name, _describe(assignment),
+                 f"; catching up to {session.catch_up} without writing" if session.catch_up else "")
+        return session
+
+    def _assign_all(self, session: Session) -> list[TopicPartition]:
+        assignment = []
+        for topic in self.stage.inputs:
+            partitions = session.consumer.list_topics(topic, timeout=15).topics[topic].partitions
+            assignment += [TopicPartition(topic, p, self.positions.get((topic, p), OFFSET_BEGINNING))
+                           for p in sorted(partitions)]
+        session.consumer.assign(assignment)
+        return assignment
+
+    # --- the loop ------------------------------------------------------------------------------------------
+
+    async def _run(self, session: Session) -> None:
+        while not self.should_stop:
+            batch = await self._in_thread(self.consumer_thread, lambda: self._next_batch(session))
+            lags = self._lags(session)
             self.metrics.observe_lag(self.stage.name, lags)
             if self.stateful is not None:
-                assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-                self.stateful.note_partitions(assigned, self._caught_up(lags))
-            if not batch:
-                continue
+                assigned = {(tp.topic, tp.partition) for tp in session.consumer.assignment()}
+                self.stateful.note_partitions(assigned, {tp for tp, lag in lags.items() if lag == 0})
             started = time.perf_counter()
             try:
-                out = self.stage.process(batch)
+                out = self.stage.process(batch) if batch else []
+                if time.monotonic() - self.last_tick >= self.settings.commit_interval_s:
+                    self.last_tick = time.monotonic()
+                    out += self.stage.tick()
             except Exception:
                 die(EXIT_STAGE_FAILED, f"stage {self.stage.name} raised on a batch of {len(batch)}")
-            await self.output.deliver(out, self.stage.name)
-            if self.stateful is None:
-                self.consumer.store_offsets(offsets=_next_offsets(batch))
-            else:
-                self.positions.update({(tp.topic, tp.partition): tp.offset for tp in _next_offsets(batch)})
-                if self.stateful.snapshot_due():
-                    await self.output.deliver(self.stateful.snapshot(dict(self.positions)), self.stage.name)
-            self.metrics.observe_batch(self.stage.name, batch, out, time.perf_counter() - started)
+            offsets = _next_offsets(batch)
+            self.positions.update({(tp.topic, tp.partition): tp.offset for tp in offsets})
+            if session.catch_up:
+                self._caught_up(session)
+                continue  # re-reading what was committed before a crash: its outputs were written then
+            if out or offsets:
+                await self._commit(session, out, offsets)
+            if self.stateful is not None and self.stateful.snapshot_due():
+                await self._snapshot(session)
+            if batch:
+                self.metrics.observe_batch(self.stage.name, batch, out, time.perf_counter() - started)
 
-    def _next_batch(self) -> list[Message]:
+    async def _finish(self, session: Session) -> None:
+        """At a stop: a last tick (metrics that include the last batch), its commit, and a last snapshot."""
+        if session.catch_up:
+            return
+        await self._commit(session, self.stage.tick(), [])
+        await self._settle(session)
+        if self.stateful is not None and self.stateful.snapshot_due(final=True):
+            await self._snapshot(session)
+            await self._settle(session)
+
+    def _next_batch(self, session: Session) -> list[InRecord]:
         """Wait up to one batch window for the first record, then take what is already there.
 
         ``consume(n, timeout)`` alone would wait out the whole window whenever
         fewer than n records come, which stalls a chain of stages fed a trickle.
+        In catch-up, records at or past the committed offsets are held back.
         """
-        assert self.consumer is not None
-        first = self.consumer.poll(self.settings.batch_window_s)
+        consumer = session.consumer
+        first = consumer.poll(self.settings.batch_window_s)
         if first is None:
             return []
-        return [first, *self.consumer.consume(self.settings.batch_size - 1, timeout=0)]
-
-    def _lags(self) -> dict[tuple[str, int], int]:
-        """Records between this stage's position and each assigned partition's end, as last heard of.
-
-        Cached watermarks and positions: no round trip to the broker on the batch path.
-        """
-        assert self.consumer is not None
-        lags = {}
-        assignment = self.consumer.assignment()
-        positions = self.consumer.position(assignment) if self.stateful is None else None
-        for i, tp in enumerate(assignment):
-            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high < 0:
-                continue
-            if positions is not None:
-                at = positions[i].offset
+        messages = [first, *consumer.consume(self.settings.batch_size - 1, timeout=0)]
+        batch = [InRecord.of(m) for m in messages if not self._is_error(m)]
+        if not session.catch_up:
+            return batch
+        kept: list[InRecord] = []
+        rewind: Positions = {}
+        for r in batch:
+            until = session.catch_up.get((r.topic, r.partition))
+            if until is not None and r.offset >= until:
+                rewind.setdefault((r.topic, r.partition), until)
             else:
-                at = self.positions.get((tp.topic, tp.partition), 0)
-            lags[(tp.topic, tp.partition)] = max(0, high - at) if at >= 0 else high
-        return lags
+                kept.append(r)
+        for (topic, partition), offset in rewind.items():
+            consumer.seek(TopicPartition(topic, partition, offset))  # read again once caught up, in a transaction
+        return kept
 
-    def _caught_up(self, lags: dict[tuple[str, int], int]) -> set[tuple[str, int]]:
-        return {tp for tp, lag in lags.items() if lag == 0}
+    def _caught_up(self, session: Session) -> None:
+        for tp, until in list(session.catch_up.items()):
+            if self.positions.get(tp, 0) >= until:
+                del session.catch_up[tp]
+        if not session.catch_up:
+            log.info("stage %s caught up with what was committed before its restart", self.stage.name)
+
+    # --- committing ----------------------------------------------------------------------------------------
+
+    async def _commit(self, session: Session, out: list[OutRecord], offsets: list[TopicPartition]) -> None:
+        """Hand the outputs and the offsets they came from to the broker; the commit runs in the background
+        while the next batch is read and processed. The previous one must have succeeded first."""
+        await self._settle(session)
+        producer = session.producer
+        if self.settings.exactly_once:
+            producer.begin_transaction()
+        await self._produce(session, out)
+        if self.settings.exactly_once:
+            if offsets:
+                metadata = session.consumer.consumer_group_metadata()
+                await self._in_thread(self.commit_thread,
+                                      lambda: producer.send_offsets_to_transaction(offsets, metadata, 30))
+            session.in_flight = self.commit_thread.submit(self._commit_transaction, session)
+        else:
+            session.in_flight = self.commit_thread.submit(self._acknowledge_then_commit, session, offsets)
+
+    def _commit_transaction(self, session: Session) -> None:
+        try:
+            session.producer.commit_transaction(60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.txn_requires_abort():
+                session.producer.abort_transaction(30)
+            raise SessionFailed(f"commit refused: {error.str()}") from exc
+        self._check_deliveries(session)
+
+    def _acknowledge_then_commit(self, session: Session, offsets: list[TopicPartition]) -> None:
+        remaining = session.producer.flush(60)
+        self._check_deliveries(session, remaining)
+        if offsets and self.stateful is None:
+            session.consumer.store_offsets(offsets=offsets)  # committed on librdkafka's timer, and on revoke
+
+    def _check_deliveries(self, session: Session, remaining: int = 0) -> None:
+        report = session.report
+        if report.failed or remaining:
+            raise SessionFailed(f"{report.failed} outputs refused ({dict(report.errors)}), {remaining} undelivered")
+
+    async def _produce(self, session: Session, out: list[OutRecord]) -> None:
+        producer, report = session.producer, session.report
+        for o in out:
+            while True:
+                try:
+                    producer.produce(o.topic, key=o.key, value=o.value, headers=kafka_headers(o.headers),
+                                     on_delivery=report.callback)
+                    break
+                except BufferError:  # librdkafka's queue is full: let it drain, then go on
+                    producer.poll(0)
+                    await asyncio.sleep(0.001)
+        producer.poll(0)  # serve error reports
+
+    async def _settle(self, session: Session) -> None:
+        """Wait for the commit in flight; its failure ends the session."""
+        in_flight, session.in_flight = session.in_flight, None
+        if in_flight is not None:
+            await asyncio.wrap_future(in_flight)
+
+    async def _snapshot(self, session: Session) -> None:
+        """Persist the state once the offsets it reflects are committed; the copies it publishes go out in the
+        next transaction."""
+        assert self.stateful is not None
+        await self._settle(session)
+        copies = self.stateful.snapshot(dict(self.positions))
+        if copies:
+            await self._commit(session, copies, [])
+
+    # --- consumer callbacks and bookkeeping ----------------------------------------------------------------
 
     def _is_error(self, m: Message) -> bool:
         err = m.error()
@@ -207,42 +359,48 @@ class BatchLoop(mode.Service):
         if err.code() != KafkaError._PARTITION_EOF:
             log.error("stage %s: consumer error: %s", self.stage.name, err.str())
             if err.fatal():
-                die(EXIT_STAGE_FAILED, f"stage {self.stage.name}: fatal consumer error {err.str()}")
+                raise SessionFailed(f"fatal consumer error {err.str()}")
         return True
+
+    def _lags(self, session: Session) -> dict[tuple[str, int], int]:
+        """Records between this stage's position and each assigned partition's end, as last heard of.
+
+        Cached watermarks and positions: no round trip to the broker on the batch path.
+        """
+        consumer = session.consumer
+        lags = {}
+        for tp in consumer.assignment():
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                continue
+            at = self.positions.get((tp.topic, tp.partition), 0)
+            lags[(tp.topic, tp.partition)] = max(0, high - at)
+        return lags
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("stage %s assigned %s", self.stage.name, _describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Everything consumed so far was delivered and stored (the loop stores only after delivery);
-        # commit it now so the next owner starts right after it.
-        try:
-            consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                log.warning("stage %s: commit on revoke failed: %s", self.stage.name, exc.args[0].str())
+        """The next owner starts after the last committed batch: let the commit in flight finish first."""
+        session = self.session
+        in_flight = session.in_flight if session is not None else None
+        if in_flight is not None:
+            try:
+                in_flight.result(timeout=60)  # this is the consumer thread; the commit thread finishes the transaction
+            except Exception as exc:  # the event loop sees the same failure and starts a new session
+                log.warning("stage %s: the commit in flight at a revocation failed: %s", self.stage.name, exc)
+        if not self.settings.exactly_once:
+            try:
+                consumer.commit(asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._NO_OFFSET:
+                    log.warning("stage %s: commit on revoke failed: %s", self.stage.name, exc.args[0].str())
+        for tp in partitions:
+            self.positions.pop((tp.topic, tp.partition), None)
         log.info("stage %s revoked %s", self.stage.name, _describe(partitions))
 
-    async def tick(self) -> None:
-        """The stage's timer output (metrics snapshots), delivered like any other output."""
-        try:
-            out = self.stage.tick()
-        except Exception:
-            die(EXIT_STAGE_FAILED, f"stage {self.stage.name} raised in its timer")
-        await self.output.deliver(out, self.stage.name)
-        self.metrics.observe_output(self.stage.name, out)
-
-    async def on_stop(self) -> None:
-        if self.running is not None:
-            await self.running  # the loop sees should_stop after its current batch (at most one batch window)
-        await self.tick()  # a last metrics snapshot that includes the last batch
-        if self.stateful is not None:
-            if self.stateful.snapshot_due(final=True):
-                await self.output.deliver(self.stateful.snapshot(dict(self.positions)), self.stage.name)
-            self.stateful.close()
-        if self.consumer is not None:
-            await asyncio.get_running_loop().run_in_executor(self.executor, self.consumer.close)  # commits
-        self.executor.shutdown(wait=True)
+    async def _in_thread(self, thread: ThreadPoolExecutor, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(thread, call)
 
 
 def _next_offsets(batch: list[InRecord]) -> list[TopicPartition]:
@@ -256,3 +414,10 @@ def _describe(partitions: list[TopicPartition]) -> str:
     for p in partitions:
         by_topic.setdefault(p.topic, []).append(p.partition)
     return "; ".join(f"{t} {sorted(ps)}" for t, ps in sorted(by_topic.items())) or "nothing"
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0].str()
+    return str(exc)
+

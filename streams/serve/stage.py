@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from streams.runtime.stage import Route, dispatch
+from streams.runtime.stage import Route, dead_letter, dispatch
 from streams.serve.metrics import ServeMetrics
 from streams.serve.scorer import STAGE, Scorer
 from weir.contract.deadletter import Rejection
@@ -36,7 +36,13 @@ class ServeStage:
         result = self.scorer.score(vector)
         if isinstance(result, Rejection):
             return result
-        return [OutRecord(self.predictions.topic, record.key, self.predictions.encode(p)) for p in result]
+        key = vector["entity_id"].encode()
+        return [OutRecord(self.predictions.topic, key, self.predictions.encode(p)) for p in result]
+
+    def score(self, record: InRecord, vector: FeatureVector) -> list[OutRecord]:
+        """The predictions of one vector, or the dead letter of ``record`` (the input it came from) saying why."""
+        result = self._score(record, vector)
+        return [dead_letter(self.dlq_topic, record, result)] if isinstance(result, Rejection) else result
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
         out = dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)

@@ -10,10 +10,12 @@ from prometheus_client import CollectorRegistry
 
 from streams.runtime.stage import dead_letter
 from streams.validate import quality
+from streams.validate.encoding import ValidEncoder
 from streams.validate.rules import RuleSet
 from streams.validate.validator import STAGE, EventValidator
 from weir.contract.deadletter import RESENT_HEADER, Rejection
 from weir.contract.messages import InRecord, OutRecord
+from weir.contract.records import ValidEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW, EVENTS_VALID
 from weir.settings import Settings
@@ -31,19 +33,21 @@ class ValidateStage:
         self.inputs = (raw.topic,)
         self.outputs = (self.valid.topic, self.dlq_topic)
         self.validator = EventValidator(raw, RuleSet.load(settings.rules_path))
+        self.encoder = ValidEncoder(raw, self.valid)
         if metrics is not None:
             quality.register(self.validator.counters, metrics)
 
+    def check(self, record: InRecord) -> tuple[ValidEvent | None, OutRecord]:
+        """The valid event and its ``events.valid`` record, or None and the dead letter saying why."""
+        resent = any(key == RESENT_HEADER for key, _ in record.headers)
+        result = self.validator.validate(record.value, resent=resent)
+        if isinstance(result, Rejection):
+            return None, dead_letter(self.dlq_topic, record, result)
+        return result, OutRecord(self.valid.topic, result["entity_id"].encode(),
+                                 self.encoder.encode(result, record.value))
+
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
-        out = []
-        for record in batch:
-            resent = any(key == RESENT_HEADER for key, _ in record.headers)
-            result = self.validator.validate(record.value, resent=resent)
-            if isinstance(result, Rejection):
-                out.append(dead_letter(self.dlq_topic, record, result))
-            else:
-                out.append(OutRecord(self.valid.topic, result["entity_id"].encode(), self.valid.encode(result)))
-        return out
+        return [self.check(record)[1] for record in batch]
 
     def tick(self) -> list[OutRecord]:
         return []

@@ -48,6 +48,10 @@ class EventValidator:
             event = self.raw.decode(value)
         except SerdeError as exc:
             return _reject(Violation(exc.reason, "decode", "accuracy", str(exc)), exception=exc)
+        return self.check(event, resent=resent)
+
+    def check(self, event: RawEvent, *, resent: bool = False) -> ValidEvent | Rejection:
+        """The rules on a decoded event (what ``validate`` does after decoding), counting its quality."""
         source: str = event["source"]
         self.counters.records[source] += 1
         rules = self.rules.for_source(source)

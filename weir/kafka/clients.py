@@ -1,8 +1,9 @@
 """confluent-kafka clients with the defaults that keep data, and delivery accounting.
 
 librdkafka's defaults lose records unless set: producers here are idempotent
-with ``acks=all``; consumers start from the earliest offset and store an
-offset only after its effect, never on poll.
+with ``acks=all``; consumers start from the earliest offset, store an offset
+only after its effect, never on poll, and read committed records only, so no
+reader ever sees the outputs of a transaction a crashed stage left open.
 """
 
 from __future__ import annotations
@@ -34,11 +35,22 @@ def make_producer(settings: Settings, **extra: Any) -> Producer:
     )
 
 
+def make_transactional_producer(settings: Settings, transactional_id: str, **extra: Any) -> Producer:
+    """A producer whose writes commit or abort with the input offsets they came from (``init_transactions`` first).
+
+    The transactional id is stable across restarts of the same worker, so the
+    restarted one fences its crashed predecessor and aborts what it left open.
+    """
+    return make_producer(settings, **{"transactional.id": transactional_id,
+                                      "transaction.timeout.ms": settings.transaction_timeout_ms, **extra})
+
+
 def make_consumer(settings: Settings, group_id: str, **extra: Any) -> Consumer:
     return Consumer(
         settings.librdkafka(
             **{
                 "group.id": group_id,
+                "isolation.level": "read_committed",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": True,
                 "enable.auto.offset.store": False,

@@ -19,12 +19,16 @@ def read_topic(
     timeout_s: float = 30.0,
     batch: int = 1000,
 ) -> Iterator[InRecord]:
-    """Every record of ``topic`` from the beginning to the end it had when called.
+    """Every committed record of ``topic`` from the beginning to the end it had when called.
 
     Uses manual assignment, so it joins no group and commits nothing: reading
-    a topic to count or inspect it never moves anybody's offsets.
+    a topic to count or inspect it never moves anybody's offsets. It reads
+    committed records only; a partition is done when the reader reaches the
+    end it had at the call, or the end of what is committed (transaction
+    markers take offsets no reader ever sees, so the last record's offset is
+    not the end).
     """
-    consumer = Consumer(settings.librdkafka(**{"group.id": "weir-reader", "enable.auto.commit": False}))
+    consumer = reader(settings, "weir-reader")
     try:
         metadata = consumer.list_topics(topic, timeout=15).topics[topic]
         if metadata.error is not None:
@@ -42,7 +46,10 @@ def read_topic(
             if time.monotonic() > deadline:
                 raise WeirError(f"reading {topic} did not reach its end within {timeout_s:.0f} s")
             for msg in consumer.consume(batch, timeout=0.5):
-                error = msg.error()
+                error, partition = msg.error(), msg.partition()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    ends.pop(partition if partition is not None else -1, None)
+                    continue
                 if error is not None:
                     raise WeirError(f"reading {topic}: {error.str()}")
                 record = InRecord.of(msg)
@@ -53,6 +60,14 @@ def read_topic(
                     del ends[record.partition]
     finally:
         consumer.close()
+
+
+def reader(settings: Settings, group_id: str) -> Consumer:
+    """A consumer for assigned partitions that commits nothing, reads committed records only and reports the end
+    of each partition it reaches."""
+    return Consumer(settings.librdkafka(**{
+        "group.id": group_id, "enable.auto.commit": False, "isolation.level": "read_committed",
+        "enable.partition.eof": True, "auto.offset.reset": "earliest"}))
 
 
 # A topic created a moment ago answers these until its partition leaders are elected.
@@ -75,7 +90,7 @@ def watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float =
 
 def end_offsets(settings: Settings, topic: str) -> int:
     """The sum of a topic's high watermarks: how many records were ever written to it (no compaction)."""
-    consumer = Consumer(settings.librdkafka(**{"group.id": "weir-watermarks"}))
+    consumer = reader(settings, "weir-watermarks")
     try:
         partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
         return sum(watermarks(consumer, TopicPartition(topic, p))[1] for p in partitions)

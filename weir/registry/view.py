@@ -150,6 +150,11 @@ class ModelRegistry:
                 return decision.champion
         return None
 
+    def reset_models(self) -> None:
+        """Forget every live model: each is built again from its spec when next used (a learner starting over)."""
+        for version in self.versions.values():
+            version.__dict__.pop("model", None)
+
     def history(self) -> list[HistoryEntry]:
         """Every registration and routing decision, in the order the topic holds them."""
         return list(self._history)

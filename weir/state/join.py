@@ -34,6 +34,7 @@ from typing import Any, Literal
 from weir.contract.messages import InRecord
 from weir.contract.records import FeatureVector, Feedback, Label, Prediction
 from weir.state import pickling
+from weir.state.seen import SeenIds
 from weir.state.store import StateStore
 
 
@@ -129,6 +130,8 @@ class PendingJoin:
         self.store = store or StateStore(None)
         for table in _TABLES:
             self.store.db.execute(table)
+        self._stored = SeenIds(row[0] for row in self.store.db.execute(
+            "SELECT event_id FROM join_done UNION ALL SELECT event_id FROM join_pending"))
         self.counters = JoinCounters()
         self.stream_time_ms = 0
         self.strays: list[Stray] = []  # drained by the caller
@@ -267,10 +270,14 @@ class PendingJoin:
     def _done(self, event_id: str, time_ms: int) -> int | None:
         """Advance stream time; how ``event_id`` left the join before, if it did (JOINED or EXPIRED)."""
         self.stream_time_ms = max(self.stream_time_ms, time_ms)
+        if event_id not in self._stored:
+            return None
         row = self.store.db.execute("SELECT outcome FROM join_done WHERE event_id = ?", (event_id,)).fetchone()
-        return None if row is None else row[0]
+        return None if row is None else int(row[0])
 
     def _spilled(self, event_id: str) -> PendingEvent | None:
+        if event_id not in self._stored:
+            return None
         row = self.store.db.execute("SELECT event FROM join_pending WHERE event_id = ?", (event_id,)).fetchone()
         return None if row is None else PendingEvent.from_plain(pickling.loads(row[0]))
 
@@ -304,6 +311,7 @@ class PendingJoin:
 
     def _spill(self, pending: PendingEvent) -> None:
         """The oldest hot event goes to the store, behind every event spilled before it."""
+        self._stored.add(pending.event_id)
         self.store.db.execute("INSERT INTO join_pending (event_id, first_seen, has_label, event) VALUES (?, ?, ?, ?)",
                               (pending.event_id, pending.first_seen_ms, pending.has_label, _pickled(pending)))
 
@@ -316,6 +324,7 @@ class PendingJoin:
     def _remember(self, event_id: str, outcome: int) -> None:
         """Note how ``event_id`` left; forget the oldest beyond ``remember`` (checked every 4,096 notes)."""
         db = self.store.db
+        self._stored.add(event_id)
         seq = db.execute("INSERT OR REPLACE INTO join_done (event_id, outcome) VALUES (?, ?)",
                          (event_id, outcome)).lastrowid
         if seq is not None and seq % 4096 == 0:

@@ -1,0 +1,460 @@
+"""The whole loop on the real broker, exactly once, against the same computation in a plain Python loop.
+
+    python -m bench.e2e [--events 200000] [--skip-quix]
+
+One run measures, on the same churn events:
+
+* **plain loop**: in this process, no Kafka and no Avro: validation rules,
+  features, v1 (logistic regression) and v2 (Hoeffding tree) scoring and
+  routing, both learning every label with their metrics, and the monitor on
+  the 19 features, the served scores and the error streams;
+* **whole loop**: a worker process (front, learn, monitor) over events and
+  labels produced beforehand, with exactly-once on, then the same with it off:
+  events/s (served, over the span of the predictions' own timestamps), labels/s
+  (until the learner reports every label), CPU µs per event, resident memory;
+* **latency**: events offered live at 2,000 events/s for 40 s: event time to
+  served prediction, p50 and p99;
+* **scale-out**: the fused front in one worker process, then in two;
+* **serve alone**: pre-produced feature vectors scored by v1 and v2 (trained,
+  uploaded as pickles), by a plain confluent-kafka transactional loop in this
+  process, by Weir's serve stage, and by a Quix Streams application (in a
+  virtual environment this benchmark makes for it, outside Weir's dependencies).
+
+Every rate comes from counts over a span of tens of seconds; nothing here is
+asserted. The broker, the producer and the workers share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import TopicPartition
+
+from apps.processes import settings_env, start_worker, stop_process
+from bench.broker import running_broker
+from producers.event import LabelledEvent
+from producers.publisher import EventPublisher
+from producers.sources import open_source
+from streams.features import feature_vector
+from streams.monitor.detectors import DriftMonitor
+from streams.serve.scorer import Scorer
+from streams.validate.rules import RuleSet
+from streams.validate.validator import EventValidator
+from weir.clock import now_ms, poll_until
+from weir.contract.deadletter import Rejection
+from weir.contract.messages import InRecord
+from weir.contract.records import FeatureVector, Prediction
+from weir.contract.serde import SchemaCatalog, open_catalog, topic_serde
+from weir.contract.topics import EVENTS_RAW, FEATURES, MODELS, PREDICTIONS
+from weir.kafka.admin import create_topics, delete_topics
+from weir.kafka.clients import make_consumer, make_producer, make_transactional_producer, produce
+from weir.kafka.reading import read_topic
+from weir.registry.decisions import register, route
+from weir.registry.factories import Model, build_model
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+from weir.state.join import PendingEvent, PendingJoin
+
+QUIX = "quixstreams==3.28.1"
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Run:
+    """What one measured run did."""
+
+    name: str
+    events: int
+    seconds: float
+    labels_per_s: float | None = None
+    cpu_us_per_event: float | None = None
+    rss_mb: float | None = None
+    peak_rss_mb: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def churn(n: int, seed: int = 42) -> list[LabelledEvent]:
+    return list(open_source("churn", n, seed=seed).events)
+
+
+# --- the plain loop ----------------------------------------------------------------------------------------------
+
+
+def plain_loop(settings: Settings, catalog: SchemaCatalog, events: list[LabelledEvent]) -> Run:
+    """The same computation as the whole loop, in one Python loop: no Kafka, no Avro, no join, no state store."""
+    validator = EventValidator(topic_serde(catalog, settings, EVENTS_RAW), RuleSet.load(settings.rules_path))
+    registry = ModelRegistry("plain")
+    register_in(registry)
+    scorer = Scorer(registry, timeout_ms=settings.predict_timeout_ms)
+    from streams.learn.evaluation import VersionMetrics
+
+    metrics = {"v1": VersionMetrics(), "v2": VersionMetrics()}
+    served_metrics = VersionMetrics()
+    monitor = DriftMonitor(settings, PendingJoin(window_ms=2**62, needs_features=False))
+    started = time.perf_counter()
+    for e in events:
+        event = validator.check(e.raw("churn"))
+        assert isinstance(event, dict)
+        vector = feature_vector(event)
+        predictions = prediction_of(scorer.score(vector))
+        monitor.on_features(vector)
+        served = predictions[-1]
+        monitor.on_served(served)
+        assert e.label is not None
+        served_metrics.update(e.label, served)
+        for p in predictions:
+            metrics[p["model_version"]].update(e.label, p)
+            registry.versions[p["model_version"]].model.learn_one(vector["features"], e.label)
+        monitor.on_joined(PendingEvent(e.event_id, 0, vector, {p["model_version"]: p for p in predictions},
+                                       served["model_version"], e.label, True, 0, None, True))
+    scorer.metrics.flush()
+    return Run("plain Python loop, same computation", len(events), time.perf_counter() - started)
+
+
+def register_in(registry: ModelRegistry) -> None:
+    from weir.registry.records import routing_record, version_record
+
+    registry.apply(version_record(registry.model_name, "v1", "logistic_regression", {}))
+    registry.apply(version_record(registry.model_name, "v2", "hoeffding_tree", {"grace_period": 200}))
+    registry.apply(routing_record(registry.model_name, "shadow", "v1", ["v2"]))
+
+
+# --- runs on the broker ------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def fresh(settings: Settings, name: str, **overrides: object) -> Iterator[Settings]:
+    tag = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    run = settings.with_overrides(topic_prefix=f"{tag}.", app_id=tag, web_port=0,
+                                  state_dir=Path(tempfile.mkdtemp(prefix="weir-bench-")), **overrides)
+    create_topics(run)
+    try:
+        yield run
+    finally:
+        delete_topics(run)
+
+
+def two_versions(settings: Settings, catalog: SchemaCatalog) -> None:
+    register(settings, catalog, settings.model_name, factory="logistic_regression")
+    register(settings, catalog, settings.model_name, factory="hoeffding_tree", params={"grace_period": 200})
+    route(settings, catalog, settings.model_name, "shadow", champion="v1", challengers=["v2"])
+
+
+def produce_backlog(settings: Settings, catalog: SchemaCatalog, events: list[LabelledEvent], *,
+                    labels: bool = True) -> None:
+    publisher = EventPublisher(settings, catalog)
+    for e in events:
+        publisher.send_event(e, "churn")
+    if labels:
+        for e in events:
+            publisher.send_feedback(e)
+    publisher.flush()
+    assert publisher.summary.failed == 0
+
+
+def served_span(settings: Settings, catalog: SchemaCatalog, expected: int) -> tuple[int, int, int]:
+    """(served events, first and last served ``predicted_at``), from the committed predictions."""
+    serde = topic_serde(catalog, settings, PREDICTIONS)
+    stamps = [p["predicted_at"] for p in (serde.decode(r.value) for r in read_topic(settings, serde.topic,
+                                                                                    timeout_s=600)) if p["served"]]
+    return len(stamps), min(stamps), max(stamps)
+
+
+def labels_learned(settings: Settings, catalog: SchemaCatalog) -> int:
+    serde = topic_serde(catalog, settings, MODELS)
+    return max((serde.decode(r.value)["counters"].get("labels_learned", 0)
+                for r in read_topic(settings, serde.topic)), default=0)
+
+
+def served_count(settings: Settings) -> int:
+    consumer = make_consumer(settings, f"bench-count-{uuid.uuid4().hex[:6]}")
+    try:
+        topic = settings.topic(PREDICTIONS.name)
+        partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+    finally:
+        consumer.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(resident, peak resident) MB of a process."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def whole_loop(base: Settings, catalog: SchemaCatalog, events: list[LabelledEvent], *, exactly_once: bool) -> Run:
+    with fresh(base, "loop", exactly_once=exactly_once, instance_id="b1") as run:
+        two_versions(run, catalog)
+        produce_backlog(run, catalog, events)
+        log = Path(tempfile.mkstemp(prefix="weir-bench-loop-", suffix=".log")[1])
+        worker = start_worker(run, log)
+        try:
+            poll_until(lambda: served_count(run) > 0, timeout_s=120, interval_s=0.1, what="the first prediction")
+            cpu_at_start, wall_at_start = cpu_seconds(worker.pid), now_ms()
+            poll_until(lambda: served_count(run) >= 2 * len(events), timeout_s=3_600, interval_s=0.5,
+                       what="every event served")
+            poll_until(lambda: labels_learned(run, catalog) >= len(events), timeout_s=3_600, interval_s=1.0,
+                       what="every label learned")
+            labels_done = now_ms()
+            cpu = cpu_seconds(worker.pid) - cpu_at_start
+            rss, peak = memory_mb(worker.pid)
+        finally:
+            stop_process(worker)
+        served, first, last = served_span(run, catalog, len(events))
+        return Run(f"whole loop, exactly-once {'on' if exactly_once else 'off'}", served, (last - first) / 1000,
+                   labels_per_s=len(events) / ((labels_done - wall_at_start) / 1000),
+                   cpu_us_per_event=cpu / len(events) * 1e6, rss_mb=rss, peak_rss_mb=peak)
+
+
+def latency(base: Settings, catalog: SchemaCatalog, *, rate: int = 2_000, seconds: int = 40) -> tuple[float, float]:
+    """p50 and p99 (ms) from event time to served prediction at a fixed offered rate, the first 5 s left out."""
+    with fresh(base, "latency", instance_id="b1") as run:
+        two_versions(run, catalog)
+        log = Path(tempfile.mkstemp(prefix="weir-bench-latency-", suffix=".log")[1])
+        worker = start_worker(run, log)
+        try:
+            poll_until(lambda: _stage_ready(log), timeout_s=120, interval_s=0.2, what="the worker ready")
+            producer = subprocess.run(
+                [sys.executable, "-m", "apps", "produce", "--events", str(rate * seconds), "--rate", str(rate),
+                 "--drift", "none", "--feedback-delay", "fixed:1", "--no-progress"],
+                env=settings_env(run), capture_output=True, text=True, timeout=seconds * 3)
+            assert producer.returncode == 0, producer.stdout + producer.stderr
+            poll_until(lambda: served_count(run) >= 2 * rate * seconds, timeout_s=600, interval_s=0.5,
+                       what="every event served")
+        finally:
+            stop_process(worker)
+        serde = topic_serde(catalog, run, PREDICTIONS)
+        served = sorted((p["event_time"], p["predicted_at"] - p["event_time"])
+                        for p in (serde.decode(r.value) for r in read_topic(run, serde.topic)) if p["served"])
+        start = served[0][0] + 5_000
+        delays = sorted(d for t, d in served if t >= start)
+        return statistics.median(delays), delays[int(len(delays) * 0.99)]
+
+
+def _stage_ready(log: Path) -> bool:
+    text = log.read_text(errors="replace")
+    return "stage front assigned" in text
+
+
+def scale_out(base: Settings, catalog: SchemaCatalog, events: list[LabelledEvent], workers: int) -> Run:
+    with fresh(base, f"scale{workers}") as run:
+        two_versions(run, catalog)
+        produce_backlog(run, catalog, events, labels=False)
+        logs = [Path(tempfile.mkstemp(prefix=f"weir-bench-scale-{i}-", suffix=".log")[1]) for i in range(workers)]
+        started = [start_worker(run.with_overrides(instance_id=f"s{i}"), log, "front") for i, log in enumerate(logs)]
+        try:
+            poll_until(lambda: served_count(run) >= 2 * len(events), timeout_s=3_600, interval_s=0.5,
+                       what="every event served")
+        finally:
+            for w in started:
+                stop_process(w)
+        served, first, last = served_span(run, catalog, len(events))
+        return Run(f"fused front, {workers} worker process{'es' if workers > 1 else ''}", served, (last - first) / 1000)
+
+
+# --- the serve stage alone ---------------------------------------------------------------------------------------
+
+
+def trained_models(events: list[LabelledEvent]) -> dict[str, Model]:
+    models = {"v1": build_model("logistic_regression", {}),
+              "v2": build_model("hoeffding_tree", {"grace_period": "200"})}
+    for e in events:
+        x = feature_vector(e.raw("churn"))["features"]
+        assert e.label is not None
+        for model in models.values():
+            model.learn_one(x, e.label)
+    return models
+
+
+def upload(settings: Settings, catalog: SchemaCatalog, models: dict[str, Model]) -> None:
+    for version, model in models.items():
+        path = Path(tempfile.mkstemp(prefix=f"weir-bench-{version}-", suffix=".pkl")[1])
+        path.write_bytes(pickle.dumps(model))
+        register(settings, catalog, settings.model_name, pickle_path=path, version=version)
+    route(settings, catalog, settings.model_name, "shadow", champion="v1", challengers=["v2"])
+
+
+def produce_vectors(settings: Settings, catalog: SchemaCatalog, vectors: list[FeatureVector]) -> None:
+    serde = topic_serde(catalog, settings, FEATURES)
+    producer = make_producer(settings)
+    for v in vectors:
+        produce(producer, serde.topic, serde.encode(v), v["entity_id"].encode())
+    assert producer.flush(120) == 0
+
+
+def serve_runs(base: Settings, catalog: SchemaCatalog, events: list[LabelledEvent], models: dict[str, Model],
+               quix: bool) -> list[Run]:
+    vectors = [feature_vector(e.raw("churn")) for e in events]
+    runs: list[Run] = []
+    kinds: list[tuple[str, Callable[[Settings], Callable[[], None]]]] = [
+        ("plain confluent-kafka transactional loop", lambda run: plain_serve(run, catalog)),
+        ("Weir serve stage", lambda run: process(start_worker(run, _log("serve"), "serve"))),
+    ]
+    if quix:
+        kinds.append(("Quix Streams 3.28, exactly-once", lambda run: process(start_quix(run))))
+    for name, start in kinds:
+        with fresh(base, "serve", fused=False, instance_id="b1") as run:
+            upload(run, catalog, models)
+            produce_vectors(run, catalog, vectors)
+            stop = start(run)
+            try:
+                poll_until(lambda: served_count(run) >= 2 * len(vectors), timeout_s=3_600, interval_s=0.5,
+                           what=f"{name}: every vector scored")
+            finally:
+                stop()
+            served, first, last = served_span(run, catalog, len(vectors))
+            runs.append(Run(name, served, (last - first) / 1000))
+    return runs
+
+
+def _log(name: str) -> Path:
+    return Path(tempfile.mkstemp(prefix=f"weir-bench-{name}-", suffix=".log")[1])
+
+
+def process(child: subprocess.Popen[bytes]) -> Callable[[], None]:
+    def stop() -> None:
+        stop_process(child)
+
+    return stop
+
+
+def prediction_of(result: list[Prediction] | Rejection) -> list[Prediction]:
+    assert not isinstance(result, Rejection), result
+    return result
+
+
+def plain_serve(settings: Settings, catalog: SchemaCatalog) -> Callable[[], None]:
+    """Consume, score with the same versions, produce, and commit each batch in one transaction: a thread here."""
+    import threading
+
+    from weir.registry.store import load_registry
+
+    registry = ModelRegistry(settings.model_name)
+    load_registry(settings, catalog, registry)
+    scorer = Scorer(registry, timeout_ms=settings.predict_timeout_ms)
+    features, predictions = topic_serde(catalog, settings, FEATURES), topic_serde(catalog, settings, PREDICTIONS)
+    consumer = make_consumer(settings, f"{settings.app_id}-plain", **{"enable.auto.commit": False})
+    producer = make_transactional_producer(settings, f"{settings.app_id}-plain")
+    producer.init_transactions(30)
+    consumer.subscribe([features.topic])
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            messages = consumer.consume(2_000, timeout=0.2)
+            batch = [InRecord.of(m) for m in messages if m.error() is None]
+            if not batch:
+                continue
+            producer.begin_transaction()
+            for record in batch:
+                for p in prediction_of(scorer.score(features.decode(record.value))):
+                    produce(producer, predictions.topic, predictions.encode(p), record.key)
+            last = {(r.topic, r.partition): r.offset for r in batch}
+            producer.send_offsets_to_transaction([TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
+                                                 consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(60)
+        consumer.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join(timeout=60)
+
+    return finish
+
+
+def quix_python() -> Path:
+    """A virtual environment of its own for Quix Streams (made once, kept in the Weir cache), seeing Weir too."""
+    venv = Settings().home / "bench" / "quix-venv"
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    if not stamp.exists() or stamp.read_text() != QUIX:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", QUIX], check=True)
+        site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        weir_site = subprocess.run([sys.executable, "-c", "import site; print(site.getsitepackages()[0])"],
+                                   check=True, capture_output=True, text=True).stdout.strip()
+        # After Quix's own packages: Weir's code and its dependencies (river, fastavro...) for the same scorer.
+        (Path(site) / "weir-bench.pth").write_text(f"{weir_site}\n{HERE.parent}\n")
+        stamp.write_text(QUIX)
+    return python
+
+
+def start_quix(settings: Settings) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(quix_python()), str(HERE / "quix_serve.py")], env=settings_env(settings),
+                            stdout=_log("quix").open("ab"), stderr=subprocess.STDOUT)
+
+
+# --- report ------------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000, help="events (and labels) of the backlog runs")
+    parser.add_argument("--skip-quix", action="store_true", help="leave the Quix Streams run out")
+    args = parser.parse_args()
+    events = churn(args.events)
+    with running_broker() as settings:
+        catalog = open_catalog(settings)
+        print(f"bench.e2e: {args.events} churn events; v1 logistic regression champion, v2 Hoeffding tree shadow",
+              flush=True)
+        plain = plain_loop(settings, catalog, events)
+        print(f"  plain loop: {plain.rate:,.0f} events/s", flush=True)
+        loops = [whole_loop(settings, catalog, events, exactly_once=eos) for eos in (True, False)]
+        for r in loops:
+            print(f"  {r.name}: {r.rate:,.0f} events/s", flush=True)
+        p50, p99 = latency(settings, catalog)
+        scaled = [scale_out(settings, catalog, events, n) for n in (1, 2)]
+        models = trained_models(churn(20_000, seed=7))
+        served = serve_runs(settings, catalog, events, models, quix=not args.skip_quix)
+    report(plain, loops, (p50, p99), scaled, served)
+
+
+def report(plain: Run, loops: list[Run], latencies: tuple[float, float], scaled: list[Run], served: list[Run]) -> None:
+    eos, alo = loops
+    print()
+    print(f"{'whole loop':44} {'events/s':>9} {'labels/s':>9} {'vs plain':>9} {'CPU µs/ev':>10} {'RSS MB':>7} "
+          f"{'peak MB':>8}")
+    print(f"{plain.name:44} {plain.rate:9,.0f} {plain.rate:9,.0f} {1:9.2f}")
+    for r in loops:
+        print(f"{r.name:44} {r.rate:9,.0f} {r.labels_per_s or 0:9,.0f} {r.rate / plain.rate:9.2f} "
+              f"{r.cpu_us_per_event or 0:10,.0f} {r.rss_mb or 0:7,.0f} {r.peak_rss_mb or 0:8,.0f}")
+    print(f"exactly-once costs {1 - eos.rate / alo.rate:.1%} of the at-least-once rate")
+    print(f"event time to served prediction at 2,000 events/s offered: p50 {latencies[0]:.0f} ms, "
+          f"p99 {latencies[1]:.0f} ms")
+    one, two = scaled
+    print(f"fused front: 1 worker {one.rate:,.0f} events/s, 2 workers {two.rate:,.0f} events/s "
+          f"({two.rate / one.rate:.2f}x)")
+    base = served[0]
+    print(f"{'serve stage alone (trained v1 + v2)':44} {'events/s':>9} {'vs plain':>9}")
+    for r in served:
+        print(f"{r.name:44} {r.rate:9,.0f} {r.rate / base.rate:9.2f}")
+
+
+if __name__ == "__main__":
+    random.seed(0)
+    main()
