@@ -21,7 +21,7 @@ from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, PREDICTIONS
 from weir.errors import ConfigError
 from weir.kafka.clients import make_producer, produce
-from weir.kafka.reading import assigned_members, end_offsets, read_topic
+from weir.kafka.reading import assigned_members, holds_at_least, read_topic
 from weir.registry.decisions import promote, register, rollback, route
 from weir.settings import Settings
 
@@ -47,7 +47,7 @@ def wait_for_served(settings: Settings, worker_logs: list[Path], workers: list[s
     def done() -> bool:
         for w, log in zip(workers, worker_logs, strict=True):
             assert w.poll() is None, log.read_text()[-2000:]
-        return end_offsets(settings, settings.topic("predictions")) >= n
+        return holds_at_least(settings, settings.topic("predictions"), n)
 
     poll_until(done, timeout_s=300, interval_s=1.0, what=f"{n} predictions")
 

@@ -89,13 +89,20 @@ def watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float =
 
 
 def end_offsets(settings: Settings, topic: str) -> int:
-    """The sum of a topic's high watermarks: how many records were ever written to it (no compaction)."""
+    """The sum of a topic's high watermarks: how many offsets were ever used in it. For a topic written without
+    transactions and never compacted, that is its record count; transaction markers take offsets too, so for a
+    stage's output it is an upper bound (see ``holds_at_least``)."""
     consumer = reader(settings, "weir-watermarks")
     try:
         partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
         return sum(watermarks(consumer, TopicPartition(topic, p))[1] for p in partitions)
     finally:
         consumer.close()
+
+
+def holds_at_least(settings: Settings, topic: str, n: int) -> bool:
+    """Whether ``topic`` holds ``n`` committed records: its offsets first (cheap), then a count when they could."""
+    return end_offsets(settings, topic) >= n and sum(1 for _ in read_topic(settings, topic, timeout_s=300)) >= n
 
 
 def assigned_members(settings: Settings, group: str) -> int:
