@@ -5,10 +5,11 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 EVENTS ?= 20000
 RUNS   ?= runs
+BENCH_EVENTS ?= 200000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test check unit bench bench-serve bench-learn bench-drift kafka-up kafka-down clean venv
+.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-drift kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
@@ -39,6 +40,10 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.throughput
+
+# The whole loop, exactly once, against the same computation in a plain loop (about half an hour).
+bench-e2e: $(STAMP)
+	$(VENV)/bin/python -m bench.e2e --events $(BENCH_EVENTS)
 
 bench-drift: $(STAMP)
 	$(VENV)/bin/python -m bench.drift

@@ -30,7 +30,7 @@ from producers.publisher import EventPublisher, ProduceSummary, publish
 from producers.schedule import DriftSchedule
 from producers.sources import open_source
 from streams.validate.quality import summarize_metrics
-from streams.worker import default_stages
+from streams.worker import STATEFUL_STAGES, default_stages
 from weir.clock import poll_until
 from weir.contract.records import Alert
 from weir.contract.serde import SchemaCatalog, open_catalog
@@ -119,6 +119,7 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
     }
     summary["reconciled"] = (
         drained
+        and summary["served_twice"] == 0
         and summary["events_produced"] == summary["served"] + summary["events_dead_lettered"]
         and summary["feedback_learned"] + summary["feedback_late"] + summary["feedback_unmatched"]
         + summary["feedback_duplicate"] == summary["feedback_sent"]
@@ -193,7 +194,8 @@ class DemoRun:
         register(self.settings, self.catalog, MODEL, factory="logistic_regression", note="demo champion")
         route(self.settings, self.catalog, MODEL, "basic", champion="v1", note="demo start")
         say("registered v1 (logistic regression) as champion")
-        grouped = [stage for stage in default_stages(self.settings) if stage != "learn"]
+        grouped = [stage for stage in default_stages(self.settings) if stage not in STATEFUL_STAGES]
+        stateful = [stage for stage in default_stages(self.settings) if stage in STATEFUL_STAGES]
         self.worker = start_worker(self.settings, self.run_dir / "worker.log", *grouped)
         self.learner = self._start_learner()
 
@@ -206,7 +208,7 @@ class DemoRun:
             return all(assigned_members(self.settings, f"{self.settings.app_id}-{stage}") for stage in grouped)
 
         poll_until(ready, timeout_s=120, interval_s=0.5, what="the worker's stages holding partitions")
-        say("workers ready: validate+features+serve+monitor in one process, learn in another")
+        say(f"workers ready: {', '.join(grouped)} in one process, {', '.join(stateful)} in another")
         self.sink = threading.Thread(target=consume_alerts, name="alert-sink", kwargs={
             "settings": self.settings, "catalog": self.catalog, "stop": self.sink_stop,
             "handler": lambda a: tqdm.write("alert: " + format_alert(a)),
@@ -227,16 +229,17 @@ class DemoRun:
 
     def _start_learner(self) -> subprocess.Popen[bytes]:
         learner = self.settings.with_overrides(web_port=free_port())  # its own /metrics
-        return start_worker(learner, self.run_dir / "learner.log", "learn")
+        stateful = [stage for stage in default_stages(self.settings) if stage in STATEFUL_STAGES]
+        return start_worker(learner, self.run_dir / "learner.log", *stateful)
 
     def _kill_learner(self) -> None:
-        """kill -9 the learn stage mid-run and start it again: it resumes from its snapshot, losing nothing."""
+        """kill -9 the learner mid-run and start it again: it resumes from its snapshot, losing nothing."""
         assert self.learner is not None
         self.learner.send_signal(signal.SIGKILL)
         self.learner.wait()
         self.learner = self._start_learner()
         self.learner_restarts += 1
-        tqdm.write("weir demo: killed the learn stage (kill -9) and started it again")
+        tqdm.write("weir demo: killed the learner (kill -9) and started it again")
 
     def _shadow_challenger(self) -> None:
         register(self.settings, self.catalog, MODEL, factory="hoeffding_tree", params={"grace_period": 100},

@@ -9,8 +9,8 @@ batch's outputs with its input offsets, because faust's per-message path is
 two orders of magnitude slower than a batch loop on the same broker.
 
 By default the worker runs the front (validate, features and serve fused,
-``streams.front``), the learner and the monitor; ``WEIR_FUSED=false`` runs
-the five stages apart. Several workers with the same app id share the
+``streams.front``) and the back (learn and monitor fused, ``streams.back``);
+``WEIR_FUSED=false`` runs the five stages apart. Several workers with the same app id share the
 partitions of the grouped stages.
 """
 
@@ -27,6 +27,7 @@ import faust
 import mode
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
+from streams.back import BackStage
 from streams.features import FeaturesStage
 from streams.follower import RegistryFollower
 from streams.front import FrontStage
@@ -42,10 +43,11 @@ from weir.registry.store import load_registry, register_default_model
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
-FUSED_STAGES: tuple[str, ...] = ("front", "learn", "monitor")  # front = validate + features + serve
+FUSED_STAGES: tuple[str, ...] = ("front", "back")  # front = validate + features + serve; back = learn + monitor
 SPLIT_STAGES: tuple[str, ...] = ("validate", "features", "serve", "learn", "monitor")
-STAGE_NAMES: tuple[str, ...] = ("front", *SPLIT_STAGES)
-GROUPED_STAGES: tuple[str, ...] = ("front", "validate", "features", "serve", "monitor")  # learn reads all partitions
+STAGE_NAMES: tuple[str, ...] = (*FUSED_STAGES, *SPLIT_STAGES)
+STATEFUL_STAGES: frozenset[str] = frozenset({"back", "learn"})  # they read every partition, in every replica
+FUSES = {"front": {"validate", "features", "serve"}, "back": {"learn", "monitor"}}
 
 log = logging.getLogger("weir.worker")
 
@@ -70,23 +72,25 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
     unknown = set(names) - set(STAGE_NAMES)
     if unknown:
         raise ValueError(f"unknown stages: {', '.join(sorted(unknown))}")
-    if "front" in names and {"validate", "features", "serve"} & set(names):
-        raise ValueError("the front stage is validate, features and serve fused: run it or them, not both")
+    for fused, parts in FUSES.items():
+        if fused in names and parts & set(names):
+            raise ValueError(f"the {fused} stage is {' and '.join(sorted(parts))} fused: run it or them, not both")
     # A serve worker without a learner beside it follows the learner's snapshots; with one, it serves the
     # learner's live models directly.
-    registry = ModelRegistry(settings.model_name, follows_snapshots="learn" not in names)
+    registry = ModelRegistry(settings.model_name, follows_snapshots=not STATEFUL_STAGES & set(names))
     follow_from = load_registry(settings, catalog, registry)
-    if {"front", "serve", "learn"} & set(names) and register_default_model(settings, catalog, registry):
+    if {"front", "serve", "back", "learn"} & set(names) and register_default_model(settings, catalog, registry):
         log.info("registry was empty: registered %s v1 (%s) as champion", settings.model_name,
                  settings.default_factory)
+    kept_reference = settings.state_dir / settings.app_id / "monitor.reference.json"
     makers: dict[str, Callable[[], Stage]] = {
         "front": lambda: FrontStage(settings, catalog, registry, metrics),
+        "back": lambda: BackStage(settings, catalog, registry, metrics, kept_reference),
         "validate": lambda: ValidateStage(settings, catalog, metrics),
         "features": lambda: FeaturesStage(settings, catalog),
         "serve": lambda: ServeStage(settings, catalog, registry, metrics),
         "learn": lambda: LearnStage(settings, catalog, registry, metrics),
-        "monitor": lambda: MonitorStage(settings, catalog, metrics,
-                                        kept_reference=settings.state_dir / settings.app_id / "monitor.reference.json"),
+        "monitor": lambda: MonitorStage(settings, catalog, metrics, kept_reference),
     }
     return Pipeline([makers[n]() for n in STAGE_NAMES if n in names], registry, follow_from)
 

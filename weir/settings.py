@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     model_name: str = Field(default="default", description="the registry model the serve and learn stages use")
     web_port: int = Field(default=6066, ge=0, description="port of a worker's /metrics endpoint; 0 turns it off")
     commit_interval_s: float = Field(
-        default=1.0, gt=0, description="how often stream workers commit offsets and emit metrics records"
+        default=1.0, gt=0,
+        description="how often stages emit their timer outputs (metrics records); offsets commit with every batch "
+        "under exactly-once, on this timer under at-least-once"
     )
     batch_size: int = Field(default=2_000, ge=1, description="most records a stage processes in one batch")
     batch_window_s: float = Field(
@@ -69,7 +71,8 @@ class Settings(BaseSettings):
     )
     fused: bool = Field(
         default=True,
-        description="run validate, features and serve as one loop in one process; off: each stage on its own",
+        description="run validate, features and serve as one loop (the front), and learn and monitor as another "
+        "(the back); off: each stage on its own",
     )
     instance_id: str | None = Field(
         default=None,
@@ -102,7 +105,7 @@ class Settings(BaseSettings):
     sequencer_idle_ms: int = Field(
         default=5_000, description="a feedback partition read to its end and silent this long stops holding learning"
     )
-    snapshot_every_labels: int = Field(default=5_000, ge=1, description="learner snapshot after this many labels")
+    snapshot_every_labels: int = Field(default=50_000, ge=1, description="learner snapshot after this many labels")
     snapshot_every_s: float = Field(
         default=10.0, gt=0, description="learner snapshot after this many seconds, if it read anything"
     )

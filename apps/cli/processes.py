@@ -13,13 +13,14 @@ from producers.schedule import DEFAULT_DRIFT
 from producers.sources import SourceSpec
 from weir.metrics import serve_metrics
 
-STAGES = ("front", "validate", "features", "serve", "learn", "monitor")  # as streams.worker names them
+STAGES = ("front", "back", "validate", "features", "serve", "learn", "monitor")  # as streams.worker names them
 
 
 @click.command()
 @click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES),
-              help="Run only these stages (repeatable); default: all of them in this process, the front "
-                   "(validate, features and serve fused) unless WEIR_FUSED=false.")
+              help="Run only these stages (repeatable); default: all of them in this process, as the front "
+                   "(validate, features and serve fused) and the back (learn and monitor fused) unless "
+                   "WEIR_FUSED=false.")
 @click.option("--web-port", type=int, help="Port of this worker's /metrics endpoint (env WEIR_WEB_PORT).")
 @click.option("--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"]),
               show_default=True)

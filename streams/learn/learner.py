@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from streams.learn.evaluation import VersionMetrics
@@ -20,6 +21,7 @@ from weir.contract.messages import InRecord
 from weir.contract.records import FeatureVector, Feedback, ModelRecord, Prediction
 from weir.registry.records import metrics_record
 from weir.registry.view import ModelRegistry, ModelVersion
+from weir.state import pickling
 from weir.state.join import PendingEvent, PendingJoin, Stray
 
 log = logging.getLogger("weir.learn")
@@ -28,8 +30,11 @@ log = logging.getLogger("weir.learn")
 class Learner:
     """Feeds joined labels, in sequence, to the registry's live models and keeps per-version metrics."""
 
-    def __init__(self, registry: ModelRegistry, join: PendingJoin, sequencer: Sequencer) -> None:
+    def __init__(self, registry: ModelRegistry, join: PendingJoin, sequencer: Sequencer,
+                 on_learned: Callable[[PendingEvent], object] | None = None) -> None:
+        """``on_learned`` hears each event right after it was learned, in the learning order."""
         self.registry = registry
+        self.on_learned = on_learned
         self.join = join
         self.sequencer = sequencer
         self.metrics: dict[str, VersionMetrics] = {}
@@ -85,6 +90,8 @@ class Learner:
             version.model.learn_one(x, y)
             self.learned[version.version] += 1
         self.labels_learned += 1
+        if self.on_learned is not None:
+            self.on_learned(event)
 
     def _learners_of(self, event: PendingEvent) -> list[ModelVersion]:
         """The versions that scored the event: a fact of the data, not of when the label was processed, so a
@@ -113,16 +120,17 @@ class Learner:
     def state(self) -> dict[str, Any]:
         """Everything a restart needs to continue exactly where this left off, as plain data and river objects."""
         return {
-            "models": {v.version: v.model for v in self.registry.versions.values() if v.version in self.learned},
+            "models": {v.version: pickling.dumps(v.model) for v in self.registry.versions.values()
+                       if v.version in self.learned},
             "metrics": {version: m.plain() for version, m in self.metrics.items()}, "served": self.served.plain(),
             "learned": dict(self.learned), "labels_learned": self.labels_learned, "join": self.join.state(),
             "sequencer": self.sequencer.state(),
         }
 
     def load_state(self, state: dict[str, Any], wall_ms: int) -> None:
-        for version, model in state["models"].items():
+        for version, pickled in state["models"].items():
             if version in self.registry.versions:
-                self.registry.versions[version].model = model
+                self.registry.versions[version].model = pickling.loads(pickled)
             else:
                 log.error("snapshot has a model for %s, which the registry does not know; dropped", version)
         self.metrics = {version: VersionMetrics.from_plain(m) for version, m in state["metrics"].items()}

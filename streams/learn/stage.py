@@ -12,16 +12,15 @@ the ``models`` topic, for serve workers in other processes to pick up.
 from __future__ import annotations
 
 import logging
-import pickle
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from streams.learn.learner import Learner
 from streams.learn.metrics import LearnMetrics
 from streams.learn.sequencer import Sequencer
-from streams.runtime.stage import Route, dead_letter, dispatch
+from streams.runtime.stage import Pacer, Partition, Route, dead_letter, dispatch
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
 from weir.contract.messages import InRecord, OutRecord
@@ -31,7 +30,7 @@ from weir.contract.topics import EVENTS_DLQ, FEATURES, FEEDBACK, FEEDBACK_LATE, 
 from weir.registry.records import record_key, snapshot_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
-from weir.state.join import PendingJoin, Stray
+from weir.state.join import PendingEvent, PendingJoin, Stray
 from weir.state.pickling import UnreadableState
 from weir.state.store import StateStore
 
@@ -44,17 +43,29 @@ SNAPSHOT_FORMAT = 2  # 2: plain data and river objects only (1 pickled Weir's cl
 log = logging.getLogger("weir.learn")
 
 
+class LearnObserver(Protocol):
+    """What another stage sharing the learner's loop sees of it: its inputs, decoded once, and what it learned."""
+
+    def on_features(self, vector: FeatureVector) -> None: ...
+
+    def on_prediction(self, prediction: Prediction) -> None: ...
+
+    def on_learned(self, event: PendingEvent) -> None: ...
+
+
 class LearnStage:
     """features + predictions + feedback -> learned models; late labels to feedback.late, unmatched to the DLQ."""
 
     name = STAGE
 
     def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
-                 metrics: CollectorRegistry | None = None) -> None:
+                 metrics: CollectorRegistry | None = None, observer: LearnObserver | None = None) -> None:
+        """``observer`` sees every features record and prediction the stage reads, and every event it learns."""
         self.settings = settings
+        self.observer = observer
         self.state_path = settings.state_dir / settings.app_id / f"{STAGE}.db"
         self.store = StateStore(None)  # until ``restore`` opens the stage's own file
-        self.learner = Learner(registry, self._join(), Sequencer(settings.sequencer_idle_ms))
+        self.learner = self._learner(registry)
         vectors = topic_serde(catalog, settings, FEATURES)
         predictions = topic_serde(catalog, settings, PREDICTIONS)
         feedback = topic_serde(catalog, settings, FEEDBACK)
@@ -63,6 +74,8 @@ class LearnStage:
         self.late_topic = settings.topic(FEEDBACK_LATE.name)
         self.feedback_topic = feedback.topic
         self.inputs = (vectors.topic, predictions.topic, feedback.topic)
+        self.held_at: dict[Partition, int] = {}  # when it last asked to pause each input partition
+        self.pacer = Pacer((vectors.topic, predictions.topic), feedback.topic, settings.sequencer_idle_ms)
         self.outputs = (self.models.topic, self.dlq_topic, self.late_topic)
         self.routes: dict[str, Route[Any]] = {
             vectors.topic: Route(vectors, self._features),
@@ -73,16 +86,28 @@ class LearnStage:
         self._snapshot_at = time.monotonic()
         self._learned_at_snapshot = 0
         self._read_since_snapshot = 0
+        self._too_large: set[str] = set()  # versions whose serving copy was refused for its size
 
-    def _features(self, _record: InRecord, vector: FeatureVector) -> list[OutRecord]:
+    def _learner(self, registry: ModelRegistry) -> Learner:
+        return Learner(registry, self._join(), Sequencer(self.settings.sequencer_idle_ms),
+                       on_learned=self.observer.on_learned if self.observer is not None else None)
+
+    def _features(self, record: InRecord, vector: FeatureVector) -> list[OutRecord]:
+        self.pacer.event(record.partition, vector["event_time"])
         self.learner.on_features(vector)
+        if self.observer is not None:
+            self.observer.on_features(vector)
         return []
 
-    def _prediction(self, _record: InRecord, prediction: Prediction) -> list[OutRecord]:
+    def _prediction(self, record: InRecord, prediction: Prediction) -> list[OutRecord]:
+        self.pacer.event(record.partition, prediction["event_time"])
         self.learner.on_prediction(prediction)
+        if self.observer is not None:
+            self.observer.on_prediction(prediction)
         return []
 
     def _feedback(self, record: InRecord, feedback: Feedback) -> list[OutRecord]:
+        self.pacer.label(record.partition, feedback["label_time"])
         self.learner.on_feedback(feedback, partition=record.partition, source=record, wall_ms=now_ms())
         return []
 
@@ -90,6 +115,12 @@ class LearnStage:
         self._read_since_snapshot += len(batch)
         out = dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)
         return out + self._route_strays(self.learner.advance(now_ms()))
+
+    def held_back(self, behind: set[Partition]) -> set[Partition]:
+        held = self.pacer.held_back(behind)
+        now = now_ms()
+        self.held_at.update({tp: now for tp in held})
+        return held
 
     def tick(self) -> list[OutRecord]:
         out = self._route_strays(self.learner.advance(now_ms()))
@@ -155,7 +186,7 @@ class LearnStage:
         self.store = StateStore(self.state_path, cache_mb=self.settings.state_cache_mb)
         registry = self.learner.registry
         registry.reset_models()
-        self.learner = Learner(registry, self._join(), Sequencer(self.settings.sequencer_idle_ms))
+        self.learner = self._learner(registry)
         snapshot = self.store.load()
         if snapshot is not None and (not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT):
             found = snapshot.get("format") if isinstance(snapshot, dict) else type(snapshot).__name__
@@ -167,32 +198,47 @@ class LearnStage:
         self.store.close()
 
     def snapshot_due(self, final: bool = False) -> bool:
-        """Every N labels, or every T seconds (and at a stop) if anything was read: when labels stop coming,
-        the parts still arriving are committed too, so the open transaction and a restart's re-read stay short."""
+        """Every N labels, or every T seconds (and at a stop) if anything was read or learned since the last.
+
+        When labels stop coming, the parts still arriving are committed too, so
+        the open transaction and a restart's re-read stay short; and the tail a
+        timer releases after the last read is learned into a snapshot too.
+        """
         learned = self.learner.labels_learned - self._learned_at_snapshot
-        return learned >= self.settings.snapshot_every_labels or (self._read_since_snapshot > 0 and (
+        changed = learned > 0 or self._read_since_snapshot > 0
+        return learned >= self.settings.snapshot_every_labels or (changed and (
             final or time.monotonic() - self._snapshot_at >= self.settings.snapshot_every_s))
 
     def note_partitions(self, assigned: set[tuple[str, int]], caught_up: set[tuple[str, int]]) -> None:
-        feedback = self.feedback_topic
+        # A partition paused now or lately is not known to be read to its end, whatever its end as last fetched
+        # says: it holds the learning order back like any partition with labels left to read.
+        feedback, now = self.feedback_topic, now_ms()
+        lately = {tp for tp, at in self.held_at.items() if now - at < 2 * self.settings.sequencer_idle_ms}
         self.learner.sequencer.track({p for t, p in assigned if t == feedback},
-                                     {p for t, p in caught_up if t == feedback}, now_ms())
+                                     {p for t, p in caught_up - lately if t == feedback}, now)
 
     def snapshot(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
         """Commit the state with the offsets it reflects (atomically); the serving copies to publish."""
-        self.store.commit({"format": SNAPSHOT_FORMAT, "offsets": dict(offsets), "learner": self.learner.state()})
+        state = self.learner.state()
+        self.store.commit({"format": SNAPSHOT_FORMAT, "offsets": dict(offsets), "learner": state})
         learned = self.learner.labels_learned > self._learned_at_snapshot
         self._snapshot_at, self._learned_at_snapshot = time.monotonic(), self.learner.labels_learned
         self._read_since_snapshot = 0
-        return self._serving_copies() if learned else []  # the models did not change: nothing new to serve
+        # The models did not change: nothing new to serve. Each model is pickled once, for both uses.
+        return self._serving_copies(state["models"]) if learned else []
 
-    def _serving_copies(self) -> list[OutRecord]:
+    def _serving_copies(self, pickled: dict[str, bytes]) -> list[OutRecord]:
         out = []
         for version in self.learner.registry.active():
-            data = pickle.dumps(version.model, protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickled.get(version.version)
+            if data is None:
+                continue
             if len(data) > self.settings.max_snapshot_bytes:
-                log.error("the model of %s is %d bytes, above %d: serve workers keep their older copy",
-                          version.version, len(data), self.settings.max_snapshot_bytes)
+                if version.version not in self._too_large:  # said once per version, not at every snapshot
+                    self._too_large.add(version.version)
+                    log.error("the model of %s is %d bytes, above %d: serve workers in other processes keep their "
+                              "older copy (this worker serves the live model)", version.version, len(data),
+                              self.settings.max_snapshot_bytes)
                 continue
             r = snapshot_record(version.name, version.version, data, self.learner.learned[version.version])
             out.append(OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(r)))

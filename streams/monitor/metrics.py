@@ -15,8 +15,11 @@ class MonitorMetrics:
                          registry=registry)
         self.alerts = Counter("weir_drift_alerts", "Alerts raised", ["kind", "status"], registry=registry)
         self._counted: dict[tuple[str, str], int] = {}
+        self._counting: DriftMonitor | None = None
 
     def publish(self, monitor: DriftMonitor) -> None:
+        if monitor is not self._counting:  # a monitor started afresh (a restore) counts its alerts from zero
+            self._counting, self._counted = monitor, {}
         for (kind, subject), open_ in monitor.active().items():
             self.active.labels(kind, subject).set(1 if open_ else 0)
         for name, c in monitor.data.comparisons().items():

@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry
 
 from streams.monitor.detectors import DriftMonitor
 from streams.monitor.metrics import MonitorMetrics
-from streams.runtime.stage import Route, dispatch
+from streams.runtime.stage import Pacer, Partition, Route, dispatch
 from weir.contract.messages import InRecord, OutRecord
-from weir.contract.records import Alert
+from weir.contract.records import Alert, FeatureVector, Feedback, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, EVENTS_DLQ, FEATURES, FEEDBACK, PREDICTIONS
 from weir.settings import Settings
@@ -26,26 +26,31 @@ from weir.stats.profile import FIRST_EVENTS, save_profile, starting_reference
 log = logging.getLogger("weir.monitor")
 
 
+def build_monitor(settings: Settings, kept_reference: Path | None) -> DriftMonitor:
+    """A drift monitor starting from the stored or kept data-drift reference, keeping its reference there."""
+    reference = starting_reference(settings.drift_profile, kept_reference)
+    origin = reference.origin if reference is not None else FIRST_EVENTS
+    if reference is not None:
+        log.info("data drift measured against %d features of %s", len(reference.features), origin)
+    return DriftMonitor(
+        settings,
+        PendingJoin(window_ms=settings.join_window_ms, needs_features=False, hot_events=settings.join_hot_events),
+        data_reference=reference.features if reference is not None else None,
+        on_data_reference=None if kept_reference is None else (
+            lambda features: save_profile(kept_reference, features, origin=origin, source="monitor")),
+    )
+
+
 class MonitorStage:
     """features + predictions + feedback -> alerts."""
 
     name = "monitor"
 
     def __init__(self, settings: Settings, catalog: SchemaCatalog, metrics: CollectorRegistry | None = None,
-                 kept_reference: Path | None = None) -> None:
-        """``kept_reference``: where the data-drift reference is kept across restarts (none: not kept)."""
-        reference = starting_reference(settings.drift_profile, kept_reference)
-        origin = reference.origin if reference is not None else FIRST_EVENTS
-        if reference is not None:
-            log.info("data drift measured against %d features of %s", len(reference.features), origin)
-        self.monitor = DriftMonitor(
-            settings,
-            PendingJoin(window_ms=settings.join_window_ms, needs_features=False,
-                        hot_events=settings.join_hot_events),
-            data_reference=reference.features if reference is not None else None,
-            on_data_reference=None if kept_reference is None else (
-                lambda features: save_profile(kept_reference, features, origin=origin, source="monitor")),
-        )
+                 kept_reference: Path | None = None, monitor: DriftMonitor | None = None) -> None:
+        """``kept_reference``: where the data-drift reference is kept across restarts (none: not kept);
+        ``monitor``: the drift monitor to use, built here when not given."""
+        self.monitor = monitor or build_monitor(settings, kept_reference)
         self.prometheus = MonitorMetrics(metrics or CollectorRegistry())
         vectors = topic_serde(catalog, settings, FEATURES)
         predictions = topic_serde(catalog, settings, PREDICTIONS)
@@ -53,19 +58,36 @@ class MonitorStage:
         self.alerts = topic_serde(catalog, settings, ALERTS)
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
         self.inputs = (vectors.topic, predictions.topic, feedback.topic)
+        self.pacer = Pacer((vectors.topic, predictions.topic), feedback.topic, settings.sequencer_idle_ms)
         self.outputs = (self.alerts.topic, self.dlq_topic)
         self.routes: dict[str, Route[Any]] = {
-            vectors.topic: Route(vectors, lambda _r, v: self._emit(self.monitor.on_features(v))),
-            predictions.topic: Route(predictions, lambda _r, v: self._emit(self.monitor.on_prediction(v))),
-            feedback.topic: Route(feedback, lambda _r, v: self._emit(self.monitor.on_feedback(v))),
+            vectors.topic: Route(vectors, self._features),
+            predictions.topic: Route(predictions, self._prediction),
+            feedback.topic: Route(feedback, self._feedback),
         }
 
-    def _emit(self, alerts: list[Alert]) -> list[OutRecord]:
+    def _features(self, record: InRecord, vector: FeatureVector) -> list[OutRecord]:
+        self.pacer.event(record.partition, vector["event_time"])
+        return self.emit(self.monitor.on_features(vector))
+
+    def _prediction(self, record: InRecord, prediction: Prediction) -> list[OutRecord]:
+        self.pacer.event(record.partition, prediction["event_time"])
+        return self.emit(self.monitor.on_prediction(prediction))
+
+    def _feedback(self, record: InRecord, feedback: Feedback) -> list[OutRecord]:
+        self.pacer.label(record.partition, feedback["label_time"])
+        return self.emit(self.monitor.on_feedback(feedback))
+
+    def emit(self, alerts: list[Alert]) -> list[OutRecord]:
+        """The ``alerts`` records of ``alerts``, keyed by kind and subject."""
         return [OutRecord(self.alerts.topic, f"{a['kind']}:{a['subject']}".encode(), self.alerts.encode(a))
                 for a in alerts]
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
         return dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)
+
+    def held_back(self, behind: set[Partition]) -> set[Partition]:
+        return self.pacer.held_back(behind)
 
     def tick(self) -> list[OutRecord]:
         self.prometheus.publish(self.monitor)

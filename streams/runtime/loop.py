@@ -42,6 +42,7 @@ exits at once (code 70), committing nothing more.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -54,13 +55,16 @@ import mode
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.runtime.metrics import StageMetrics
-from streams.runtime.stage import Stage, StatefulStage
+from streams.runtime.stage import HoldsBack, Stage, StatefulStage
 from weir.contract.messages import InRecord, OutRecord, kafka_headers
 from weir.kafka.clients import DeliveryReport, make_consumer, make_producer, make_transactional_producer
 from weir.settings import Settings
 
 EXIT_STAGE_FAILED = 70
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+# Records a stage processes before the event loop lets the process's other stages run: the stages share one
+# thread, and a whole batch of the learner would hold the front's next batch, and its latency, back.
+SLICE = 200
 
 log = logging.getLogger("weir.runner")
 
@@ -110,6 +114,7 @@ class Session:
         self.report = DeliveryReport()
         self.in_flight: Future[None] | None = None  # the commit running in the commit thread
         self.catch_up: Positions = {}  # stateful: re-read up to these offsets, writing nothing
+        self.held: set[tuple[str, int]] = set()  # input partitions the stage asked to pause
 
     def close(self) -> None:
         for close in (self.consumer.close, lambda: self.producer.flush(5)):
@@ -133,7 +138,8 @@ class StageLoop(mode.Service):
         # state file's (app id and state directory, one learner each), so its ids are stable by default. A grouped
         # stage's zombies are fenced by the group's generation whatever its transactional id; a stable one
         # (WEIR_INSTANCE_ID) also lets a restart abort what its crashed predecessor left open.
-        instance = settings.instance_id or ("local" if self.stateful else uuid.uuid4().hex[:12])
+        state_file = hashlib.blake2b(str(settings.state_dir.resolve()).encode(), digest_size=4).hexdigest()
+        instance = settings.instance_id or (f"local-{state_file}" if self.stateful else uuid.uuid4().hex[:12])
         self.group = f"{settings.app_id}-{stage.name}" + (f"-{instance}" if self.stateful else "")
         self.transactional_id = f"{settings.app_id}-{stage.name}-{instance}"
         self.consumer_thread = ThreadPoolExecutor(1, thread_name_prefix=f"weir-{stage.name}-consume")
@@ -159,12 +165,15 @@ class StageLoop(mode.Service):
         failures = 0
         while not self.should_stop:
             session: Session | None = None
+            opened = time.monotonic()
             try:
                 session = await self._open()
                 await self._run(session)
                 await self._finish(session)
                 failures = 0
             except (SessionFailed, KafkaException) as exc:
+                if time.monotonic() - opened > 60:
+                    failures = 0  # a session that ran a while: its failure starts the backoff over
                 backoff = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
                 failures += 1
                 self.metrics.restarts.labels(self.stage.name).inc()
@@ -215,17 +224,18 @@ class StageLoop(mode.Service):
             batch = await self._in_thread(self.consumer_thread, lambda: self._next_batch(session))
             lags = self._lags(session)
             self.metrics.observe_lag(self.stage.name, lags)
+            self._hold_back(session, lags)
             if self.stateful is not None:
                 assigned = {(tp.topic, tp.partition) for tp in session.consumer.assignment()}
                 self.stateful.note_partitions(assigned, {tp for tp, lag in lags.items() if lag == 0})
             started = time.perf_counter()
-            try:
-                out = self.stage.process(batch) if batch else []
-                if time.monotonic() - self.last_tick >= self.settings.commit_interval_s:
-                    self.last_tick = time.monotonic()
-                    out += self.stage.tick()
-            except Exception:
-                die(EXIT_STAGE_FAILED, f"stage {self.stage.name} raised on a batch of {len(batch)}")
+            out: list[OutRecord] = []
+            for i in range(0, len(batch), SLICE):
+                out += self._process(batch[i:i + SLICE])
+                await asyncio.sleep(0)  # let the process's other stages take a turn: a batch is long, a slice short
+            if time.monotonic() - self.last_tick >= self.settings.commit_interval_s:
+                self.last_tick = time.monotonic()
+                out += self._process(None)
             offsets = _next_offsets(batch)
             self.positions.update({(tp.topic, tp.partition): tp.offset for tp in offsets})
             if session.catch_up:
@@ -237,6 +247,14 @@ class StageLoop(mode.Service):
                 await self._snapshot(session)
             if batch:
                 self.metrics.observe_batch(self.stage.name, batch, out, time.perf_counter() - started)
+
+    def _process(self, batch: list[InRecord] | None) -> list[OutRecord]:
+        """The stage's outputs for ``batch`` (None: its timer's); a stage that raises ends the process."""
+        try:
+            return self.stage.process(batch) if batch is not None else self.stage.tick()
+        except Exception:
+            die(EXIT_STAGE_FAILED, f"stage {self.stage.name} raised on " + (
+                f"a batch of {len(batch)}" if batch is not None else "its timer"))
 
     async def _finish(self, session: Session) -> None:
         """At a stop: a last tick (metrics that include the last batch), its commit, and a last snapshot."""
@@ -274,6 +292,22 @@ class StageLoop(mode.Service):
         for (topic, partition), offset in rewind.items():
             consumer.seek(TopicPartition(topic, partition, offset))  # read again once caught up, in a transaction
         return kept
+
+    def _hold_back(self, session: Session, lags: dict[tuple[str, int], int]) -> None:
+        """Pause the input partitions the stage asks to hold back, resume the others."""
+        if not isinstance(self.stage, HoldsBack):
+            return
+        held = self.stage.held_back({tp for tp, lag in lags.items() if lag > 0})
+        if held == session.held:
+            return
+        assignment = session.consumer.assignment()
+        pause = [tp for tp in assignment if (tp.topic, tp.partition) in held - session.held]
+        resume = [tp for tp in assignment if (tp.topic, tp.partition) in session.held - held]
+        if pause:
+            session.consumer.pause(pause)
+        if resume:
+            session.consumer.resume(resume)
+        session.held = held
 
     def _caught_up(self, session: Session) -> None:
         for tp, until in list(session.catch_up.items()):
@@ -378,6 +412,8 @@ class StageLoop(mode.Service):
         return lags
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.session is not None:
+            self.session.held = set()  # new partitions start unpaused; the next batch pauses them again if needed
         log.info("stage %s assigned %s", self.stage.name, _describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

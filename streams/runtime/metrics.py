@@ -29,8 +29,9 @@ class StageMetrics:
                                    ["stage", "topic"], registry=registry)
         self.restarts = Counter("weir_stage_restarts", "Sessions a stage started again after a Kafka failure",
                                 ["stage"], registry=registry)
-        self.batch_seconds = Histogram("weir_stage_batch_seconds", "Time to process and deliver one batch",
-                                       ["stage"], registry=registry,
+        self.batch_seconds = Histogram("weir_stage_batch_seconds",
+                                       "Time to process one batch and hand its outputs to the producer (its commit "
+                                       "runs after)", ["stage"], registry=registry,
                                        buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
     def observe_batch(self, stage: str, batch: list[InRecord], out: list[OutRecord], seconds: float) -> None:

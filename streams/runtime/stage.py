@@ -1,10 +1,9 @@
 """What every stream stage is to its runner: batches of records in, records out.
 
 A stage never touches a Kafka client. The runner (``streams.runtime.loop``)
-reads a batch, asks the stage for its output records, sends them, waits until
-the broker acknowledged every one, and only then lets the input offsets be
-committed. Keeping that ordering in one runner is what lets a stage be tested
-without a broker.
+reads a batch, asks the stage for its output records, and commits them with
+the input offsets they came from, in one transaction. Keeping that in one
+runner is what lets a stage be tested without a broker.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from weir.clock import now_ms
 from weir.contract.deadletter import Rejection, dead_letter_headers
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.serde import AvroSerde
@@ -65,6 +65,79 @@ class StatefulStage(Stage, Protocol):
     def close(self) -> None:
         """Release the state (after the last snapshot); what no snapshot holds is given up."""
         ...
+
+
+Partition = tuple[str, int]  # (topic, partition)
+
+
+@runtime_checkable
+class HoldsBack(Protocol):
+    """A stage that asks its runner to stop reading some input partitions for now, to bound what it holds."""
+
+    def held_back(self, behind: set[Partition]) -> set[Partition]:
+        """The input partitions to pause now, given which still have records to read (``behind``)."""
+        ...
+
+
+LEAD_MS = 2_000  # how far, in their own times, labels and events may run ahead of each other while both lag
+
+
+class Pacer:
+    """Reads a backlog's labels and events at the same pace in their own times, partition by partition.
+
+    A label read before its event, or an event read long before its label,
+    waits in the join: first in memory, then on disk. The event and feedback
+    topics are co-partitioned, so partition p of each carries the same
+    entities. A feedback partition more than ``LEAD_MS`` ahead of the slowest
+    one still being read pauses (learning waits for the slowest anyway, and
+    the labels it read would wait in memory meanwhile). Labels that ran more
+    than ``LEAD_MS`` ahead of partition p's events pause there while p's
+    events still come: its event partitions have
+    records left to read, or sent one within the last ``idle_ms`` (another stage
+    is still writing them). Events that ran ahead of their labels pause while
+    labels are left to read. A side that has gone quiet never holds the other
+    back, so a label whose event never comes, or labels that trail their events
+    by hours, cannot stall anything.
+    """
+
+    def __init__(self, event_topics: tuple[str, ...], feedback_topic: str, idle_ms: int,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self.event_topics = event_topics
+        self.feedback_topic = feedback_topic
+        self.idle_ms = idle_ms
+        self.clock = clock
+        self.started_ms = clock()  # before its first event, a partition counts as about to send
+        self.events: dict[int, int] = {}  # partition -> newest event time read
+        self.labels: dict[int, int] = {}  # partition -> newest label time read
+        self.events_seen: dict[int, int] = {}  # partition -> wall time of the last event read
+
+    def event(self, partition: int, time_ms: int) -> None:
+        self.events_seen[partition] = self.clock()
+        if time_ms > self.events.get(partition, 0):
+            self.events[partition] = time_ms
+
+    def label(self, partition: int, time_ms: int) -> None:
+        if time_ms > self.labels.get(partition, 0):
+            self.labels[partition] = time_ms
+
+    def held_back(self, behind: set[Partition]) -> set[Partition]:
+        held: set[Partition] = set()
+        now = self.clock()
+        # The learning order waits for the slowest feedback partition: the others keep pace with it.
+        lagging = [self.labels.get(p, 0) for topic, p in behind if topic == self.feedback_topic]
+        slowest = min(lagging, default=None)
+        for p, label_time in self.labels.items():
+            if slowest is not None and label_time - slowest > LEAD_MS:
+                held.add((self.feedback_topic, p))
+                continue
+            lead = label_time - self.events.get(p, 0)
+            events_coming = (any((t, p) in behind for t in self.event_topics)
+                             or now - self.events_seen.get(p, self.started_ms) < self.idle_ms)
+            if lead > LEAD_MS and events_coming:
+                held.add((self.feedback_topic, p))
+            elif -lead > LEAD_MS and (self.feedback_topic, p) in behind:
+                held.update((t, p) for t in self.event_topics)
+        return held
 
 
 def dead_letter(dlq_topic: str, record: InRecord, rejection: Rejection) -> OutRecord:

@@ -23,10 +23,11 @@ from weir.contract.records import Feedback, Label
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, FEEDBACK, MODELS, PREDICTIONS
 from weir.kafka.clients import make_producer, produce
-from weir.kafka.reading import end_offsets, read_topic
+from weir.kafka.reading import holds_at_least, read_topic
 from weir.registry.decisions import register, route
 from weir.registry.factories import build_model
 from weir.settings import Settings
+from weir.state import pickling
 from weir.state.store import StateStore
 
 
@@ -71,14 +72,16 @@ def champion(settings: Settings, catalog: SchemaCatalog) -> None:
     route(settings, catalog, "default", "basic", champion="v1")
 
 
-def learner_counters(settings: Settings, catalog: SchemaCatalog) -> dict[str, int]:
+def learner_reports(settings: Settings, catalog: SchemaCatalog) -> list[dict[str, int]]:
+    """The counters of every METRICS record the learner published, oldest first."""
     serde = topic_serde(catalog, settings, MODELS)
-    latest: dict[str, int] = {}
-    for m in read_topic(settings, serde.topic):
-        r = serde.decode(m.value)
-        if r["kind"] == "METRICS":
-            latest = r["counters"]
-    return latest
+    return [r["counters"] for r in (serde.decode(m.value) for m in read_topic(settings, serde.topic))
+            if r["kind"] == "METRICS"]
+
+
+def learner_counters(settings: Settings, catalog: SchemaCatalog) -> dict[str, int]:
+    reports = learner_reports(settings, catalog)
+    return reports[-1] if reports else {}
 
 
 def settled(settings: Settings, catalog: SchemaCatalog, received: int) -> bool:
@@ -93,7 +96,7 @@ def test_kill_9_ten_times_while_100000_labels_stream(kafka: Settings, catalog: S
     champion(learner, catalog)
     inputs = Inputs(learner, catalog, n)
     rng = random.Random(9)
-    kill_at = sorted(rng.sample(range(5_000, n - 5_000), 10))  # labels sent when each kill happens
+    kill_at = sorted(rng.sample(range(5_000, n - 5_000), 10))  # labels learned when each kill happens
 
     def stream() -> None:  # each label follows its event by one chunk, like a real delay
         chunk = 1_000
@@ -109,14 +112,17 @@ def test_kill_9_ten_times_while_100000_labels_stream(kafka: Settings, catalog: S
     log = tmp_path / "learn.log"
     worker = start_worker(learner, log, "learn", loglevel="info")
     producer.start()
-    kills = 0
+    kills, reported = 0, 0
     try:
         for threshold in kill_at:
-            def sent(t: int = threshold) -> bool:
-                return len(inputs.label_sent) >= t
+            def learning(t: int = threshold, before: int = reported) -> bool:
+                """This worker, not an earlier one, reported learning past ``t``: it is killed mid-stream."""
+                reports = learner_reports(learner, catalog)
+                return len(reports) > before and reports[-1]["labels_learned"] >= t
 
-            poll_until(sent, timeout_s=300, interval_s=0.05, what=f"{threshold} labels sent")
+            poll_until(learning, timeout_s=300, interval_s=0.2, what=f"{threshold} labels learned")
             assert worker.poll() is None, log.read_text()[-3000:]
+            reported = len(learner_reports(learner, catalog))
             os.kill(worker.pid, signal.SIGKILL)
             worker.wait()
             kills += 1
@@ -134,7 +140,7 @@ def test_kill_9_ten_times_while_100000_labels_stream(kafka: Settings, catalog: S
     snapshot = store.load()
     store.close()
     assert snapshot is not None, "the learner never committed a snapshot"
-    learned = snapshot["learner"]["models"]["v1"]
+    learned = pickling.loads(snapshot["learner"]["models"]["v1"])  # a snapshot keeps each model pickled
     reference = build_model("logistic_regression", {})
     by_id = {v["event_id"]: v for v in inputs.vectors}
     for event_id, _ in sorted(inputs.label_sent.items(), key=lambda item: (item[1], item[0])):
@@ -200,7 +206,7 @@ def test_shuffled_late_and_unmatched_feedback_reconcile(kafka: Settings, catalog
         inputs.flush()
         received = len(on_time) + 50 + len(late)
         poll_until(lambda: settled(settings, catalog, received) and
-                   end_offsets(settings, settings.topic("feedback.late")) >= len(late), timeout_s=300,
+                   holds_at_least(settings, settings.topic("feedback.late"), len(late)), timeout_s=300,
                    interval_s=1.0, what="every label settled")
     finally:
         stop_process(worker)

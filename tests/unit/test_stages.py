@@ -19,6 +19,7 @@ from streams.serve.metrics import ServeMetrics
 from streams.serve.scorer import Scorer
 from streams.serve.stage import ServeStage
 from streams.validate.stage import ValidateStage
+from tests import support
 from tests.support import predictions_of
 from weir.clock import now_ms
 from weir.contract.deadletter import read_headers
@@ -26,7 +27,7 @@ from weir.contract.features import compute_features
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import AttributeValue, RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
-from weir.contract.topics import EVENTS_RAW, FEATURES, FEEDBACK
+from weir.contract.topics import EVENTS_RAW, FEATURES, FEEDBACK, PREDICTIONS
 from weir.registry.records import routing_record, version_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
@@ -176,3 +177,29 @@ def test_the_learner_commits_waiting_parts_while_no_label_comes(catalog: SchemaC
     again = LearnStage(settings, catalog, registry_with("v1"))
     assert again.restore() == {(vectors.topic, 0): 3} and len(again.learner.join) == 3
     again.close()
+
+
+def test_labels_a_timer_releases_after_the_last_read_reach_a_snapshot(catalog: SchemaCatalog,
+                                                                      tmp_path: Path) -> None:
+    """The tail of a stream is learned by the timer, after the last record was read: a stop must still save it."""
+    settings = SETTINGS.with_overrides(state_dir=tmp_path, snapshot_every_s=3_600.0, sequencer_idle_ms=0)
+    learn = LearnStage(settings, catalog, registry_with("v1"))
+    learn.restore()
+    vectors, feedback = topic_serde(catalog, settings, FEATURES), topic_serde(catalog, settings, FEEDBACK)
+    both = {(feedback.topic, 0), (feedback.topic, 1)}
+    learn.note_partitions(both, set())  # partition 1 has sent nothing yet: the label waits for it
+    served = topic_serde(catalog, settings, PREDICTIONS)
+    learn.process([
+        rec(vectors.topic, vectors.encode(feature_vector({
+            "event_id": "e1", "entity_id": "c1", "event_time": 1_000, "source": "t", "attributes": {"x": 1.0}}))),
+        rec(served.topic, served.encode(support.prediction(
+            "e1", entity_id="c1", event_time=1_000, model_name="m", version="v1", role="champion", served=True,
+            score=0.3, predicted_label=False, latency_ms=0.01, predicted_at=1_000, error=None))),
+        rec(feedback.topic, feedback.encode({"event_id": "e1", "entity_id": "c1", "label": True,
+                                             "label_time": 2_000}))])
+    learn.snapshot({(vectors.topic, 0): 1, (feedback.topic, 0): 1})
+    assert learn.learner.labels_learned == 0 and not learn.snapshot_due(final=True)  # the label waits its turn
+    learn.note_partitions(both, both)  # both read to their end, and silent since
+    learn.tick()
+    assert learn.learner.labels_learned == 1 and learn.snapshot_due(final=True)
+    learn.close()

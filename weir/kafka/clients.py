@@ -55,6 +55,8 @@ def make_consumer(settings: Settings, group_id: str, **extra: Any) -> Consumer:
                 "enable.auto.commit": True,
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": False,
+                # librdkafka prefetches up to 64 MB per consumer by default; a few batches ahead is enough.
+                "queued.max.messages.kbytes": 8192,
                 **extra,
             }
         )
