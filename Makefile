@@ -3,7 +3,7 @@
 # Central) on a fresh machine.
 PYTHON ?= python3.11
 VENV   ?= .venv
-EVENTS ?= 20000
+EVENTS ?= 30000
 RUNS   ?= runs
 BENCH_EVENTS ?= 200000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)

@@ -16,7 +16,7 @@ from weir.errors import WeirError
 @click.command()
 @click.option("--events", "count", default=20_000, show_default=True, help="Events in the bounded demo stream.")
 @click.option("--feedback-delay", default=1.0, show_default=True, help="Seconds between an event and its label.")
-@click.option("--rate", type=float, default=800.0, show_default=True, help="Events/s the producer sends.")
+@click.option("--rate", type=float, default=1500.0, show_default=True, help="Events/s the producer sends.")
 @click.option("--drift", default=DEFAULT_DRIFT, show_default=True,
               help="Drift schedule of the churn stream (see `weir produce --help`).")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
