@@ -24,7 +24,7 @@ from weir.contract.messages import InRecord
 from weir.contract.records import FeatureVector, Feedback, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, FEEDBACK, PREDICTIONS
-from weir.registry.records import routing_record, version_record
+from weir.registry.records import PICKLE_FACTORY, routing_record, snapshot_record, version_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state import pickling
@@ -126,4 +126,43 @@ def test_a_state_that_names_code_is_refused_and_nothing_runs(tmp_path: Path, cat
     stage = _stage(tmp_path, catalog)
     assert stage.restore() is None
     stage.close()
+    assert not marker.exists()
+
+
+def _calls(module: str, name: str) -> bytes:
+    """A protocol-4 pickle that looks ``name`` up in ``module`` and calls it with no arguments."""
+    def text(s: str) -> bytes:
+        return b"\x8c" + bytes([len(s)]) + s.encode()
+
+    return b"\x80\x04" + text(module) + text(name) + b"\x93)R."
+
+
+@pytest.mark.parametrize("module,name", [
+    ("river.stream.cache", "os.getcwd"),  # a dotted path through a module river imports
+    ("river.stream.cache", "os"),  # a module river imports, not a class of river's
+    ("river.utils.math", "operator"),
+    ("river.stream", "iter_csv"),  # a function of river's: it would read any file named in the state
+])
+def test_a_name_that_only_passes_through_river_is_refused(module: str, name: str) -> None:
+    with pytest.raises(pickling.UnreadableState, match="may not hold"):
+        pickling.loads(_calls(module, name))
+
+
+def test_a_hostile_serving_copy_on_the_models_topic_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    """Whoever can write ``models`` must not run code in the serve workers, nor stop them from starting."""
+    marker = tmp_path / "ran"
+    registry = ModelRegistry("default", follows_snapshots=True)
+    registry.apply(version_record("default", "v1", "logistic_regression", {}))
+    registry.apply(routing_record("default", "basic", "v1"))
+    before = registry.versions["v1"].model
+    for payload in (pickle.dumps(RunsCode(marker)), b"not a pickle at all", _calls("river.stream.cache", "os.getcwd")):
+        with pytest.raises(pickling.UnreadableState):
+            registry.apply(snapshot_record("default", "v1", payload, learned=10))
+    assert registry.versions["v1"].model is before and not marker.exists()
+    uploaded = version_record("default", "v2", PICKLE_FACTORY, {})
+    assert uploaded["spec"] is not None
+    uploaded["spec"]["pickle"] = pickle.dumps(RunsCode(marker))
+    registry.apply(uploaded)
+    with pytest.raises(pickling.UnreadableState):
+        _ = registry.versions["v2"].model
     assert not marker.exists()

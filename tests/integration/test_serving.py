@@ -4,6 +4,7 @@ two workers in one group, and live routing changes reaching the predictions stre
 from __future__ import annotations
 
 import operator
+import os
 import pickle
 import subprocess
 import threading
@@ -23,6 +24,9 @@ from weir.errors import ConfigError
 from weir.kafka.clients import make_producer, produce
 from weir.kafka.reading import assigned_members, holds_at_least, read_topic
 from weir.registry.decisions import promote, register, rollback, route
+from weir.registry.records import snapshot_record
+from weir.registry.store import load_registry, publish_records
+from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
 
@@ -220,3 +224,30 @@ def test_deploy_refuses_what_makes_no_sense(kafka: Settings, catalog: SchemaCata
         rollback(kafka, catalog, "default")
     with pytest.raises(ConfigError, match="challengers are none"):
         promote(kafka, catalog, "default")
+
+
+def test_a_hostile_record_on_the_models_topic_neither_runs_nor_keeps_workers_from_starting(
+        kafka: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """A serve-only worker loads the whole registry at start: one bad record is skipped, the rest is served."""
+    register(kafka, catalog, "default", factory="logistic_regression")
+    route(kafka, catalog, "default", "basic", champion="v1")
+    marker = tmp_path / "ran"
+    publish_records(kafka, catalog, [
+        snapshot_record("default", "v1", pickle.dumps(RunsCode(marker)), learned=5),
+        snapshot_record("default", "v1", b"garbage, not a pickle", learned=6),
+    ])
+    registry = ModelRegistry("default", follows_snapshots=True)
+    load_registry(kafka, catalog, registry)
+    champion = registry.champion
+    assert champion is not None and champion.version == "v1"
+    assert registry.versions["v1"].snapshot_learned == 0 and not marker.exists()
+
+
+class RunsCode:
+    """Pickles as a call to ``os.system``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)

@@ -42,7 +42,10 @@ def load_registry(settings: Settings, catalog: SchemaCatalog, registry: ModelReg
     follow_from: dict[int, int] = {}
     for partition, offset, record in registry_records(settings, catalog):
         follow_from[partition] = offset + 1
-        registry.apply(record)
+        try:
+            registry.apply(record)
+        except WeirError as exc:  # one bad record (a refused pickle, say) must not keep every worker from starting
+            log.error("registry record %s/%d/%d skipped: %s", settings.topic(MODELS.name), partition, offset, exc)
     return follow_from
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import pickle
 from dataclasses import dataclass
 from functools import cached_property
 from typing import cast
@@ -20,6 +19,7 @@ from weir.errors import ConfigError
 from weir.registry.factories import Model, build_model
 from weir.registry.records import PICKLE_FACTORY
 from weir.registry.routing import Role, Routing, router_of
+from weir.state import pickling
 
 log = logging.getLogger("weir.registry")
 
@@ -161,12 +161,13 @@ class ModelRegistry:
 
 
 def unpickle_model(data: bytes | None) -> Model:
-    """An uploaded model; the registry trusts its uploaders (pickle runs code), and checks it is a river model."""
+    """An uploaded model or a serving copy: river objects and plain data only, since anyone who can write the
+    ``models`` topic would otherwise run code in every serve worker (``UnreadableState`` for anything else)."""
     from river import base
 
     if not data:
         raise ConfigError("a 'pickle' version has no model bytes")
-    model = pickle.loads(data)  # noqa: S301 - uploads come from the registry's trusted writers
+    model = pickling.loads(data)
     if not isinstance(model, base.Classifier):
         raise ConfigError(f"the uploaded model is a {type(model).__name__}, not a river classifier")
     return cast(Model, model)  # river types its classifiers' features loosely; they take a Model's
