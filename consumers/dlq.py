@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from weir.contract.deadletter import RESENT_HEADER, read_headers
+from weir.contract.deadletter import RESENT_HEADER, VALUE_DROPPED, read_headers
 from weir.contract.messages import InRecord
 from weir.contract.topics import EVENTS_DLQ
 from weir.kafka.clients import flush_or_raise, make_producer
@@ -98,6 +98,12 @@ def resend(settings: Settings, chosen: Selector, *, limit: int | None = None, dr
         entry: dict[str, Any] = {"dlq": f"{dlq_topic}/{msg.partition}/{msg.offset}",
                                  "reason": h.get("reason"), "to": h.get("original.topic"), "status": "dry-run"}
         report.records.append(entry)
+        if h.get(VALUE_DROPPED) == "true":  # too large to carry its value: nothing here to send back
+            report.failed += 1
+            entry.update(status="failed", error="the dead letter has no value (too large); the original is at "
+                         f"{h.get('original.topic')}/{h.get('original.partition')}/{h.get('original.offset')}")
+            report.errors["value dropped from the dead letter"] += 1
+            continue
         if dry_run:
             continue
         entry["status"] = "pending"

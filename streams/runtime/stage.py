@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from weir.clock import now_ms
-from weir.contract.deadletter import Rejection, dead_letter_headers
-from weir.contract.messages import InRecord, OutRecord
+from weir.contract.deadletter import Rejection, dead_letter_headers, value_dropped_headers
+from weir.contract.messages import Headers, InRecord, OutRecord
 from weir.contract.serde import AvroSerde
 from weir.errors import SerdeError
 
@@ -141,9 +141,27 @@ class Pacer:
 
 
 def dead_letter(dlq_topic: str, record: InRecord, rejection: Rejection) -> OutRecord:
-    """The DLQ copy of ``record``: same key, bytes and headers, plus headers saying why and from where."""
-    return OutRecord(dlq_topic, record.key, record.value,
-                     [*record.headers, *dead_letter_headers(rejection, record.origin)])
+    """The DLQ copy of ``record``: same key, bytes and headers, plus headers saying why and from where.
+
+    A copy that would not fit in one Kafka message (a record just under the
+    limit, plus the headers) keeps the headers and drops the value, saying so:
+    otherwise the stage could never commit past that record.
+    """
+    headers = [*record.headers, *dead_letter_headers(rejection, record.origin)]
+    letter = OutRecord(dlq_topic, record.key, record.value, headers)
+    if _size(letter) <= MAX_DEAD_LETTER_BYTES:
+        return letter
+    value = record.value or b""
+    kept: Headers = [*dead_letter_headers(rejection, record.origin), *value_dropped_headers(value)]
+    return OutRecord(dlq_topic, record.key, b"", kept)
+
+
+MAX_DEAD_LETTER_BYTES = 900_000  # below librdkafka's and the broker's default 1 MB per message, with room to spare
+
+
+def _size(record: OutRecord) -> int:
+    return len(record.key or b"") + len(record.value or b"") + sum(
+        len(k) + len(v or b"") for k, v in record.headers or [])
 
 
 def decode_or_reject(serde: AvroSerde[R], record: InRecord, stage: str) -> R | Rejection:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import struct
 from pathlib import Path
 from typing import Protocol
 
 from apps.processes import start_worker, stop_process
+from consumers.dlq import resend, select
 from producers.churn import ChurnDomain
 from producers.publisher import EventPublisher
 from weir.clock import now_ms, poll_until
@@ -16,7 +18,7 @@ from weir.contract.messages import InRecord
 from weir.contract.records import AttributeValue, RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_RAW, EVENTS_VALID
-from weir.kafka.reading import end_offsets, read_topic
+from weir.kafka.reading import end_offsets, holds_at_least, read_topic
 from weir.settings import Settings
 
 TOTAL, PILLS = 100_000, 1_000
@@ -112,3 +114,31 @@ def test_exactly_the_poison_pills_are_dead_lettered_with_the_right_reason(
     assert len(passed) == len(sent_good) == TOTAL - PILLS and set(passed) == sent_good
     log = (tmp_path / "worker.log").read_text()
     assert code == 0 and "Crashed" not in log and "Restarting" not in log, log[-2000:]
+
+
+def test_a_record_just_under_the_message_limit_is_dead_lettered_without_its_value_and_validation_goes_on(
+    kafka: Settings, catalog: SchemaCatalog, tmp_path: Path
+) -> None:
+    """Its dead letter (value plus a dozen headers) would not fit in a message: the stage must not stall on it."""
+    raw = topic_serde(catalog, kafka, EVENTS_RAW)
+    near_limit = b"\x00" * 999_800
+    good_events = list(ChurnDomain(seed=12).events(50))
+    publisher = EventPublisher(kafka, catalog)
+    publisher.send_bytes(kafka.topic("events.raw"), "huge", near_limit, publisher.summary.events)
+    for e in good_events:
+        publisher.send_bytes(kafka.topic("events.raw"), e.entity_id, raw.encode(e.raw("churn")),
+                             publisher.summary.events)
+    publisher.flush()
+    assert publisher.summary.events.delivered == 51
+    worker = start_worker(kafka, tmp_path / "worker.log", "validate", loglevel="info")
+    try:
+        poll_until(lambda: holds_at_least(kafka, kafka.topic("events.valid"), 50), timeout_s=120, interval_s=0.5,
+                   what="the events after the huge record validated")
+        [letter] = list(read_topic(kafka, kafka.topic("events.dlq")))
+        report = resend(kafka, select())
+    finally:
+        assert stop_process(worker) == 0
+    h = read_headers(letter.headers)
+    assert h["reason"] == "oversized-record" and h["value.dropped"] == "true" and letter.value == b""
+    assert h["original.bytes"] == "999800" and h["original.sha256"] == hashlib.sha256(near_limit).hexdigest()
+    assert report.selected == 1 and report.failed == 1 and report.delivered == 0  # nothing to send back

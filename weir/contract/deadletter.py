@@ -7,6 +7,7 @@ can be inspected, fixed and resent without guessing.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from weir import __version__
@@ -47,9 +48,9 @@ def dead_letter_headers(rejection: Rejection, origin: Origin) -> list[tuple[str,
         "rule": rejection.rule,
         "dimension": rejection.dimension,
         "source": rejection.source,
-        "message": rejection.message,
+        "message": _capped(rejection.message),
         "exception.class": type(rejection.exception).__name__ if rejection.exception else None,
-        "exception.message": str(rejection.exception) if rejection.exception else None,
+        "exception.message": _capped(str(rejection.exception)) if rejection.exception else None,
         "original.topic": origin.topic,
         "original.partition": str(origin.partition),
         "original.offset": str(origin.offset),
@@ -57,6 +58,24 @@ def dead_letter_headers(rejection: Rejection, origin: Origin) -> list[tuple[str,
         "app.version": __version__,
     }
     return [(HEADER_PREFIX + k, v.encode()) for k, v in fields.items() if v is not None]
+
+
+MAX_HEADER_TEXT = 2_000  # characters of a message kept in a header: enough to read, never enough to fill a record
+
+
+def _capped(text: str | None) -> str | None:
+    return text if text is None or len(text) <= MAX_HEADER_TEXT else text[:MAX_HEADER_TEXT] + "…"
+
+
+VALUE_DROPPED = "value.dropped"  # a dead letter too large to carry its value: where to find the original instead
+
+
+def value_dropped_headers(value: bytes) -> list[tuple[str, bytes]]:
+    """Headers of a dead letter that had to leave its value out: its size and digest; ``original.*`` says where
+    the value still is (until the input topic's retention removes it)."""
+    return [(HEADER_PREFIX + VALUE_DROPPED, b"true"),
+            (HEADER_PREFIX + "original.bytes", str(len(value)).encode()),
+            (HEADER_PREFIX + "original.sha256", hashlib.sha256(value).hexdigest().encode())]
 
 
 def read_headers(headers: list[tuple[str, bytes | None]] | None) -> dict[str, str]:
