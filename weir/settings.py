@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"
     )
     join_window_ms: int = Field(default=10 * 60 * 1000, description="how long parts of an event wait for its label")
+    label_future_skew_ms: int = Field(
+        default=5 * 60 * 1000, ge=0,
+        description="how far ahead of the clock a label time may be; later ones go to the DLQ (future-label-time)",
+    )
     join_hot_events: int = Field(
         default=10_000, ge=1, description="events whose parts the join keeps in memory; older ones wait on disk"
     )

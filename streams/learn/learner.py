@@ -41,6 +41,9 @@ class Learner:
         self.served = VersionMetrics()  # of what was served, whichever version served it
         self.learned: Counter[str] = Counter()
         self.labels_learned = 0
+        self.unlearnable: Counter[str] = Counter()  # per version: labels its model raised on
+        self._failed: list[Stray] = []  # labels some version could not learn, for the DLQ
+        self._reported: set[tuple[str, str]] = set()  # (version, error class) already logged
 
     def on_features(self, vector: FeatureVector) -> None:
         self._joined(self.join.add_features(vector))
@@ -71,13 +74,17 @@ class Learner:
                 self.sequencer.drop(stray.label_time_ms, stray.event_id)
         for event in self.sequencer.release(wall_ms):
             self._learn(event)
-        return strays
+        return strays + self._take_failed()
 
     def finish(self) -> list[Stray]:
         """Learn everything still held (the end of a bounded replay)."""
         for event in self.sequencer.flush():
             self._learn(event)
-        return self.join.take_strays()
+        return self.join.take_strays() + self._take_failed()
+
+    def _take_failed(self) -> list[Stray]:
+        failed, self._failed = self._failed, []
+        return failed
 
     def _learn(self, event: PendingEvent) -> None:
         assert event.features is not None and event.label is not None, "a joined event has features and a label"
@@ -86,12 +93,30 @@ class Learner:
             self.served.update(y, event.predictions[event.served_version])
         for version_name, prediction in event.predictions.items():
             self.metrics.setdefault(version_name, VersionMetrics()).update(y, prediction)
+        failed: list[str] = []
         for version in self._learners_of(event):
-            version.model.learn_one(x, y)
+            try:
+                version.model.learn_one(x, y)
+            except Exception as exc:  # a label this model cannot take (a string for a binary classifier, say)
+                failed.append(self._unlearnable(version, exc))
+                continue
             self.learned[version.version] += 1
+        if failed:
+            self._failed.append(Stray("unlearnable", event.event_id, event.label_source, event.label_time_ms,
+                                      "; ".join(failed)))
         self.labels_learned += 1
         if self.on_learned is not None:
             self.on_learned(event)
+
+    def _unlearnable(self, version: ModelVersion, exc: Exception) -> str:
+        """Count a label ``version`` refused; say so in the log once per version and kind of error."""
+        self.unlearnable[version.version] += 1
+        why = f"{version.version}: {type(exc).__name__}: {exc}"[:300]
+        if (version.version, type(exc).__name__) not in self._reported:
+            self._reported.add((version.version, type(exc).__name__))
+            log.error("%s %s cannot learn a label (%s); such labels go to the DLQ as unlearnable-label",
+                      self.registry.model_name, version.version, why)
+        return why
 
     def _learners_of(self, event: PendingEvent) -> list[ModelVersion]:
         """The versions that scored the event: a fact of the data, not of when the label was processed, so a

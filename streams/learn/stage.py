@@ -23,6 +23,7 @@ from streams.learn.sequencer import Sequencer
 from streams.runtime.stage import Pacer, Partition, Route, dead_letter, dispatch
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
+from weir.contract.feedback import feedback_rejection
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import FeatureVector, Feedback, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
@@ -106,7 +107,11 @@ class LearnStage:
             self.observer.on_prediction(prediction)
         return []
 
-    def _feedback(self, record: InRecord, feedback: Feedback) -> list[OutRecord]:
+    def _feedback(self, record: InRecord, feedback: Feedback) -> list[OutRecord] | Rejection:
+        rejection = feedback_rejection(feedback, now_ms=now_ms(), max_future_ms=self.settings.label_future_skew_ms,
+                                       stage=STAGE)
+        if rejection is not None:
+            return rejection
         self.pacer.label(record.partition, feedback["label_time"])
         self.learner.on_feedback(feedback, partition=record.partition, source=record, wall_ms=now_ms())
         return []
@@ -134,7 +139,11 @@ class LearnStage:
             record: InRecord | None = stray.source
             if record is None:
                 continue
-            if stray.kind == "late":
+            if stray.kind == "unlearnable":
+                why = Rejection("unlearnable-label", STAGE, f"label of {stray.event_id} refused by {stray.why}",
+                                dimension="validity")
+                out.append(dead_letter(self.dlq_topic, record, why))
+            elif stray.kind == "late":
                 why = Rejection("late-feedback", STAGE, f"label for {stray.event_id} came after its event "
                                 f"left the {self.settings.join_window_ms} ms join window", dimension="timeliness")
                 out.append(dead_letter(self.late_topic, record, why))

@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry
 from streams.monitor.detectors import DriftMonitor
 from streams.monitor.metrics import MonitorMetrics
 from streams.runtime.stage import Pacer, Partition, Route, dispatch
+from weir.clock import now_ms
+from weir.contract.feedback import feedback_rejection
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, FeatureVector, Feedback, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
@@ -52,6 +54,7 @@ class MonitorStage:
         ``monitor``: the drift monitor to use, built here when not given."""
         self.monitor = monitor or build_monitor(settings, kept_reference)
         self.prometheus = MonitorMetrics(metrics or CollectorRegistry())
+        self.label_future_skew_ms = settings.label_future_skew_ms
         vectors = topic_serde(catalog, settings, FEATURES)
         predictions = topic_serde(catalog, settings, PREDICTIONS)
         feedback = topic_serde(catalog, settings, FEEDBACK)
@@ -75,6 +78,9 @@ class MonitorStage:
         return self.emit(self.monitor.on_prediction(prediction))
 
     def _feedback(self, record: InRecord, feedback: Feedback) -> list[OutRecord]:
+        if feedback_rejection(feedback, now_ms=now_ms(), max_future_ms=self.label_future_skew_ms,
+                              stage=self.name) is not None:
+            return []  # the learn stage reads the same record and dead-letters it, with the reason
         self.pacer.label(record.partition, feedback["label_time"])
         return self.emit(self.monitor.on_feedback(feedback))
 

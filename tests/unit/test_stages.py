@@ -25,7 +25,7 @@ from weir.clock import now_ms
 from weir.contract.deadletter import read_headers
 from weir.contract.features import compute_features
 from weir.contract.messages import InRecord, OutRecord
-from weir.contract.records import AttributeValue, RawEvent
+from weir.contract.records import AttributeValue, Label, RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_RAW, FEATURES, FEEDBACK, PREDICTIONS
 from weir.registry.records import routing_record, version_record
@@ -202,4 +202,74 @@ def test_labels_a_timer_releases_after_the_last_read_reach_a_snapshot(catalog: S
     learn.note_partitions(both, both)  # both read to their end, and silent since
     learn.tick()
     assert learn.learner.labels_learned == 1 and learn.snapshot_due(final=True)
+    learn.close()
+
+
+def _joined_parts(catalog: SchemaCatalog, settings: Settings, event_id: str, offset: int) -> list[InRecord]:
+    """The features and the served prediction of one event, as the learn stage reads them."""
+    vectors, served = topic_serde(catalog, settings, FEATURES), topic_serde(catalog, settings, PREDICTIONS)
+    now = now_ms()
+    return [
+        rec(vectors.topic, vectors.encode(feature_vector({
+            "event_id": event_id, "entity_id": "c1", "event_time": now, "source": "t", "attributes": {"x": 1.0}})),
+            offset=offset),
+        rec(served.topic, served.encode(support.prediction(
+            event_id, entity_id="c1", event_time=now, model_name="m", version="v1", role="champion", served=True,
+            score=0.3, predicted_label=False, latency_ms=0.01, predicted_at=now, error=None)), offset=offset),
+    ]
+
+
+def _label(catalog: SchemaCatalog, settings: Settings, event_id: str, label: Label, *,
+           ahead_ms: int = 0, offset: int = 0) -> InRecord:
+    feedback = topic_serde(catalog, settings, FEEDBACK)
+    return rec(feedback.topic, feedback.encode({"event_id": event_id, "entity_id": "c1", "label": label,
+                                                "label_time": now_ms() + ahead_ms}), offset=offset)
+
+
+@pytest.mark.parametrize("label,ahead_ms,reason", [
+    (True, 365 * 24 * 3_600_000, "future-label-time"),  # would move the join's stream time a year ahead
+    ("yes", 0, "unsupported-label"),  # would stop the learner at the classifier's int(y)
+    (2, 0, "unsupported-label"),
+    (float("nan"), 0, "non-finite-value"),
+])
+def test_a_label_no_model_can_take_is_dead_lettered_and_the_next_ones_are_learned(
+        catalog: SchemaCatalog, tmp_path: Path, label: Label, ahead_ms: int, reason: str) -> None:
+    settings = SETTINGS.with_overrides(state_dir=tmp_path)
+    learn = LearnStage(settings, catalog, registry_with("v1"))
+    learn.restore()
+    out = learn.process([*_joined_parts(catalog, settings, "bad", 0), *_joined_parts(catalog, settings, "good", 1),
+                         _label(catalog, settings, "bad", label, ahead_ms=ahead_ms, offset=0),
+                         _label(catalog, settings, "good", True, offset=1)])
+    [dead] = [o for o in out if o.topic == learn.dlq_topic]
+    assert read_headers(dead.headers)["reason"] == reason
+    learn.learner.finish()
+    assert learn.learner.labels_learned == 1 and learn.learner.join.stream_time_ms < now_ms() + 60_000
+    learn.close()
+
+
+class RefusesLabels:
+    """A model that raises on every label, like an uploaded model trained for another label type."""
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[Label, float]:
+        return {True: 0.5, False: 0.5}
+
+    def learn_one(self, x: dict[str, float], y: Label) -> None:
+        raise ValueError(f"cannot learn {y!r}")
+
+
+def test_a_label_one_version_refuses_goes_to_the_dlq_and_the_other_versions_learn_it(
+        catalog: SchemaCatalog, tmp_path: Path) -> None:
+    settings = SETTINGS.with_overrides(state_dir=tmp_path)
+    registry = registry_with("v1", "v2")
+    learn = LearnStage(settings, catalog, registry)
+    learn.restore()  # models are built afresh here: swap v2's after it
+    registry.versions["v2"].model = RefusesLabels()
+    parts = _joined_parts(catalog, settings, "e1", 0)
+    served = topic_serde(catalog, settings, PREDICTIONS)
+    shadow = served.decode(parts[1].value or b"") | {"model_version": "v2", "role": "shadow", "served": False}
+    out = learn.process([*parts, rec(served.topic, served.encode(shadow), offset=1),
+                         _label(catalog, settings, "e1", True)])
+    [dead] = [o for o in out if o.topic == learn.dlq_topic]
+    assert read_headers(dead.headers)["reason"] == "unlearnable-label"
+    assert dict(learn.learner.learned) == {"v1": 1} and learn.learner.unlearnable["v2"] == 1
     learn.close()

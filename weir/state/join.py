@@ -87,12 +87,14 @@ class JoinCounters:
 
 @dataclass(frozen=True)
 class Stray:
-    """A label that will not be learned: ``late`` or ``unmatched``, with the record it came in and its time."""
+    """A label that will not be learned (``late``, ``unmatched``, or ``unlearnable`` by some version's model),
+    with the record it came in, its time and, for ``unlearnable``, why."""
 
-    kind: Literal["late", "unmatched"]
+    kind: Literal["late", "unmatched", "unlearnable"]
     event_id: str
     source: InRecord | None
     label_time_ms: int
+    why: str = ""
 
 
 _TABLES = (
