@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from apps.cli.common import Session, pass_session, stop_on_signals
+from apps.cli.common import PORT, Session, pass_session, stop_on_signals
 from consumers.alerts import consume_alerts
 from consumers.sink import run_sink
 from consumers.webhook import Forwarder
@@ -18,10 +18,10 @@ def alerts() -> None:
 
 
 @alerts.command("serve")
-@click.option("--port", type=int, default=9095, show_default=True, help="Port of the Alertmanager webhook.")
+@click.option("--port", type=PORT, default=9095, show_default=True, help="Port of the Alertmanager webhook.")
 @click.option("--forward-url", help="POST every alert there as JSON, with retries (env WEIR_ALERT_WEBHOOK_URL).")
 @click.option("--group", help="Consumer group on the alerts topic (default <app-id>-alerts-sink).")
-@click.option("--metrics-port", type=int, help="Serve the sink's counters on /metrics at this port.")
+@click.option("--metrics-port", type=PORT, help="Serve the sink's counters on /metrics at this port.")
 @pass_session
 def alerts_serve(session: Session, port: int, forward_url: str | None, group: str | None,
                  metrics_port: int | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import signal
 import sys
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
+from confluent_kafka import KafkaError, KafkaException
 
 from producers.files import FileColumns
 from producers.sources import SourceSpec
@@ -41,14 +43,46 @@ pass_session = click.make_pass_decorator(Session)
 
 
 class WeirGroup(click.Group):
-    """Turns Weir's own errors into one clear line instead of a traceback."""
+    """Turns the errors a user can act on into one clear line instead of a traceback: Weir's own, Kafka's (an
+    unreachable broker, refused credentials, a missing ACL), and the file system's (a missing file)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except WeirError as exc:
-            click.secho(f"weir: {exc}", fg="red", err=True)
-            sys.exit(1)
+            _fail(str(exc))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            _fail(f"Kafka: {error.str() if error is not None else exc} (bootstrap {_bootstrap(ctx)})")
+        except OSError as exc:
+            _fail(f"{exc.strerror or type(exc).__name__}: {exc.filename or exc}" if exc.filename else str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    click.secho(f"weir: {message}", fg="red", err=True)
+    sys.exit(1)
+
+
+def _bootstrap(ctx: click.Context) -> str:
+    session = ctx.find_object(Session)
+    return session.settings.bootstrap if session is not None else "?"
+
+
+class FiniteFloat(click.FloatRange):
+    """A float in a range that is also finite: click's range alone lets nan through (nan compares false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+POSITIVE = FiniteFloat(min=0, min_open=True)  # rates, durations
+SHARE = FiniteFloat(min=0, max=1)  # shares of labels lost or duplicated
+PERCENT = FiniteFloat(min=0, max=100)
+COUNT = click.IntRange(min=1)  # events, limits
+PORT = click.IntRange(min=0, max=65_535)
 
 
 def stop_on_signals() -> threading.Event:
@@ -130,7 +164,7 @@ def source_options(*, default_events: int | None, default_drift: str, topics: bo
         click.option("--source", default="churn", show_default=True,
                      help=named + (", or `topics`: what the features and feedback topics hold between --since and "
                                    "--until" if topics else ".")),
-        click.option("--events", "count", type=int, default=default_events, show_default=default_events is not None,
+        click.option("--events", "count", type=COUNT, default=default_events, show_default=default_events is not None,
                      help="Events of a named source (default: 10,000); a file: at most this many rows (default: all)."),
         click.option("--seed", default=42, show_default=True, help="Seed of a generated source."),
         click.option("--drift", default=default_drift, show_default=True,

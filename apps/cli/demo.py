@@ -8,15 +8,16 @@ from pathlib import Path
 
 import click
 
-from apps.cli.common import Session, pass_session, stop_on_signals
+from apps.cli.common import COUNT, POSITIVE, Session, pass_session, stop_on_signals
 from producers.schedule import DEFAULT_DRIFT
 from weir.errors import WeirError
 
 
 @click.command()
-@click.option("--events", "count", default=20_000, show_default=True, help="Events in the bounded demo stream.")
+@click.option("--events", "count", type=COUNT, default=30_000, show_default=True,
+              help="Events in the bounded demo stream.")
 @click.option("--feedback-delay", default=1.0, show_default=True, help="Seconds between an event and its label.")
-@click.option("--rate", type=float, default=1500.0, show_default=True, help="Events/s the producer sends.")
+@click.option("--rate", type=POSITIVE, default=1500.0, show_default=True, help="Events/s the producer sends.")
 @click.option("--drift", default=DEFAULT_DRIFT, show_default=True,
               help="Drift schedule of the churn stream (see `weir produce --help`).")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from apps.cli.common import Session, pass_session
+from apps.cli.common import COUNT, Session, pass_session
 from consumers.dlq import inspect, resend, select
 
 
@@ -42,7 +42,7 @@ def dlq_inspect(session: Session, examples: int, as_json: bool) -> None:
 @click.option("--reason", "reasons", multiple=True, help="Only dead letters with this reason (repeatable).")
 @click.option("--stage", "stages", multiple=True, help="Only dead letters from this stage (repeatable).")
 @click.option("--rule", "rules", multiple=True, help="Only dead letters that broke this rule (repeatable).")
-@click.option("--limit", type=int, help="Resend at most this many.")
+@click.option("--limit", type=COUNT, help="Resend at most this many.")
 @click.option("--dry-run", is_flag=True, help="Show what would be resent; send nothing.")
 @click.option("--log", "log_path", type=click.Path(path_type=Path),
               help="Write one JSON line per resent dead letter: where it was and where it went.")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from apps.cli.common import Session, model_option, note_option, params_option, pass_session
+from apps.cli.common import PERCENT, Session, model_option, note_option, params_option, pass_session
 from weir.contract.records import ModelRecord
 from weir.registry import decisions
 from weir.registry.view import ModelRegistry
@@ -125,7 +125,7 @@ def deploy_shadow(session: Session, model: str, versions: tuple[str, ...], note:
 @deploy.command("canary")
 @model_option
 @click.argument("version")
-@click.option("--percent", type=float, required=True, help="Share of entities the canary serves (0-100).")
+@click.option("--percent", type=PERCENT, required=True, help="Share of entities the canary serves (0-100).")
 @note_option
 @pass_session
 def deploy_canary(session: Session, model: str, version: str, percent: float, note: str | None) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from apps.cli.common import Session, pass_session, source_options, stop_on_signals
+from apps.cli.common import PORT, POSITIVE, SHARE, Session, pass_session, source_options, stop_on_signals
 from producers.labels import FeedbackPolicy
 from producers.publisher import EventPublisher, publish, publisher_collector
 from producers.schedule import DEFAULT_DRIFT
@@ -21,7 +21,7 @@ STAGES = ("front", "back", "validate", "features", "serve", "learn", "monitor") 
               help="Run only these stages (repeatable); default: all of them in this process, as the front "
                    "(validate, features and serve fused) and the back (learn and monitor fused) unless "
                    "WEIR_FUSED=false.")
-@click.option("--web-port", type=int, help="Port of this worker's /metrics endpoint (env WEIR_WEB_PORT).")
+@click.option("--web-port", type=PORT, help="Port of this worker's /metrics endpoint (env WEIR_WEB_PORT).")
 @click.option("--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"]),
               show_default=True)
 @pass_session
@@ -40,14 +40,14 @@ def worker(session: Session, stages: tuple[str, ...], web_port: int | None, logl
 
 @click.command()
 @source_options(default_events=None, default_drift=DEFAULT_DRIFT)
-@click.option("--duration", type=float, help="Stop after this many seconds instead.")
-@click.option("--rate", type=float, help="Target events/s; default: as fast as the broker takes them.")
+@click.option("--duration", type=POSITIVE, help="Stop after this many seconds instead.")
+@click.option("--rate", type=POSITIVE, help="Target events/s; default: as fast as the broker takes them.")
 @click.option("--feedback-delay", default="fixed:1", show_default=True,
               help="When labels follow their event: fixed:<s>, exp:<mean s>, or column (a file's --delay-column).")
-@click.option("--label-loss", default=0.0, show_default=True, help="Share of labels that never arrive.")
-@click.option("--label-duplicates", default=0.0, show_default=True, help="Share of labels sent twice.")
+@click.option("--label-loss", type=SHARE, default=0.0, show_default=True, help="Share of labels that never arrive.")
+@click.option("--label-duplicates", type=SHARE, default=0.0, show_default=True, help="Share of labels sent twice.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-@click.option("--metrics-port", type=int, help="Serve this producer's counters on /metrics at this port.")
+@click.option("--metrics-port", type=PORT, help="Serve this producer's counters on /metrics at this port.")
 @pass_session
 def produce(session: Session, source: SourceSpec, duration: float | None, rate: float | None, feedback_delay: str,
             label_loss: float, label_duplicates: float, progress: bool, metrics_port: int | None) -> None:

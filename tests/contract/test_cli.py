@@ -8,6 +8,7 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
+from confluent_kafka import KafkaError, KafkaException
 
 from apps.cli import cli
 from tests.conftest import REPO
@@ -83,3 +84,35 @@ def test_the_dashboard_and_the_rules_only_use_metrics_weir_exposes() -> None:
     assert used and used <= known, f"not exposed by any Weir process: {sorted(used - known)}"
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["grafana"]["volumes"]
     assert any("dashboards" in v for v in compose)
+
+
+@pytest.mark.parametrize("args", [
+    ["produce", "--rate", "0"], ["produce", "--rate", "-5"], ["produce", "--rate", "nan"], ["produce", "--rate", "inf"],
+    ["produce", "--events", "-1"], ["produce", "--events", "0"], ["produce", "--label-loss", "1.5"],
+    ["produce", "--duration", "nan"], ["demo", "--rate", "nan"], ["demo", "--events", "-1"],
+    ["dlq", "resend", "--limit", "0"], ["worker", "--web-port", "70000"],
+], ids=" ".join)
+def test_a_value_that_makes_no_sense_is_refused_before_anything_runs(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{args[-2]}'" in result.output and "Traceback" not in result.output
+
+
+def test_a_kafka_error_is_one_line_naming_the_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreachable broker, refused credentials or a missing ACL: librdkafka's error, not a traceback."""
+    def unreachable(*_args: Any, **_kwargs: Any) -> None:
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata: Broker transport failure"))
+
+    monkeypatch.setattr("apps.cli.contract.create_topics", unreachable)
+    monkeypatch.setenv("WEIR_KAFKA_BOOTSTRAP", "nowhere.invalid:9092")
+    result = CliRunner().invoke(cli, ["topics", "create"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "weir: Kafka: Failed to get metadata: Broker transport failure (bootstrap nowhere.invalid:9092)"]
+
+
+def test_a_missing_file_is_one_line() -> None:
+    result = CliRunner().invoke(cli, ["produce", "--source", "/nowhere/events.csv", "--events", "5"])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1].startswith("weir: ") and "/nowhere/events.csv" in result.output
+    assert "Traceback" not in result.output
