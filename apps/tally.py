@@ -57,7 +57,7 @@ class TopicTally:
         self.models = topic_serde(catalog, settings, MODELS)
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
         self.tally = Tally()
-        self.consumer = reader(settings, f"{settings.app_id}-tally")
+        self.consumer = reader(settings, "tally")
         self.at_end: dict[tuple[str, int], int] = {}  # partitions read to their committed end: that end
         assignment = []
         for topic in (self.predictions.topic, self.alerts.topic, self.models.topic, self.dlq_topic):

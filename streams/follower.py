@@ -48,7 +48,7 @@ class RegistryFollower(mode.Service):
 
     async def _follow(self) -> None:
         loop = asyncio.get_running_loop()
-        consumer = await loop.run_in_executor(self.thread, lambda: reader(self.settings, "weir-registry-follower"))
+        consumer = await loop.run_in_executor(self.thread, lambda: reader(self.settings, "registry-follower"))
         topic = self.serde.topic
         partitions = MODELS.partition_count(self.settings)
         consumer.assign([TopicPartition(topic, p, self.follow_from.get(p, 0)) for p in range(partitions)])

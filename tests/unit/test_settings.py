@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
+from weir.kafka.reading import reader_config
 from weir.settings import Settings
 
 
@@ -53,3 +54,10 @@ def test_every_setting_is_documented() -> None:
     missing = [name for name in Settings.model_fields if f"`WEIR_{name.upper()}`" not in doc]
     assert missing == [], f"document these in docs/settings.md: {missing}"
     assert all(field.description for field in Settings.model_fields.values())
+
+
+def test_every_reader_group_id_starts_with_the_app_id() -> None:
+    """ACLs scoped to a deployment grant groups by prefix: a fixed id like `weir-reader` would be refused."""
+    settings = Settings(app_id="team-a")
+    for purpose in ("reader", "watermarks", "registry-follower", "tally"):
+        assert reader_config(settings, purpose)["group.id"] == f"team-a-{purpose}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -28,7 +29,7 @@ def read_topic(
     markers take offsets no reader ever sees, so the last record's offset is
     not the end).
     """
-    consumer = reader(settings, "weir-reader")
+    consumer = reader(settings, "reader")
     try:
         metadata = consumer.list_topics(topic, timeout=15).topics[topic]
         if metadata.error is not None:
@@ -62,12 +63,18 @@ def read_topic(
         consumer.close()
 
 
-def reader(settings: Settings, group_id: str) -> Consumer:
+def reader(settings: Settings, purpose: str) -> Consumer:
     """A consumer for assigned partitions that commits nothing, reads committed records only and reports the end
     of each partition it reaches."""
-    return Consumer(settings.librdkafka(**{
-        "group.id": group_id, "enable.auto.commit": False, "isolation.level": "read_committed",
-        "enable.partition.eof": True, "auto.offset.reset": "earliest"}))
+    return Consumer(reader_config(settings, purpose))
+
+
+def reader_config(settings: Settings, purpose: str) -> dict[str, Any]:
+    """The reader's librdkafka settings. It joins no group, but a consumer needs a group id, and clusters with
+    ACLs grant them by prefix: so it is the app id's, like every group the deployment uses."""
+    return settings.librdkafka(**{
+        "group.id": f"{settings.app_id}-{purpose}", "enable.auto.commit": False, "isolation.level": "read_committed",
+        "enable.partition.eof": True, "auto.offset.reset": "earliest"})
 
 
 # A topic created a moment ago answers these until its partition leaders are elected.
@@ -92,7 +99,7 @@ def end_offsets(settings: Settings, topic: str) -> int:
     """The sum of a topic's high watermarks: how many offsets were ever used in it. For a topic written without
     transactions and never compacted, that is its record count; transaction markers take offsets too, so for a
     stage's output it is an upper bound (see ``holds_at_least``)."""
-    consumer = reader(settings, "weir-watermarks")
+    consumer = reader(settings, "watermarks")
     try:
         partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
         return sum(watermarks(consumer, TopicPartition(topic, p))[1] for p in partitions)
