@@ -10,6 +10,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from weir.settings import Settings
 
 
@@ -24,6 +26,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process read exactly ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):  # the child needs the secret itself, as the parent got it
+            value = value.get_secret_value()
         if value is not None:
             env[f"WEIR_{name.upper()}"] = str(value)
     return env

@@ -28,12 +28,14 @@ def forwarder_collector(forwarder: Forwarder) -> CountersCollector:
 def run_sink(settings: Settings, catalog: SchemaCatalog, forwarder: Forwarder, *, webhook_port: int,
              metrics_port: int | None, group_id: str | None, stop: threading.Event) -> None:
     """Forward alerts from the topic and from Alertmanager until ``stop`` is set."""
-    serve_metrics(metrics_port, forwarder_collector(forwarder))
+    serve_metrics(metrics_port, forwarder_collector(forwarder), settings.web_bind)
     topic = threading.Thread(target=consume_alerts, name="alerts-topic", daemon=True, kwargs={
         "settings": settings, "catalog": catalog, "group_id": group_id, "stop": stop,
         "handler": lambda alert: forwarder.send(dict(alert), "alerts-topic")})
     topic.start()
-    server = alertmanager_server(webhook_port, lambda alert: forwarder.send(alert, "alertmanager"))
+    token = settings.alert_receiver_token.get_secret_value() if settings.alert_receiver_token else None
+    server = alertmanager_server(webhook_port, lambda alert: forwarder.send(alert, "alertmanager"),
+                                 host=settings.web_bind, token=token)
     threading.Thread(target=server.serve_forever, name="alertmanager-webhook", daemon=True).start()
     stop.wait()
     server.shutdown()

@@ -105,7 +105,7 @@ def build_app(settings: Settings, pipeline: Pipeline, catalog: SchemaCatalog, me
         value_serializer="raw",
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
-        web_bind="0.0.0.0",
+        web_bind=settings.web_bind,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=1.0,
         topic_allow_declare=False,  # topics are `weir topics create`'s job, with the contract's configs

@@ -16,14 +16,15 @@ from prometheus_client.registry import Collector
 CounterValues = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def serve_metrics(port: int | None, collector: Collector) -> None:
-    """Expose one collector on its own /metrics (for processes that are not faust workers); no port, no server."""
+def serve_metrics(port: int | None, collector: Collector, host: str) -> None:
+    """Expose one collector on its own /metrics at ``host`` (for processes that are not faust workers); no port,
+    no server."""
     if not port:
         return
     registry = CollectorRegistry()
     registry.register(collector)
     ProcessCollector(registry=registry)
-    start_http_server(port, registry=registry)
+    start_http_server(port, addr=host, registry=registry)
 
 
 class CountersCollector(Collector):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     )
     sasl_mechanism: str | None = Field(default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
     sasl_username: str | None = Field(default=None, description="SASL user")
-    sasl_password: str | None = Field(default=None, description="SASL password")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (never printed or logged)")
     ssl_cafile: str | None = Field(default=None, description="CA bundle that signed the brokers' certificates")
     schema_registry_url: str | None = Field(
         default=None, description="Confluent-compatible Schema Registry; unset means ids from the local catalog"
@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     app_id: str = Field(default="weir", description="faust app id; consumer groups derive from it")
     model_name: str = Field(default="default", description="the registry model the serve and learn stages use")
     web_port: int = Field(default=6066, ge=0, description="port of a worker's /metrics endpoint; 0 turns it off")
+    web_bind: str = Field(
+        default="127.0.0.1",
+        description="address every HTTP endpoint listens on (/metrics, the Alertmanager receiver); 0.0.0.0 to "
+        "expose them beyond this host, as in a container",
+    )
     commit_interval_s: float = Field(
         default=1.0, gt=0,
         description="how often stages emit their timer outputs (metrics records); offsets commit with every batch "
@@ -84,6 +89,13 @@ class Settings(BaseSettings):
         default=10_000, ge=1_000, description="how long a crashed worker's open transaction holds readers back"
     )
     alert_webhook_url: str | None = Field(default=None, description="where the alert sink forwards every alert")
+    alert_webhook_token: SecretStr | None = Field(
+        default=None, description="bearer token the alert sink sends with every forwarded alert"
+    )
+    alert_receiver_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token the Alertmanager receiver requires (Alertmanager's http_config.authorization)",
+    )
     predict_timeout_ms: float = Field(
         default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"
     )
@@ -166,7 +178,7 @@ class Settings(BaseSettings):
         if self.sasl_username is not None:
             conf["sasl.username"] = self.sasl_username
         if self.sasl_password is not None:
-            conf["sasl.password"] = self.sasl_password
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_cafile:
             conf["ssl.ca.location"] = self.ssl_cafile
         conf.update(extra)
@@ -198,7 +210,7 @@ class Settings(BaseSettings):
         if self.security_protocol.startswith("SASL"):
             return faust.SASLCredentials(
                 username=self.sasl_username,
-                password=self.sasl_password,
+                password=self.sasl_password.get_secret_value() if self.sasl_password is not None else None,
                 mechanism=self.sasl_mechanism or "PLAIN",
                 ssl_context=context,
             )

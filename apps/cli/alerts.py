@@ -9,7 +9,7 @@ import click
 from apps.cli.common import PORT, Session, pass_session, stop_on_signals
 from consumers.alerts import consume_alerts
 from consumers.sink import run_sink
-from consumers.webhook import Forwarder
+from consumers.webhook import Forwarder, shown
 
 
 @click.group()
@@ -31,9 +31,12 @@ def alerts_serve(session: Session, port: int, forward_url: str | None, group: st
     Prometheus rules (Alertmanager POSTs to http://<host>:PORT/alertmanager).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    forwarder = Forwarder(forward_url or session.settings.alert_webhook_url)
-    click.echo(f"alert sink: alerts topic {session.settings.topic('alerts')} and http://0.0.0.0:{port}/alertmanager; "
-               f"forwarding to {forwarder.url or 'the log only'}")
+    settings = session.settings
+    token = settings.alert_webhook_token.get_secret_value() if settings.alert_webhook_token else None
+    forwarder = Forwarder(forward_url or settings.alert_webhook_url, token=token)
+    guarded = " (bearer token required)" if settings.alert_receiver_token else ""
+    click.echo(f"alert sink: alerts topic {settings.topic('alerts')} and http://{settings.web_bind}:{port}/alertmanager"
+               f"{guarded}; forwarding to {shown(forwarder.url)}")
     run_sink(session.settings, session.catalog, forwarder, webhook_port=port, metrics_port=metrics_port,
              group_id=group, stop=stop_on_signals())
     click.echo(f"alert sink stopped: {forwarder.delivered} forwarded, {forwarder.failed} failed after retries")

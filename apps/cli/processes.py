@@ -59,7 +59,7 @@ def produce(session: Session, source: SourceSpec, duration: float | None, rate: 
     events already sent are delivered, and the summary is printed.
     """
     publisher = EventPublisher(session.settings, session.catalog)
-    serve_metrics(metrics_port, publisher_collector(publisher))
+    serve_metrics(metrics_port, publisher_collector(publisher), session.settings.web_bind)
     summary = publish(publisher, source.open(), policy=FeedbackPolicy(feedback_delay, label_loss, label_duplicates),
                       rate=rate, duration_s=duration, stop=stop_on_signals(), progress=progress, seed=source.seed)
     click.echo(summary.describe())

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from apps.processes import settings_env
 from tests.conftest import REPO
 from weir.kafka.reading import reader_config
 from weir.settings import Settings
@@ -32,7 +34,7 @@ def test_without_a_cluster_the_local_broker_is_used() -> None:
 
 def test_both_client_dialects_name_the_same_cluster_and_credentials() -> None:
     s = Settings(kafka_bootstrap="a:1,b:2", security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
-                 sasl_username="u", sasl_password="p")
+                 sasl_username="u", sasl_password=SecretStr("p"))
     rd = s.librdkafka()
     assert rd["bootstrap.servers"] == "a:1,b:2"
     assert (rd["security.protocol"], rd["sasl.mechanism"], rd["sasl.username"], rd["sasl.password"]) == (
@@ -41,6 +43,17 @@ def test_both_client_dialects_name_the_same_cluster_and_credentials() -> None:
     assert fa["broker"] == "kafka://a:1,kafka://b:2"
     creds = fa["broker_credentials"]
     assert (creds.username, creds.password, str(creds.mechanism.value)) == ("u", "p", "PLAIN")
+
+
+def test_secrets_never_show_in_settings_printed_or_dumped_but_reach_a_child_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEIR_SASL_PASSWORD", "pw-7f3a9c")
+    monkeypatch.setenv("WEIR_ALERT_WEBHOOK_TOKEN", "tok-51e2b8")
+    s = Settings()
+    assert "pw-7f3a9c" not in repr(s) + str(s) + s.model_dump_json()
+    assert "tok-51e2b8" not in repr(s) + str(s) + s.model_dump_json()
+    env = settings_env(s)
+    assert env["WEIR_SASL_PASSWORD"] == "pw-7f3a9c" and env["WEIR_ALERT_WEBHOOK_TOKEN"] == "tok-51e2b8"
 
 
 def test_unknown_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
