@@ -10,6 +10,7 @@ from in the DLQ and where the broker put it.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,12 +18,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from weir.contract.deadletter import RESENT_HEADER, VALUE_DROPPED, read_headers
+from weir.contract.deadletter import RESENT_HEADER, RESENT_SIGNATURE, VALUE_DROPPED, read_headers, resend_signature
 from weir.contract.messages import InRecord
 from weir.contract.topics import EVENTS_DLQ
 from weir.kafka.clients import flush_or_raise, make_producer
 from weir.kafka.reading import read_topic
 from weir.settings import Settings
+
+log = logging.getLogger("weir.dlq")
 
 
 @dataclass
@@ -88,6 +91,9 @@ def resend(settings: Settings, chosen: Selector, *, limit: int | None = None, dr
     """Send the chosen dead letters back to their original topics; the report accounts for each one."""
     dlq_topic = settings.topic(EVENTS_DLQ.name)
     report = ResendReport()
+    key = settings.resend_key.get_secret_value() if settings.resend_key is not None else None
+    if key is None:
+        log.warning("WEIR_RESEND_KEY is unset: validate checks resent records against every rule, lateness too")
     producer = make_producer(settings)
     for msg in read_topic(settings, dlq_topic):
         h = read_headers(msg.headers)
@@ -107,9 +113,12 @@ def resend(settings: Settings, chosen: Selector, *, limit: int | None = None, dr
         if dry_run:
             continue
         entry["status"] = "pending"
+        resent_from = entry["dlq"].encode()
+        headers = [(RESENT_HEADER, resent_from)]
+        if key is not None:
+            headers.append((RESENT_SIGNATURE, resend_signature(key, resent_from, msg.value)))
         producer.produce(
-            h["original.topic"], key=msg.key, value=msg.value,
-            headers=[(RESENT_HEADER, entry["dlq"].encode())],
+            h["original.topic"], key=msg.key, value=msg.value, headers=headers,
             on_delivery=_account(report, entry),
         )
         producer.poll(0)

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"
     )
     join_window_ms: int = Field(default=10 * 60 * 1000, description="how long parts of an event wait for its label")
+    resend_key: SecretStr | None = Field(
+        default=None,
+        description="key `weir dlq resend` signs records with; validate exempts only signed ones from the lateness "
+        "and entity-order rules (unset: no record is exempt)",
+    )
     label_future_skew_ms: int = Field(
         default=5 * 60 * 1000, ge=0,
         description="how far ahead of the clock a label time may be; later ones go to the DLQ (future-label-time)",

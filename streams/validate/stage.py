@@ -13,7 +13,7 @@ from streams.validate import quality
 from streams.validate.encoding import ValidEncoder
 from streams.validate.rules import RuleSet
 from streams.validate.validator import STAGE, EventValidator
-from weir.contract.deadletter import RESENT_HEADER, Rejection
+from weir.contract.deadletter import Rejection, is_signed_resend
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import ValidEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
@@ -34,12 +34,13 @@ class ValidateStage:
         self.outputs = (self.valid.topic, self.dlq_topic)
         self.validator = EventValidator(raw, RuleSet.load(settings.rules_path))
         self.encoder = ValidEncoder(raw, self.valid)
+        self.resend_key = settings.resend_key.get_secret_value() if settings.resend_key is not None else None
         if metrics is not None:
             quality.register(self.validator.counters, metrics)
 
     def check(self, record: InRecord) -> tuple[ValidEvent | None, OutRecord]:
         """The valid event and its ``events.valid`` record, or None and the dead letter saying why."""
-        resent = any(key == RESENT_HEADER for key, _ in record.headers)
+        resent = is_signed_resend(record.headers, record.value, self.resend_key)
         result = self.validator.validate(record.value, resent=resent)
         if isinstance(result, Rejection):
             return None, dead_letter(self.dlq_topic, record, result)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from pydantic import SecretStr
 
 from weir.kafka import local
 from weir.kafka.admin import create_topics, delete_topics
@@ -31,7 +32,8 @@ def broker() -> Iterator[Settings]:
 def kafka(broker: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Settings with this test's own topic prefix and app id, its contract topics created (and deleted after)."""
     tag = f"{request.node.name[:40].replace('[', '-').replace(']', '')}-{uuid.uuid4().hex[:6]}"
-    settings = broker.with_overrides(topic_prefix=f"t-{tag}.", app_id=f"t-{tag}", web_port=0)
+    settings = broker.with_overrides(topic_prefix=f"t-{tag}.", app_id=f"t-{tag}", web_port=0,
+                                     resend_key=SecretStr(f"resend-{tag}"))
     create_topics(settings)
     yield settings
     delete_topics(settings)

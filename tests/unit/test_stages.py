@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from producers.synthetic import synthetic_events
 from streams.features import FeaturesStage, feature_vector
@@ -22,7 +23,7 @@ from streams.validate.stage import ValidateStage
 from tests import support
 from tests.support import predictions_of
 from weir.clock import now_ms
-from weir.contract.deadletter import read_headers
+from weir.contract.deadletter import RESENT_HEADER, RESENT_SIGNATURE, read_headers, resend_signature
 from weir.contract.features import compute_features
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import AttributeValue, Label, RawEvent
@@ -273,3 +274,22 @@ def test_a_label_one_version_refuses_goes_to_the_dlq_and_the_other_versions_lear
     assert read_headers(dead.headers)["reason"] == "unlearnable-label"
     assert dict(learn.learner.learned) == {"v1": 1} and learn.learner.unlearnable["v2"] == 1
     learn.close()
+
+
+def test_only_a_signed_resend_is_exempt_from_lateness(catalog: SchemaCatalog) -> None:
+    """Any producer can write the resent header; only `weir dlq resend`, holding the key, can sign it."""
+    stage = ValidateStage(SETTINGS.with_overrides(resend_key=SecretStr("k")), catalog)
+    old = raw_event(catalog, event_time=now_ms() - 3 * 86_400_000)
+    origin = b"u.events.dlq/0/7"
+
+    def verdict(headers: list[tuple[str, bytes | None]]) -> str:
+        out = stage.check(InRecord("u.events.raw", 0, 0, 1_000, b"c1", old, headers))[1]
+        return read_headers(out.headers).get("reason", "valid") if out.topic == stage.dlq_topic else "valid"
+
+    assert verdict([]) == "late-event"
+    assert verdict([(RESENT_HEADER, origin)]) == "late-event"  # forged: no signature
+    assert verdict([(RESENT_HEADER, origin), (RESENT_SIGNATURE, resend_signature("guess", origin, old))]) == \
+        "late-event"
+    assert verdict([(RESENT_HEADER, origin), (RESENT_SIGNATURE, resend_signature("k", origin, old))]) == "valid"
+    other = b"u.events.dlq/0/8"  # a signature is for one record: copied onto another, it proves nothing
+    assert verdict([(RESENT_HEADER, other), (RESENT_SIGNATURE, resend_signature("k", origin, old))]) == "late-event"

@@ -8,6 +8,7 @@ can be inspected, fixed and resent without guessing.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 from weir import __version__
@@ -16,6 +17,23 @@ HEADER_PREFIX = "weir."
 
 
 RESENT_HEADER = "weir.resent.from"  # on a dead letter sent again: "<dlq topic>/<partition>/<offset>"
+RESENT_SIGNATURE = "weir.resent.sig"  # HMAC-SHA256 of that and the value, under the deployment's resend key
+
+
+def resend_signature(key: str, resent_from: bytes, value: bytes | None) -> bytes:
+    """What ``weir dlq resend`` signs a record with, and what validate checks before it exempts the record from
+    the rules a resent record breaks by nature: any producer can write the header, only the key holder sign it."""
+    mac = hmac.new(key.encode(), resent_from + b"\n" + (value or b""), hashlib.sha256)
+    return mac.hexdigest().encode()
+
+
+def is_signed_resend(headers: list[tuple[str, bytes | None]], value: bytes | None, key: str | None) -> bool:
+    """True if ``headers`` say the record is a resent dead letter and the signature proves it."""
+    found = dict(headers)
+    resent_from, signature = found.get(RESENT_HEADER), found.get(RESENT_SIGNATURE)
+    if key is None or resent_from is None or signature is None:
+        return False
+    return hmac.compare_digest(signature, resend_signature(key, resent_from, value))
 
 
 @dataclass(frozen=True)
