@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"
     )
     join_window_ms: int = Field(default=10 * 60 * 1000, description="how long parts of an event wait for its label")
+    unmatched_label_wait_ms: int = Field(
+        default=60_000, ge=0,
+        description="how long a label whose event was never seen may hold learning back: until its partition's "
+        "events are this far past its label time, or, once they stop coming, this long on the clock",
+    )
     resend_key: SecretStr | None = Field(
         default=None,
         description="key `weir dlq resend` signs records with; validate exempts only signed ones from the lateness "

@@ -76,6 +76,25 @@ class Learner:
             self._learn(event)
         return strays + self._take_failed()
 
+    def blocked_by(self, wall_ms: int) -> tuple[PendingEvent, int] | None:
+        """The label holding learning back because its event's features have not come, and for how long (wall
+        ms); None if learning is not held back by such a label."""
+        blocked = self.sequencer.blocked(wall_ms)
+        if blocked is None:
+            return None
+        (_, event_id), waited = blocked
+        pending = self.join.waiting(event_id)
+        if pending is None or not pending.has_label or pending.features is not None:
+            return None
+        return pending, waited
+
+    def give_up(self, event: PendingEvent, wall_ms: int) -> list[Stray] | None:
+        """Stop waiting for ``event``: its label goes out as unmatched, and what it held back is learned (None if
+        the join no longer holds such a label)."""
+        if not self.join.give_up(event.event_id):
+            return None
+        return self.advance(wall_ms)
+
     def finish(self) -> list[Stray]:
         """Learn everything still held (the end of a bounded replay)."""
         for event in self.sequencer.flush():

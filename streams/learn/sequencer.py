@@ -43,6 +43,7 @@ class Sequencer:
         self._partition_time: dict[int, int] = {}  # feedback partition -> largest label time seen
         self._partition_seen: dict[int, int] = {}  # feedback partition -> wall time of its last label
         self.caught_up: set[int] = set()  # partitions read to their end, as the consumer last knew
+        self._blocked: tuple[Key, int] | None = None  # the head whose turn came before its event, and since when
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -110,9 +111,19 @@ class Sequencer:
             elif key in self._joined:
                 out.append(self._joined.pop(key))
             else:
+                if self._blocked is None or self._blocked[0] != key:
+                    self._blocked = (key, wall_ms)
                 break
             heapq.heappop(self._heap)
         return out
+
+    def blocked(self, wall_ms: int) -> tuple[Key, int] | None:
+        """The held label whose turn has come but whose event has not joined, and how long (wall ms) it has held
+        the others back; None when nothing is blocked."""
+        if self._blocked is None or not self._heap or self._heap[0] != self._blocked[0]:
+            return None
+        key, since = self._blocked
+        return key, wall_ms - since
 
     def flush(self) -> list[PendingEvent]:
         out = [self._joined.pop(key) for key in sorted(self._heap) if key in self._joined]

@@ -75,6 +75,7 @@ class LearnStage:
         self.late_topic = settings.topic(FEEDBACK_LATE.name)
         self.feedback_topic = feedback.topic
         self.inputs = (vectors.topic, predictions.topic, feedback.topic)
+        self.caught_up: set[Partition] = set()  # input partitions read to their end, as last heard
         self.held_at: dict[Partition, int] = {}  # when it last asked to pause each input partition
         self.pacer = Pacer((vectors.topic, predictions.topic), feedback.topic, settings.sequencer_idle_ms)
         self.outputs = (self.models.topic, self.dlq_topic, self.late_topic)
@@ -119,7 +120,28 @@ class LearnStage:
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
         self._read_since_snapshot += len(batch)
         out = dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)
-        return out + self._route_strays(self.learner.advance(now_ms()))
+        return out + self._route_strays(self._advance(now_ms()))
+
+    def _advance(self, now: int) -> list[Stray]:
+        """Learn what the order allows; a label whose event never came holds it back only so long."""
+        strays = self.learner.advance(now)
+        while (blocking := self.learner.blocked_by(now)) is not None and self._given_up(*blocking):
+            after = self.learner.give_up(blocking[0], now)
+            if after is None:
+                break
+            strays += after
+        return strays
+
+    def _given_up(self, event: PendingEvent, waited_ms: int) -> bool:
+        """Its event is not coming: the events of its partition are well past its label time, or have stopped
+        and it has waited as long on the clock (an event validate dead-lettered, an id nobody sent)."""
+        wait = self.settings.unmatched_label_wait_ms
+        if event.label_source is None:
+            return waited_ms >= wait
+        partition = event.label_source.partition
+        if self.pacer.events.get(partition, 0) - event.label_time_ms > wait:
+            return True
+        return waited_ms >= wait and self.pacer.events_quiet(partition, self.caught_up)
 
     def held_back(self, behind: set[Partition]) -> set[Partition]:
         held = self.pacer.held_back(behind)
@@ -128,7 +150,7 @@ class LearnStage:
         return held
 
     def tick(self) -> list[OutRecord]:
-        out = self._route_strays(self.learner.advance(now_ms()))
+        out = self._route_strays(self._advance(now_ms()))
         self.prometheus.publish(self.learner, self._snapshot_at)
         return out + [OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(r))
                       for r in self.learner.metrics_records()]
@@ -223,6 +245,7 @@ class LearnStage:
         # says: it holds the learning order back like any partition with labels left to read.
         feedback, now = self.feedback_topic, now_ms()
         lately = {tp for tp, at in self.held_at.items() if now - at < 2 * self.settings.sequencer_idle_ms}
+        self.caught_up = caught_up - lately
         self.learner.sequencer.track({p for t, p in assigned if t == feedback},
                                      {p for t, p in caught_up - lately if t == feedback}, now)
 

@@ -120,6 +120,11 @@ class Pacer:
         if time_ms > self.labels.get(partition, 0):
             self.labels[partition] = time_ms
 
+    def events_quiet(self, partition: int, caught_up: set[Partition]) -> bool:
+        """Partition ``partition``'s events are read to their end and none came for ``idle_ms``."""
+        return (all((t, partition) in caught_up for t in self.event_topics)
+                and self.clock() - self.events_seen.get(partition, self.started_ms) >= self.idle_ms)
+
     def held_back(self, behind: set[Partition]) -> set[Partition]:
         held: set[Partition] = set()
         now = self.clock()

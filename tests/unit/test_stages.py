@@ -206,25 +206,27 @@ def test_labels_a_timer_releases_after_the_last_read_reach_a_snapshot(catalog: S
     learn.close()
 
 
-def _joined_parts(catalog: SchemaCatalog, settings: Settings, event_id: str, offset: int) -> list[InRecord]:
+def _event_at(catalog: SchemaCatalog, settings: Settings, event_id: str, event_time: int, offset: int = 0
+              ) -> list[InRecord]:
     """The features and the served prediction of one event, as the learn stage reads them."""
     vectors, served = topic_serde(catalog, settings, FEATURES), topic_serde(catalog, settings, PREDICTIONS)
-    now = now_ms()
     return [
         rec(vectors.topic, vectors.encode(feature_vector({
-            "event_id": event_id, "entity_id": "c1", "event_time": now, "source": "t", "attributes": {"x": 1.0}})),
-            offset=offset),
+            "event_id": event_id, "entity_id": "c1", "event_time": event_time, "source": "t",
+            "attributes": {"x": 1.0}})), offset=offset),
         rec(served.topic, served.encode(support.prediction(
-            event_id, entity_id="c1", event_time=now, model_name="m", version="v1", role="champion", served=True,
-            score=0.3, predicted_label=False, latency_ms=0.01, predicted_at=now, error=None)), offset=offset),
+            event_id, entity_id="c1", event_time=event_time, model_name="m", version="v1", role="champion",
+            served=True, score=0.3, predicted_label=False, latency_ms=0.01, predicted_at=event_time, error=None)),
+            offset=offset),
     ]
 
 
-def _label(catalog: SchemaCatalog, settings: Settings, event_id: str, label: Label, *,
-           ahead_ms: int = 0, offset: int = 0) -> InRecord:
+def _label(catalog: SchemaCatalog, settings: Settings, event_id: str, label: Label = True, *,
+           label_time: int | None = None, offset: int = 0) -> InRecord:
     feedback = topic_serde(catalog, settings, FEEDBACK)
     return rec(feedback.topic, feedback.encode({"event_id": event_id, "entity_id": "c1", "label": label,
-                                                "label_time": now_ms() + ahead_ms}), offset=offset)
+                                                "label_time": now_ms() if label_time is None else label_time}),
+               offset=offset)
 
 
 @pytest.mark.parametrize("label,ahead_ms,reason", [
@@ -238,9 +240,10 @@ def test_a_label_no_model_can_take_is_dead_lettered_and_the_next_ones_are_learne
     settings = SETTINGS.with_overrides(state_dir=tmp_path)
     learn = LearnStage(settings, catalog, registry_with("v1"))
     learn.restore()
-    out = learn.process([*_joined_parts(catalog, settings, "bad", 0), *_joined_parts(catalog, settings, "good", 1),
-                         _label(catalog, settings, "bad", label, ahead_ms=ahead_ms, offset=0),
-                         _label(catalog, settings, "good", True, offset=1)])
+    out = learn.process([*_event_at(catalog, settings, "bad", now_ms(), 0),
+                         *_event_at(catalog, settings, "good", now_ms(), 1),
+                         _label(catalog, settings, "bad", label, label_time=now_ms() + ahead_ms),
+                         _label(catalog, settings, "good", offset=1)])
     [dead] = [o for o in out if o.topic == learn.dlq_topic]
     assert read_headers(dead.headers)["reason"] == reason
     learn.learner.finish()
@@ -265,11 +268,11 @@ def test_a_label_one_version_refuses_goes_to_the_dlq_and_the_other_versions_lear
     learn = LearnStage(settings, catalog, registry)
     learn.restore()  # models are built afresh here: swap v2's after it
     registry.versions["v2"].model = RefusesLabels()
-    parts = _joined_parts(catalog, settings, "e1", 0)
+    parts = _event_at(catalog, settings, "e1", now_ms(), 0)
     served = topic_serde(catalog, settings, PREDICTIONS)
     shadow = served.decode(parts[1].value or b"") | {"model_version": "v2", "role": "shadow", "served": False}
     out = learn.process([*parts, rec(served.topic, served.encode(shadow), offset=1),
-                         _label(catalog, settings, "e1", True)])
+                         _label(catalog, settings, "e1")])
     [dead] = [o for o in out if o.topic == learn.dlq_topic]
     assert read_headers(dead.headers)["reason"] == "unlearnable-label"
     assert dict(learn.learner.learned) == {"v1": 1} and learn.learner.unlearnable["v2"] == 1
@@ -293,3 +296,45 @@ def test_only_a_signed_resend_is_exempt_from_lateness(catalog: SchemaCatalog) ->
     assert verdict([(RESENT_HEADER, origin), (RESENT_SIGNATURE, resend_signature("k", origin, old))]) == "valid"
     other = b"u.events.dlq/0/8"  # a signature is for one record: copied onto another, it proves nothing
     assert verdict([(RESENT_HEADER, other), (RESENT_SIGNATURE, resend_signature("k", origin, old))]) == "late-event"
+
+
+def test_a_label_whose_event_never_came_stops_holding_learning_once_its_partition_moved_on(
+        catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """An event validate dead-lettered, or an id nobody sent: its label must not hold learning for the window."""
+    settings = SETTINGS.with_overrides(state_dir=tmp_path, unmatched_label_wait_ms=60_000)
+    learn = LearnStage(settings, catalog, registry_with("v1"))
+    learn.restore()
+    t = now_ms() - 200_000
+    out = learn.process([_label(catalog, settings, "ghost", label_time=t)])
+    out += learn.process([*_event_at(catalog, settings, "e1", t + 30_000),
+                          _label(catalog, settings, "e1", label_time=t + 31_000)])
+    assert learn.learner.labels_learned == 0 and out == []  # 30 s of its partition's events: it may still come
+    out = learn.process([*_event_at(catalog, settings, "e2", t + 61_000),
+                         _label(catalog, settings, "e2", label_time=t + 62_000)])
+    [dead] = [o for o in out if o.topic == learn.dlq_topic]
+    assert read_headers(dead.headers)["reason"] == "unmatched-feedback" and dead.key == b"c1"
+    assert learn.learner.labels_learned == 2 and learn.learner.join.counters.unmatched == 1
+    assert learn.process(_event_at(catalog, settings, "ghost", t)) == []  # its event, if it ever comes, waits alone
+    learn.close()
+
+
+def test_when_events_stop_a_label_whose_event_never_came_waits_only_so_long_on_the_clock(
+        catalog: SchemaCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = SETTINGS.with_overrides(state_dir=tmp_path, unmatched_label_wait_ms=60_000, sequencer_idle_ms=1_000)
+    clock = [now_ms()]
+    monkeypatch.setattr("streams.learn.stage.now_ms", lambda: clock[0])
+    learn = LearnStage(settings, catalog, registry_with("v1"))
+    learn.pacer.clock = lambda: clock[0]
+    learn.restore()
+    t = clock[0] - 10_000
+    learn.process([*_event_at(catalog, settings, "e1", t), _label(catalog, settings, "ghost", label_time=t + 1),
+                   _label(catalog, settings, "e1", label_time=t + 2)])
+    every = {(topic, 0) for topic in learn.inputs}
+    learn.note_partitions(every, every)  # read to the end: traffic has stopped
+    clock[0] += 59_000
+    assert learn.tick()[:-1] == [] and learn.learner.labels_learned == 0  # (the last record is the METRICS one)
+    clock[0] += 2_000
+    dead = [o for o in learn.tick() if o.topic == learn.dlq_topic]
+    assert [read_headers(d.headers)["reason"] for d in dead] == ["unmatched-feedback"]
+    assert learn.learner.labels_learned == 1
+    learn.close()

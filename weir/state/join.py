@@ -260,6 +260,26 @@ class PendingJoin:
         self.counters.unlabelled += 1
         self._remember(event_id, EXPIRED)
 
+    def waiting(self, event_id: str) -> PendingEvent | None:
+        """The parts of ``event_id`` still waiting here, if any (a look: nothing moves)."""
+        pending = self._hot.get(event_id)
+        return pending if pending is not None else self._spilled(event_id)
+
+    def give_up(self, event_id: str) -> bool:
+        """Let a label go whose event has not come (its features never seen): it becomes an unmatched stray now,
+        not when its window ends, and a later part of that event counts as late. False if there is no such
+        label."""
+        pending, where = self._hot.get(event_id), HOT
+        if pending is None:
+            pending, where = self._spilled(event_id), SPILLED
+        if pending is None or not pending.has_label or pending.features is not None:
+            return False
+        self._drop(event_id, where)
+        self._remember(event_id, EXPIRED)
+        self.counters.unmatched += 1
+        self.strays.append(Stray("unmatched", event_id, pending.label_source, pending.label_time_ms))
+        return True
+
     def take_strays(self) -> list[Stray]:
         strays, self.strays = self.strays, []
         return strays
