@@ -3,7 +3,6 @@ two workers in one group, and live routing changes reaching the predictions stre
 
 from __future__ import annotations
 
-import operator
 import os
 import pickle
 import subprocess
@@ -90,8 +89,7 @@ def test_a_5_percent_canary_over_100000_events(kafka: Settings, catalog: SchemaC
 
 def always_fails() -> bytes:
     """A river model whose every prediction raises (KeyError on a feature no event has)."""
-    return pickle.dumps(compose.FuncTransformer(operator.itemgetter("no_such_feature"))
-                        | linear_model.LogisticRegression())
+    return pickle.dumps(compose.Select("no_such_feature") | linear_model.LogisticRegression())
 
 
 def test_a_shadow_that_always_throws_leaves_every_event_served_by_the_champion(
