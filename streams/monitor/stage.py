@@ -1,12 +1,14 @@
 """Monitor stage: features + predictions + feedback -> alerts.
 
 The monitor joins predictions with feedback itself, so it depends on no other
-stage's process.
+stage's process. It writes no dead letters: the learn stage reads the same
+three topics and dead-letters each bad record once; the monitor counts them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from weir.contract.feedback import feedback_rejection
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, FeatureVector, Feedback, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
-from weir.contract.topics import ALERTS, EVENTS_DLQ, FEATURES, FEEDBACK, PREDICTIONS
+from weir.contract.topics import ALERTS, FEATURES, FEEDBACK, PREDICTIONS
 from weir.settings import Settings
 from weir.state.join import PendingJoin
 from weir.stats.profile import FIRST_EVENTS, save_profile, starting_reference
@@ -59,10 +61,11 @@ class MonitorStage:
         predictions = topic_serde(catalog, settings, PREDICTIONS)
         feedback = topic_serde(catalog, settings, FEEDBACK)
         self.alerts = topic_serde(catalog, settings, ALERTS)
-        self.dlq_topic = settings.topic(EVENTS_DLQ.name)
+        self.rejected: Counter[str] = Counter()  # bad input records, by reason: the learn stage dead-letters them
+        self._reported: set[str] = set()
         self.inputs = (vectors.topic, predictions.topic, feedback.topic)
         self.pacer = Pacer((vectors.topic, predictions.topic), feedback.topic, settings.sequencer_idle_ms)
-        self.outputs = (self.alerts.topic, self.dlq_topic)
+        self.outputs = (self.alerts.topic,)
         self.routes: dict[str, Route[Any]] = {
             vectors.topic: Route(vectors, self._features),
             predictions.topic: Route(predictions, self._prediction),
@@ -90,7 +93,11 @@ class MonitorStage:
                 for a in alerts]
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
-        return dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)
+        out = dispatch(batch, self.routes, stage=self.name, dlq_topic=None, rejected=self.rejected)
+        for reason in self.rejected.keys() - self._reported:  # said once per reason; learn has the records
+            self._reported.add(reason)
+            log.warning("monitor skips input records rejected as %s (the learn stage dead-letters them)", reason)
+        return out
 
     def held_back(self, behind: set[Partition]) -> set[Partition]:
         return self.pacer.held_back(behind)

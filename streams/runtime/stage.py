@@ -8,6 +8,7 @@ runner is what lets a stage be tested without a broker.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -185,17 +186,24 @@ class Route(Generic[R]):
     handle: Callable[[InRecord, R], list[OutRecord] | Rejection]
 
 
-def dispatch(batch: list[InRecord], routes: Mapping[str, Route[Any]], *, stage: str, dlq_topic: str
-             ) -> list[OutRecord]:
-    """Decode each record with its topic's route and handle it; anything rejected goes to the DLQ."""
+def dispatch(batch: list[InRecord], routes: Mapping[str, Route[Any]], *, stage: str, dlq_topic: str | None,
+             rejected: Counter[str] | None = None) -> list[OutRecord]:
+    """Decode each record with its topic's route and handle it; anything rejected goes to the DLQ.
+
+    ``dlq_topic`` None: another stage reading the same topics dead-letters
+    these records, so one bad record makes one dead letter; they are only
+    counted, by reason, in ``rejected``.
+    """
     out: list[OutRecord] = []
     for record in batch:
         route = routes[record.topic]
         result = decode_or_reject(route.serde, record, stage)
         if not isinstance(result, Rejection):
             result = route.handle(record, result)
-        if isinstance(result, Rejection):
-            out.append(dead_letter(dlq_topic, record, result))
-        else:
+        if not isinstance(result, Rejection):
             out.extend(result)
+        elif dlq_topic is not None:
+            out.append(dead_letter(dlq_topic, record, result))
+        elif rejected is not None:
+            rejected[result.reason] += 1
     return out
