@@ -46,3 +46,7 @@ class RecordEncodeError(SerdeError):
 
 class SchemaCompatibilityError(WeirError):
     """A schema change would break readers of an earlier version."""
+
+
+class KafkaUnreachable(WeirError):
+    """No broker of the configured cluster answered in time."""

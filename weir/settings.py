@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, description="replicas of every topic Weir creates")
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="retention of the event topics")
 
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, description="how long a command waits for the cluster to answer before it gives up"
+    )
+
     # --- processes ---------------------------------------------------------
     app_id: str = Field(default="weir", description="faust app id; consumer groups derive from it")
     model_name: str = Field(default="default", description="the registry model the serve and learn stages use")

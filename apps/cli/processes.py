@@ -11,6 +11,7 @@ from producers.labels import FeedbackPolicy
 from producers.publisher import EventPublisher, publish, publisher_collector
 from producers.schedule import DEFAULT_DRIFT
 from producers.sources import SourceSpec
+from weir.kafka.admin import ensure_reachable
 from weir.metrics import serve_metrics
 
 STAGES = ("front", "back", "validate", "features", "serve", "learn", "monitor")  # as streams.worker names them
@@ -58,9 +59,11 @@ def produce(session: Session, source: SourceSpec, duration: float | None, rate: 
     SIGINT/SIGTERM stops early: accepted records are flushed, the labels of
     events already sent are delivered, and the summary is printed.
     """
+    events = source.open()  # a missing file says so before anything waits on the broker
+    ensure_reachable(session.settings)
     publisher = EventPublisher(session.settings, session.catalog)
     serve_metrics(metrics_port, publisher_collector(publisher), session.settings.web_bind)
-    summary = publish(publisher, source.open(), policy=FeedbackPolicy(feedback_delay, label_loss, label_duplicates),
+    summary = publish(publisher, events, policy=FeedbackPolicy(feedback_delay, label_loss, label_duplicates),
                       rate=rate, duration_s=duration, stop=stop_on_signals(), progress=progress, seed=source.seed)
     click.echo(summary.describe())
     for reason, n in {**summary.events.errors, **summary.feedback.errors}.items():

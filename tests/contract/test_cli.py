@@ -116,3 +116,13 @@ def test_a_missing_file_is_one_line() -> None:
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1].startswith("weir: ") and "/nowhere/events.csv" in result.output
     assert "Traceback" not in result.output
+
+
+def test_produce_with_no_broker_fails_in_seconds_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a minute of retries ending in every record counted as failed."""
+    monkeypatch.setenv("WEIR_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens on port 1
+    monkeypatch.setenv("WEIR_CONNECT_TIMEOUT_S", "1")
+    result = CliRunner().invoke(cli, ["produce", "--events", "5", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("weir: no Kafka broker answered at 127.0.0.1:1 within 1 s: ")

@@ -5,15 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from weir.clock import poll_until
 from weir.contract.topics import CONTRACT, ContractTopic, topic_config
-from weir.errors import WeirError
+from weir.errors import KafkaUnreachable, WeirError
 from weir.settings import Settings
+
+
+def ensure_reachable(settings: Settings) -> None:
+    """Fail in seconds, saying why, when no broker answers: a producer would otherwise retry for a minute and
+    then count every record as failed."""
+    admin = AdminClient(settings.librdkafka())
+    try:
+        admin.list_topics(timeout=settings.connect_timeout_s)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else exc
+        hint = " (start one with `weir kafka up`)" if settings.uses_local_broker else ""
+        raise KafkaUnreachable(f"no Kafka broker answered at {settings.bootstrap} within "
+                               f"{settings.connect_timeout_s:g} s{hint}: "
+                               f"{error.str() if isinstance(error, KafkaError) else error}") from exc
 
 
 @dataclass(frozen=True)
