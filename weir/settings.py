@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     sasl_username: str | None = Field(default=None, description="SASL user")
     sasl_password: SecretStr | None = Field(default=None, description="SASL password (never printed or logged)")
     ssl_cafile: str | None = Field(default=None, description="CA bundle that signed the brokers' certificates")
+    ssl_certfile: str | None = Field(
+        default=None, description="client certificate (PEM) for mutual TLS; the broker maps it to a principal"
+    )
+    ssl_keyfile: str | None = Field(default=None, description="private key (PEM, unencrypted) of ssl_certfile")
     schema_registry_url: str | None = Field(
         default=None, description="Confluent-compatible Schema Registry; unset means ids from the local catalog"
     )
@@ -195,6 +199,10 @@ class Settings(BaseSettings):
             conf["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_cafile:
             conf["ssl.ca.location"] = self.ssl_cafile
+        if self.ssl_certfile:
+            conf["ssl.certificate.location"] = self.ssl_certfile
+        if self.ssl_keyfile:
+            conf["ssl.key.location"] = self.ssl_keyfile
         conf.update(extra)
         return conf
 
@@ -221,6 +229,8 @@ class Settings(BaseSettings):
         context = None
         if self.security_protocol in ("SSL", "SASL_SSL"):
             context = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
         if self.security_protocol.startswith("SASL"):
             return faust.SASLCredentials(
                 username=self.sasl_username,

@@ -19,15 +19,25 @@ from weir.settings import Settings
 def ensure_reachable(settings: Settings) -> None:
     """Fail in seconds, saying why, when no broker answers: a producer would otherwise retry for a minute and
     then count every record as failed."""
-    admin = AdminClient(settings.librdkafka())
+    seen: list[KafkaError] = []  # what librdkafka reported on the way: the cause, where metadata only says failed
+    admin = AdminClient(settings.librdkafka(error_cb=seen.append))
     try:
         admin.list_topics(timeout=settings.connect_timeout_s)
     except KafkaException as exc:
+        admin.poll(0)  # serve the error callbacks queued meanwhile
+        refused = [e for e in seen if e.code() in _REFUSALS]
+        if refused:
+            raise KafkaUnreachable(f"the Kafka cluster at {settings.bootstrap} refused Weir: "
+                                   f"{refused[-1].str()}") from exc
         error = exc.args[0] if exc.args else exc
         hint = " (start one with `weir kafka up`)" if settings.uses_local_broker else ""
         raise KafkaUnreachable(f"no Kafka broker answered at {settings.bootstrap} within "
                                f"{settings.connect_timeout_s:g} s{hint}: "
                                f"{error.str() if isinstance(error, KafkaError) else error}") from exc
+
+
+_REFUSALS = {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED,
+             KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,7 @@ def create_topics(settings: Settings, topics: tuple[ContractTopic[Any], ...] = C
     settings is reported as ``differs``: changing a live topic's partitions
     would re-key every entity, which is a decision for a person.
     """
+    ensure_reachable(settings)
     admin = AdminClient(settings.librdkafka())
     existing = admin.list_topics(timeout=15).topics
     outcomes: list[TopicOutcome] = []

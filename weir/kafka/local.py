@@ -138,7 +138,7 @@ def _format_storage(java: str, libs: Path, p: BrokerPaths) -> None:
     if (p.data / "meta.properties").exists():
         return
     p.data.mkdir(parents=True, exist_ok=True)
-    cluster_id = _kafka_uuid()
+    cluster_id = kafka_uuid()
     cmd = [
         java, "-cp", _java_classpath(libs), f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(p.config),
@@ -148,7 +148,7 @@ def _format_storage(java: str, libs: Path, p: BrokerPaths) -> None:
         raise LocalKafkaError(f"formatting the KRaft store in {p.data} failed:\n{done.stdout}{done.stderr}")
 
 
-def _kafka_uuid() -> str:
+def kafka_uuid() -> str:
     """A cluster id in Kafka's own form (URL-safe base64 of 16 random bytes), without a JVM round trip.
 
     Like Kafka's own ``Uuid.randomUuid``, never one that starts with "-": the

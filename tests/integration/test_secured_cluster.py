@@ -1,0 +1,211 @@
+"""Weir against a secured broker: SASL_SSL with SCRAM-SHA-512, and mutual TLS, under ACLs per principal.
+
+The test starts a broker of its own (the jars `weir kafka up` provisions)
+with a certificate authority made here, two listeners (SASL_SSL and SSL with
+client certificates required), the standard authorizer, and ACLs that grant
+Weir's principals only prefixed resources: its topics, its consumer groups
+and its transactional ids. The whole front of the loop runs through it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionType  # typed where they are defined
+from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
+from pydantic import SecretStr
+
+from apps.cli import cli
+from apps.processes import free_port, settings_env, start_worker, stop_process
+from producers.churn import ChurnDomain
+from producers.publisher import EventPublisher
+from weir.clock import poll_until
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.topics import EVENTS_RAW, PREDICTIONS
+from weir.kafka import local
+from weir.kafka.admin import create_topics
+from weir.kafka.reading import holds_at_least
+from weir.settings import Settings
+
+ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
+WEIR, WEIR_PASSWORD = "weir", "weir-secret-7c1d"
+CLIENT_DN = "CN=weir-client"
+
+
+@dataclass(frozen=True)
+class SecuredBroker:
+    sasl_port: int
+    mtls_port: int
+    ca: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _certificates(d: Path) -> None:
+    """A CA, the broker's certificate for 127.0.0.1, and a client certificate, all signed by the CA."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=weir-test-ca", cwd=d)
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, subject, ext in (("broker", "/CN=127.0.0.1", ["-extfile", "san.ext"]), ("client", f"/{CLIENT_DN}", [])):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", subject, cwd=d)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "2", *ext, cwd=d)
+    (d / "broker-keystore.pem").write_text((d / "broker.key").read_text() + (d / "broker.pem").read_text())
+
+
+def _server_properties(d: Path, sasl: int, mtls: int, controller: int) -> str:
+    scram = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" ' \
+            f'password="{ADMIN_PASSWORD}";'
+    return "\n".join([
+        "process.roles=broker,controller", "node.id=1",
+        f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}",
+        f"listeners=SASL_SSL://127.0.0.1:{sasl},SSL://127.0.0.1:{mtls},CONTROLLER://127.0.0.1:{controller}",
+        f"advertised.listeners=SASL_SSL://127.0.0.1:{sasl},SSL://127.0.0.1:{mtls}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
+        "inter.broker.listener.name=SASL_SSL",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512", "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+        f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+        "ssl.keystore.type=PEM", f"ssl.keystore.location={d / 'broker-keystore.pem'}",
+        "ssl.truststore.type=PEM", f"ssl.truststore.location={d / 'ca.pem'}",
+        "listener.name.ssl.ssl.client.auth=required",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{ADMIN};User:ANONYMOUS",  # ANONYMOUS: the controller listener, loopback only
+        f"log.dirs={d / 'data'}", "num.partitions=3",
+        "offsets.topic.replication.factor=1", "offsets.topic.num.partitions=3",
+        "transaction.state.log.replication.factor=1", "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1", "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0", "auto.create.topics.enable=false", "",
+    ])
+
+
+def _admin(broker: SecuredBroker) -> AdminClient:
+    return AdminClient({"bootstrap.servers": f"127.0.0.1:{broker.sasl_port}", "security.protocol": "SASL_SSL",
+                        "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": ADMIN, "sasl.password": ADMIN_PASSWORD,
+                        "ssl.ca.location": str(broker.ca)})
+
+
+def _grant(admin: AdminClient, principal: str, prefix: str) -> None:
+    """Everything on the resources that start with ``prefix``, and nothing else."""
+    bindings = [AclBinding(kind, prefix, ResourcePatternType.PREFIXED, principal, "*", AclOperation.ALL,
+                           AclPermissionType.ALLOW)
+                for kind in (ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID)]
+    for future in admin.create_acls(bindings).values():
+        future.result(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def secured(broker: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
+    """A broker of the test's own, secured; ``broker`` first provisions the jars (and runs the plain one)."""
+    d = tmp_path_factory.mktemp("secured")
+    _certificates(d)
+    sasl, mtls, controller = free_port(), free_port(), free_port()
+    config = d / "server.properties"
+    config.write_text(_server_properties(d, sasl, mtls, controller))
+    java, _ = local.require_tools()
+    libs = local.provision(broker)
+    classpath = str(libs / "*")
+    log4j = f"-Dlog4j2.configurationFile={local.LOG4J_CONFIG}"
+    subprocess.run([java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
+                    "-t", local.kafka_uuid(), "-c", str(config),
+                    "--add-scram", f"SCRAM-SHA-512=[name={ADMIN},password={ADMIN_PASSWORD}]",
+                    "--add-scram", f"SCRAM-SHA-512=[name={WEIR},password={WEIR_PASSWORD}]"],
+                   check=True, capture_output=True)
+    with open(d / "kafka.log", "wb") as log:
+        process = subprocess.Popen([java, log4j, "-Xmx512m", "-cp", classpath, "kafka.Kafka", str(config)],
+                                   stdout=log, stderr=subprocess.STDOUT)
+    secured = SecuredBroker(sasl, mtls, d / "ca.pem", d / "client.pem", d / "client.key")
+    try:
+        admin = _admin(secured)
+
+        def answers() -> bool:
+            assert process.poll() is None, (d / "kafka.log").read_text()[-3000:]
+            try:
+                admin.list_topics(timeout=2)
+            except KafkaException:
+                return False
+            return True
+
+        poll_until(answers, timeout_s=90, interval_s=0.5, what="the secured broker answering")
+        _grant(admin, f"User:{WEIR}", "sec")
+        _grant(admin, f"User:{CLIENT_DN}", "mtls")
+        yield secured
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _sasl_settings(broker: Settings, secured: SecuredBroker, tmp_path: Path, password: str) -> Settings:
+    return broker.with_overrides(
+        kafka_bootstrap=f"127.0.0.1:{secured.sasl_port}", security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512", sasl_username=WEIR, sasl_password=SecretStr(password),
+        ssl_cafile=str(secured.ca), topic_prefix="sec.", app_id="sec", web_port=0, state_dir=tmp_path / "state",
+        connect_timeout_s=5.0)
+
+
+def _topics_and_events(settings: Settings, catalog: SchemaCatalog, n: int) -> None:
+    """The contract's topics, created as the principal ``settings`` names, and ``n`` churn events sent."""
+    assert {o.action for o in create_topics(settings)} == {"created"}
+    publisher = EventPublisher(settings, catalog)
+    raw = topic_serde(catalog, settings, EVENTS_RAW)
+    for e in ChurnDomain(seed=n).events(n):
+        publisher.send_bytes(raw.topic, e.entity_id, raw.encode(e.raw("churn")), publisher.summary.events)
+    publisher.flush()
+    assert publisher.summary.events.delivered == n, publisher.summary.events.errors
+
+
+def test_the_front_of_the_loop_runs_over_sasl_ssl_with_only_prefixed_acls(
+        broker: Settings, secured: SecuredBroker, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """Topics, a transactional worker (confluent-kafka and faust's aiokafka) and the registry, as User:weir."""
+    settings = _sasl_settings(broker, secured, tmp_path, WEIR_PASSWORD)
+    _topics_and_events(settings, catalog, 300)
+    worker = start_worker(settings, tmp_path / "worker.log", "front")
+    try:
+        predictions = topic_serde(catalog, settings, PREDICTIONS).topic
+        poll_until(lambda: holds_at_least(settings, predictions, 300), timeout_s=120, interval_s=0.5,
+                   what="300 predictions served through the secured broker")
+    finally:
+        code = stop_process(worker)
+    assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
+
+
+def test_a_wrong_password_is_one_line_naming_the_cause(
+        broker: Settings, secured: SecuredBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _sasl_settings(broker, secured, tmp_path, "not-the-password")
+    for name, value in settings_env(settings).items():
+        if name.startswith("WEIR_"):
+            monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["topics", "create"])
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"weir: the Kafka cluster at 127.0.0.1:{secured.sasl_port} refused Weir: ")
+    assert "uthentication" in line and "not-the-password" not in line
+
+
+def test_mutual_tls_authenticates_weir_by_its_certificate(
+        broker: Settings, secured: SecuredBroker, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    settings = broker.with_overrides(
+        kafka_bootstrap=f"127.0.0.1:{secured.mtls_port}", security_protocol="SSL", ssl_cafile=str(secured.ca),
+        ssl_certfile=str(secured.client_cert), ssl_keyfile=str(secured.client_key), topic_prefix="mtls.",
+        app_id="mtls", web_port=0)
+    _topics_and_events(settings, catalog, 50)
+    assert holds_at_least(settings, settings.topic(EVENTS_RAW.name), 50)
+    anonymous = Settings(**{**settings.model_dump(), "ssl_certfile": None, "ssl_keyfile": None})
+    with pytest.raises(KafkaException):  # the listener requires a client certificate
+        AdminClient(anonymous.librdkafka()).list_topics(timeout=5)
