@@ -28,9 +28,10 @@ from weir.settings import Settings
 @click.option("--prefix", "topic_prefix", help="Prefix of every topic name (env WEIR_TOPIC_PREFIX).")
 @click.option("--app-id", help="faust app id, the root of consumer group ids (env WEIR_APP_ID).")
 @click.option("--partitions", type=int, help="Partitions of the topics Weir creates (env WEIR_PARTITIONS).")
+@click.option("--debug", is_flag=True, help="On an error, show the whole traceback, not one line.")
 @click.pass_context
 def cli(ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, app_id: str | None,
-        partitions: int | None) -> None:
+        partitions: int | None, debug: bool) -> None:
     """Weir: the whole machine-learning loop on live Kafka data.
 
     Producers publish events; stream stages validate them, compute features,
@@ -39,7 +40,7 @@ def cli(ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, app
     variables; the options here override them.
     """
     ctx.obj = Session(Settings().with_overrides(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, app_id=app_id,
-                                                partitions=partitions))
+                                                partitions=partitions), debug=debug)
 
 
 for command in (kafka, topics, schemas, worker, produce, models, deploy, replay, monitor, dlq, alerts, demo):

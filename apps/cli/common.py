@@ -33,6 +33,7 @@ class Session:
     """The settings of this invocation (environment, then the global options) and the schema catalog."""
 
     settings: Settings
+    debug: bool = False  # --debug: errors show their traceback
 
     @cached_property
     def catalog(self) -> SchemaCatalog:
@@ -44,18 +45,26 @@ pass_session = click.make_pass_decorator(Session)
 
 class WeirGroup(click.Group):
     """Turns the errors a user can act on into one clear line instead of a traceback: Weir's own, Kafka's (an
-    unreachable broker, refused credentials, a missing ACL), and the file system's (a missing file)."""
+    unreachable broker, refused credentials, a missing ACL), and the file system's (a missing file). ``--debug``
+    shows the traceback instead."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except WeirError as exc:
-            _fail(str(exc))
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            _fail(f"Kafka: {error.str() if error is not None else exc} (bootstrap {_bootstrap(ctx)})")
-        except OSError as exc:
-            _fail(f"{exc.strerror or type(exc).__name__}: {exc.filename or exc}" if exc.filename else str(exc))
+        except (WeirError, KafkaException, OSError) as exc:
+            session = ctx.find_object(Session)
+            if session is not None and session.debug:
+                raise
+            _fail(_one_line(exc, ctx))
+
+
+def _one_line(exc: Exception, ctx: click.Context) -> str:
+    if isinstance(exc, KafkaException):
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        return f"Kafka: {error.str() if error is not None else exc} (bootstrap {_bootstrap(ctx)})"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    return str(exc)
 
 
 def _fail(message: str) -> NoReturn:

@@ -126,3 +126,12 @@ def test_produce_with_no_broker_fails_in_seconds_with_one_line(monkeypatch: pyte
     assert result.exit_code == 1, result.output
     [line] = result.output.strip().splitlines()
     assert line.startswith("weir: no Kafka broker answered at 127.0.0.1:1 within 1 s: ")
+
+
+def test_debug_shows_the_traceback_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*_args: Any, **_kwargs: Any) -> None:
+        raise KafkaException(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error"))
+
+    monkeypatch.setattr("apps.cli.contract.create_topics", refused)
+    result = CliRunner().invoke(cli, ["--debug", "topics", "create"])
+    assert isinstance(result.exception, KafkaException) and "weir: " not in result.output
