@@ -24,18 +24,22 @@ from pydantic import SecretStr
 
 from apps.cli import cli
 from apps.processes import free_port, settings_env, start_worker, stop_process
-from producers.churn import ChurnDomain
-from producers.publisher import EventPublisher
+from producers.labels import FeedbackPolicy
+from producers.publisher import EventPublisher, publish
+from producers.sources import SourceSpec
 from weir.clock import poll_until
 from weir.contract.serde import SchemaCatalog, topic_serde
-from weir.contract.topics import EVENTS_RAW, PREDICTIONS
+from weir.contract.topics import CONTRACT, EVENTS_RAW, MODELS, PREDICTIONS
+from weir.errors import WeirError
 from weir.kafka import local
 from weir.kafka.admin import create_topics
-from weir.kafka.reading import holds_at_least
+from weir.kafka.clients import make_producer
+from weir.kafka.reading import holds_at_least, read_topic
 from weir.settings import Settings
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
 WEIR, WEIR_PASSWORD = "weir", "weir-secret-7c1d"
+NOBODY, NOBODY_PASSWORD = "nobody", "nobody-secret-2b9e"  # authenticated, and granted nothing
 CLIENT_DN = "CN=weir-client"
 
 
@@ -121,7 +125,8 @@ def secured(broker: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     subprocess.run([java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
                     "-t", local.kafka_uuid(), "-c", str(config),
                     "--add-scram", f"SCRAM-SHA-512=[name={ADMIN},password={ADMIN_PASSWORD}]",
-                    "--add-scram", f"SCRAM-SHA-512=[name={WEIR},password={WEIR_PASSWORD}]"],
+                    "--add-scram", f"SCRAM-SHA-512=[name={WEIR},password={WEIR_PASSWORD}]",
+                    "--add-scram", f"SCRAM-SHA-512=[name={NOBODY},password={NOBODY_PASSWORD}]"],
                    check=True, capture_output=True)
     with open(d / "kafka.log", "wb") as log:
         process = subprocess.Popen([java, log4j, "-Xmx512m", "-cp", classpath, "kafka.Kafka", str(config)],
@@ -160,29 +165,56 @@ def _sasl_settings(broker: Settings, secured: SecuredBroker, tmp_path: Path, pas
 
 
 def _topics_and_events(settings: Settings, catalog: SchemaCatalog, n: int) -> None:
-    """The contract's topics, created as the principal ``settings`` names, and ``n`` churn events sent."""
+    """The contract's topics, created as the principal ``settings`` names, and ``n`` churn events and their labels
+    sent through the producer Weir's `produce` command uses."""
     assert {o.action for o in create_topics(settings)} == {"created"}
     publisher = EventPublisher(settings, catalog)
-    raw = topic_serde(catalog, settings, EVENTS_RAW)
-    for e in ChurnDomain(seed=n).events(n):
-        publisher.send_bytes(raw.topic, e.entity_id, raw.encode(e.raw("churn")), publisher.summary.events)
-    publisher.flush()
-    assert publisher.summary.events.delivered == n, publisher.summary.events.errors
+    summary = publish(publisher, SourceSpec("churn", count=n, seed=n).open(), policy=FeedbackPolicy("fixed:0"),
+                      progress=False)
+    assert summary.events.delivered == summary.feedback.delivered == n and not summary.failed
 
 
-def test_the_front_of_the_loop_runs_over_sasl_ssl_with_only_prefixed_acls(
+def test_the_whole_loop_runs_over_sasl_ssl_with_only_prefixed_acls(
         broker: Settings, secured: SecuredBroker, catalog: SchemaCatalog, tmp_path: Path) -> None:
-    """Topics, a transactional worker (confluent-kafka and faust's aiokafka) and the registry, as User:weir."""
+    """Topics, the producer, a transactional worker with the front and the learner (confluent-kafka and faust's
+    aiokafka), the registry and its commands, as User:weir."""
     settings = _sasl_settings(broker, secured, tmp_path, WEIR_PASSWORD)
     _topics_and_events(settings, catalog, 300)
-    worker = start_worker(settings, tmp_path / "worker.log", "front")
+    worker = start_worker(settings, tmp_path / "worker.log", "front", "back")
     try:
         predictions = topic_serde(catalog, settings, PREDICTIONS).topic
         poll_until(lambda: holds_at_least(settings, predictions, 300), timeout_s=120, interval_s=0.5,
                    what="300 predictions served through the secured broker")
+        poll_until(lambda: _labels_learned(settings, catalog) >= 300, timeout_s=120, interval_s=0.5,
+                   what="300 labels learned through the secured broker")
     finally:
         code = stop_process(worker)
     assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    env = {name: value for name, value in settings_env(settings).items() if name.startswith("WEIR_")}
+    listed = CliRunner().invoke(cli, ["models", "list"], env=env)
+    assert listed.exit_code == 0 and "v1" in listed.output, listed.output
+
+
+def _labels_learned(settings: Settings, catalog: SchemaCatalog) -> int:
+    serde = topic_serde(catalog, settings, MODELS)
+    reports = [r["counters"] for r in (serde.decode(m.value) for m in read_topic(settings, serde.topic))
+               if r["kind"] == "METRICS"]
+    return reports[-1].get("labels_learned", 0) if reports else 0
+
+
+def test_a_principal_without_acls_is_denied_every_topic(
+        broker: Settings, secured: SecuredBroker, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    nobody = _sasl_settings(broker, secured, tmp_path, NOBODY_PASSWORD).with_overrides(
+        sasl_username=NOBODY, topic_prefix="sec.", app_id="nobody")
+    producer = make_producer(nobody)
+    denied: list[str] = []
+    for topic in CONTRACT:
+        producer.produce(nobody.topic(topic.name), b"x", on_delivery=lambda err, _m: denied.append(err.str())
+                         if err is not None else None)
+    producer.flush(30)
+    assert len(denied) == len(CONTRACT) and all("uthoriz" in e for e in denied), denied
+    with pytest.raises(WeirError):  # not even the topics are visible to it, so reading one is refused
+        list(read_topic(nobody, nobody.topic(EVENTS_RAW.name), timeout_s=5))
 
 
 def test_a_wrong_password_is_one_line_naming_the_cause(
