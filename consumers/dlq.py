@@ -23,7 +23,7 @@ from weir.contract.messages import InRecord
 from weir.contract.topics import EVENTS_DLQ
 from weir.kafka.clients import flush_or_raise, make_producer
 from weir.kafka.reading import read_topic
-from weir.settings import Settings
+from weir.settings import Settings, revealed
 
 log = logging.getLogger("weir.dlq")
 
@@ -91,7 +91,7 @@ def resend(settings: Settings, chosen: Selector, *, limit: int | None = None, dr
     """Send the chosen dead letters back to their original topics; the report accounts for each one."""
     dlq_topic = settings.topic(EVENTS_DLQ.name)
     report = ResendReport()
-    key = settings.resend_key.get_secret_value() if settings.resend_key is not None else None
+    key = revealed(settings.resend_key)
     if key is None:
         log.warning("WEIR_RESEND_KEY is unset: validate checks resent records against every rule, lateness too")
     producer = make_producer(settings)

@@ -13,7 +13,7 @@ from consumers.alerts import consume_alerts
 from consumers.webhook import Forwarder, alertmanager_server
 from weir.contract.serde import SchemaCatalog
 from weir.metrics import CountersCollector, CounterValues, serve_metrics
-from weir.settings import Settings
+from weir.settings import Settings, revealed
 
 
 def forwarder_collector(forwarder: Forwarder) -> CountersCollector:
@@ -33,7 +33,7 @@ def run_sink(settings: Settings, catalog: SchemaCatalog, forwarder: Forwarder, *
         "settings": settings, "catalog": catalog, "group_id": group_id, "stop": stop,
         "handler": lambda alert: forwarder.send(dict(alert), "alerts-topic")})
     topic.start()
-    token = settings.alert_receiver_token.get_secret_value() if settings.alert_receiver_token else None
+    token = revealed(settings.alert_receiver_token)
     server = alertmanager_server(webhook_port, lambda alert: forwarder.send(alert, "alertmanager"),
                                  host=settings.web_bind, token=token)
     threading.Thread(target=server.serve_forever, name="alertmanager-webhook", daemon=True).start()

@@ -21,6 +21,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_BROKER_HOST = "127.0.0.1"
 
 
+def revealed(secret: SecretStr | None) -> str | None:
+    """The value of a secret setting, where a client needs it; never for printing."""
+    return secret.get_secret_value() if secret is not None else None
+
+
 class Settings(BaseSettings):
     """Everything a Weir process can be told; see ``docs/settings.md``."""
 
@@ -234,7 +239,7 @@ class Settings(BaseSettings):
         if self.security_protocol.startswith("SASL"):
             return faust.SASLCredentials(
                 username=self.sasl_username,
-                password=self.sasl_password.get_secret_value() if self.sasl_password is not None else None,
+                password=revealed(self.sasl_password),
                 mechanism=self.sasl_mechanism or "PLAIN",
                 ssl_context=context,
             )

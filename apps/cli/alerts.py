@@ -10,6 +10,7 @@ from apps.cli.common import PORT, Session, pass_session, stop_on_signals
 from consumers.alerts import consume_alerts
 from consumers.sink import run_sink
 from consumers.webhook import Forwarder, shown
+from weir.settings import revealed
 
 
 @click.group()
@@ -32,7 +33,7 @@ def alerts_serve(session: Session, port: int, forward_url: str | None, group: st
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = session.settings
-    token = settings.alert_webhook_token.get_secret_value() if settings.alert_webhook_token else None
+    token = revealed(settings.alert_webhook_token)
     forwarder = Forwarder(forward_url or settings.alert_webhook_url, token=token)
     guarded = " (bearer token required)" if settings.alert_receiver_token else ""
     click.echo(f"alert sink: alerts topic {settings.topic('alerts')} and http://{settings.web_bind}:{port}/alertmanager"

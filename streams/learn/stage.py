@@ -76,7 +76,6 @@ class LearnStage:
         self.feedback_topic = feedback.topic
         self.inputs = (vectors.topic, predictions.topic, feedback.topic)
         self.caught_up: set[Partition] = set()  # input partitions read to their end, as last heard
-        self.held_at: dict[Partition, int] = {}  # when it last asked to pause each input partition
         self.pacer = Pacer((vectors.topic, predictions.topic), feedback.topic, settings.sequencer_idle_ms)
         self.outputs = (self.models.topic, self.dlq_topic, self.late_topic)
         self.routes: dict[str, Route[Any]] = {
@@ -109,12 +108,13 @@ class LearnStage:
         return []
 
     def _feedback(self, record: InRecord, feedback: Feedback) -> list[OutRecord] | Rejection:
-        rejection = feedback_rejection(feedback, now_ms=now_ms(), max_future_ms=self.settings.label_future_skew_ms,
+        now = now_ms()
+        rejection = feedback_rejection(feedback, now_ms=now, max_future_ms=self.settings.label_future_skew_ms,
                                        stage=STAGE)
         if rejection is not None:
             return rejection
         self.pacer.label(record.partition, feedback["label_time"])
-        self.learner.on_feedback(feedback, partition=record.partition, source=record, wall_ms=now_ms())
+        self.learner.on_feedback(feedback, partition=record.partition, source=record, wall_ms=now)
         return []
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
@@ -144,10 +144,7 @@ class LearnStage:
         return waited_ms >= wait and self.pacer.events_quiet(partition, self.caught_up)
 
     def held_back(self, behind: set[Partition]) -> set[Partition]:
-        held = self.pacer.held_back(behind)
-        now = now_ms()
-        self.held_at.update({tp: now for tp in held})
-        return held
+        return self.pacer.held_back(behind)
 
     def tick(self) -> list[OutRecord]:
         out = self._route_strays(self._advance(now_ms()))
@@ -241,13 +238,10 @@ class LearnStage:
             final or time.monotonic() - self._snapshot_at >= self.settings.snapshot_every_s))
 
     def note_partitions(self, assigned: set[tuple[str, int]], caught_up: set[tuple[str, int]]) -> None:
-        # A partition paused now or lately is not known to be read to its end, whatever its end as last fetched
-        # says: it holds the learning order back like any partition with labels left to read.
-        feedback, now = self.feedback_topic, now_ms()
-        lately = {tp for tp, at in self.held_at.items() if now - at < 2 * self.settings.sequencer_idle_ms}
-        self.caught_up = caught_up - lately
+        feedback = self.feedback_topic
+        self.caught_up = caught_up
         self.learner.sequencer.track({p for t, p in assigned if t == feedback},
-                                     {p for t, p in caught_up - lately if t == feedback}, now)
+                                     {p for t, p in caught_up if t == feedback}, now_ms())
 
     def snapshot(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
         """Commit the state with the offsets it reflects (atomically); the serving copies to publish."""

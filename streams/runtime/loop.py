@@ -65,6 +65,7 @@ RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 # Records a stage processes before the event loop lets the process's other stages run: the stages share one
 # thread, and a whole batch of the learner would hold the front's next batch, and its latency, back.
 SLICE = 200
+STALE_AFTER_RESUME_S = 5.0  # a resumed partition's first fetches refresh its end offset well within this
 
 log = logging.getLogger("weir.runner")
 
@@ -115,6 +116,9 @@ class Session:
         self.in_flight: Future[None] | None = None  # the commit running in the commit thread
         self.catch_up: Positions = {}  # stateful: re-read up to these offsets, writing nothing
         self.held: set[tuple[str, int]] = set()  # input partitions the stage asked to pause
+        # Paused partitions are not fetched, so their cached end offsets go stale: until this time (monotonic)
+        # after a resume, or while paused, a partition is never reported as read to its end.
+        self.stale_until: dict[tuple[str, int], float] = {}
 
     def close(self) -> None:
         for close in (self.consumer.close, lambda: self.producer.flush(5)):
@@ -227,7 +231,7 @@ class StageLoop(mode.Service):
             self._hold_back(session, lags)
             if self.stateful is not None:
                 assigned = {(tp.topic, tp.partition) for tp in session.consumer.assignment()}
-                self.stateful.note_partitions(assigned, {tp for tp, lag in lags.items() if lag == 0})
+                self.stateful.note_partitions(assigned, self._caught_up_with(session, lags))
             started = time.perf_counter()
             out: list[OutRecord] = []
             for i in range(0, len(batch), SLICE):
@@ -307,7 +311,15 @@ class StageLoop(mode.Service):
             session.consumer.pause(pause)
         if resume:
             session.consumer.resume(resume)
+        now = time.monotonic()
+        session.stale_until.update({tp: float("inf") for tp in held})
+        session.stale_until.update({tp: now + STALE_AFTER_RESUME_S for tp in session.held - held})
         session.held = held
+
+    def _caught_up_with(self, session: Session, lags: dict[tuple[str, int], int]) -> set[tuple[str, int]]:
+        """The input partitions read to their end, as far as the cached end offsets can tell."""
+        now = time.monotonic()
+        return {tp for tp, lag in lags.items() if lag == 0 and session.stale_until.get(tp, 0.0) <= now}
 
     def _caught_up(self, session: Session) -> None:
         for tp, until in list(session.catch_up.items()):
@@ -412,8 +424,10 @@ class StageLoop(mode.Service):
         return lags
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self.session is not None:
-            self.session.held = set()  # new partitions start unpaused; the next batch pauses them again if needed
+        session = self.session
+        if session is not None:  # new partitions start unpaused; the next batch pauses them again if needed
+            session.stale_until.update(dict.fromkeys(session.held, time.monotonic() + STALE_AFTER_RESUME_S))
+            session.held = set()
         log.info("stage %s assigned %s", self.stage.name, _describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -18,7 +18,7 @@ from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import ValidEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW, EVENTS_VALID
-from weir.settings import Settings
+from weir.settings import Settings, revealed
 
 
 class ValidateStage:
@@ -34,7 +34,7 @@ class ValidateStage:
         self.outputs = (self.valid.topic, self.dlq_topic)
         self.validator = EventValidator(raw, RuleSet.load(settings.rules_path))
         self.encoder = ValidEncoder(raw, self.valid)
-        self.resend_key = settings.resend_key.get_secret_value() if settings.resend_key is not None else None
+        self.resend_key = revealed(settings.resend_key)
         if metrics is not None:
             quality.register(self.validator.counters, metrics)
 
