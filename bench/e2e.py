@@ -62,7 +62,7 @@ from weir.contract.topics import EVENTS_RAW, FEATURES, FEEDBACK, MODELS, PREDICT
 from weir.kafka.admin import create_topics, delete_topics
 from weir.kafka.clients import make_consumer, make_producer, make_transactional_producer, produce
 from weir.kafka.reading import assigned_members, holds_at_least, read_topic
-from weir.registry.decisions import register, route
+from weir.registry.decisions import register, route, sign_model_file
 from weir.registry.factories import Model, build_model
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
@@ -305,6 +305,7 @@ def upload(settings: Settings, catalog: SchemaCatalog, models: dict[str, Model])
     for version, model in models.items():
         path = Path(tempfile.mkstemp(prefix=f"weir-bench-{version}-", suffix=".pkl")[1])
         path.write_bytes(pickle.dumps(model))
+        sign_model_file(settings, path)
         register(settings, catalog, settings.model_name, pickle_path=path, version=version)
     route(settings, catalog, settings.model_name, "shadow", champion="v1", challengers=["v2"])
 

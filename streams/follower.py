@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import mode
 from confluent_kafka import KafkaError, TopicPartition
+from prometheus_client.metrics_core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from weir.contract.messages import InRecord
-from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import MODELS
 from weir.kafka.reading import reader
-from weir.registry.store import apply_bytes
+from weir.registry.signing import BAD_SIGNATURE, UNSIGNED
+from weir.registry.store import UNDECODABLE, UNLOADABLE, RegistryIntake
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
@@ -28,11 +31,11 @@ log = logging.getLogger("weir.registry")
 
 
 class RegistryFollower(mode.Service):
-    def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
+    def __init__(self, settings: Settings, intake: RegistryIntake, registry: ModelRegistry,
                  follow_from: dict[int, int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.serde = topic_serde(catalog, settings, MODELS)
+        self.intake = intake
         self.registry = registry
         self.follow_from = follow_from
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="weir-registry")
@@ -49,7 +52,7 @@ class RegistryFollower(mode.Service):
     async def _follow(self) -> None:
         loop = asyncio.get_running_loop()
         consumer = await loop.run_in_executor(self.thread, lambda: reader(self.settings, "registry-follower"))
-        topic = self.serde.topic
+        topic = self.intake.serde.topic
         partitions = MODELS.partition_count(self.settings)
         consumer.assign([TopicPartition(topic, p, self.follow_from.get(p, 0)) for p in range(partitions)])
         try:
@@ -63,6 +66,20 @@ class RegistryFollower(mode.Service):
                         continue
                     record = InRecord.of(m)
                     if record.value is not None:
-                        apply_bytes(self.registry, self.serde, record.partition, record.offset, record.value)
+                        self.intake.apply(self.registry, record.partition, record.offset, record.value)
         finally:
             await loop.run_in_executor(self.thread, consumer.close)
+
+
+class RefusedRecords(Collector):
+    """``weir_registry_refused_total{reason}``: models records this worker would not load (an alert rule fires
+    on any: someone wrote the topic without the deployment's key, or a copy it cannot load)."""
+
+    def __init__(self, intake: RegistryIntake) -> None:
+        self.intake = intake
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("weir_registry_refused", "models records refused, by reason", labels=["reason"])
+        for reason in (UNSIGNED, BAD_SIGNATURE, UNDECODABLE, UNLOADABLE):
+            family.add_metric([reason], self.intake.refused[reason])
+        yield family

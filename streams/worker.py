@@ -29,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 
 from streams.back import BackStage
 from streams.features import FeaturesStage
-from streams.follower import RegistryFollower
+from streams.follower import RefusedRecords, RegistryFollower
 from streams.front import FrontStage
 from streams.learn.stage import LearnStage
 from streams.monitor.stage import MonitorStage
@@ -39,7 +39,7 @@ from streams.runtime.stage import Stage
 from streams.serve.stage import ServeStage
 from streams.validate.stage import ValidateStage
 from weir.contract.serde import SchemaCatalog, open_catalog
-from weir.registry.store import load_registry, register_default_model
+from weir.registry.store import RegistryIntake, load_registry, register_default_model
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
@@ -63,6 +63,7 @@ class Pipeline:
 
     stages: list[Stage]
     registry: ModelRegistry
+    intake: RegistryIntake
     follow_from: dict[int, int]
 
 
@@ -78,7 +79,9 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
     # A serve worker without a learner beside it follows the learner's snapshots; with one, it serves the
     # learner's live models directly.
     registry = ModelRegistry(settings.model_name, follows_snapshots=not STATEFUL_STAGES & set(names))
-    follow_from = load_registry(settings, catalog, registry)
+    intake = RegistryIntake(settings, catalog)
+    metrics.register(RefusedRecords(intake))
+    follow_from = load_registry(settings, catalog, registry, intake)
     if {"front", "serve", "back", "learn"} & set(names) and register_default_model(settings, catalog, registry):
         log.info("registry was empty: registered %s v1 (%s) as champion", settings.model_name,
                  settings.default_factory)
@@ -92,7 +95,7 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
         "learn": lambda: LearnStage(settings, catalog, registry, metrics),
         "monitor": lambda: MonitorStage(settings, catalog, metrics, kept_reference),
     }
-    return Pipeline([makers[n]() for n in STAGE_NAMES if n in names], registry, follow_from)
+    return Pipeline([makers[n]() for n in STAGE_NAMES if n in names], registry, intake, follow_from)
 
 
 def build_app(settings: Settings, pipeline: Pipeline, catalog: SchemaCatalog, metrics: CollectorRegistry) -> faust.App:
@@ -116,7 +119,8 @@ def build_app(settings: Settings, pipeline: Pipeline, catalog: SchemaCatalog, me
     # only. faust runs the services, the web server and the signals.
     app.producer_only = True
     stage_metrics = StageMetrics(metrics)
-    services: list[mode.Service] = [RegistryFollower(settings, catalog, pipeline.registry, pipeline.follow_from)]
+    follower = RegistryFollower(settings, pipeline.intake, pipeline.registry, pipeline.follow_from)
+    services: list[mode.Service] = [follower]
     services += [StageLoop(settings, stage, stage_metrics) for stage in pipeline.stages]
     for service in services:
         app.service(service)  # type: ignore[arg-type]  # annotated for a class; faust starts instances too

@@ -123,6 +123,16 @@ class Settings(BaseSettings):
         description="key `weir dlq resend` signs records with; validate exempts only signed ones from the lateness "
         "and entity-order rules (unset: no record is exempt)",
     )
+    model_key: SecretStr | None = Field(
+        default=None,
+        description="key that signs and checks the model bytes on the models topic (uploads, serving copies); "
+        "unset: the key in WEIR_MODEL_KEY_FILE",
+    )
+    model_key_file: Path | None = Field(
+        default=None,
+        description="file holding the model key; default <WEIR_HOME>/model.key, created with a random key when "
+        "missing (enough for one machine; a cluster shares one key through a Secret)",
+    )
     label_future_skew_ms: int = Field(
         default=5 * 60 * 1000, ge=0,
         description="how far ahead of the clock a label time may be; later ones go to the DLQ (future-label-time)",

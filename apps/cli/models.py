@@ -23,7 +23,7 @@ def models() -> None:
 @click.option("--factory", help="A river pipeline factory: logistic_regression, hoeffding_tree.")
 @params_option
 @click.option("--pickle", "pickle_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Upload a pickled river model instead (trusted files only: unpickling runs code).")
+              help="Upload a pickled river model instead; it needs its FILE.sig from `weir models sign`.")
 @click.option("--version", help="Version name; default: the next vN.")
 @click.option("--parent", help="The version this one derives from (lineage).")
 @click.option("--trained-from", type=int, help="Start of the training data's event time (epoch ms).")
@@ -40,6 +40,19 @@ def models_register(session: Session, model: str, factory: str | None, params: d
                                 parent=parent, training_window=window, note=note)
     spec = record["spec"]
     click.echo(f"registered {record['model_name']} {record['version']} ({spec['factory'] if spec else '?'})")
+
+
+@models.command("sign")
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_session
+def models_sign(session: Session, model_file: Path) -> None:
+    """Sign a pickled model file with the deployment's model key (WEIR_MODEL_KEY or WEIR_MODEL_KEY_FILE).
+
+    Run it where the model was made; `weir models register --pickle FILE`
+    refuses a file without a matching FILE.sig beside it, so a file swapped on
+    its way is never loaded.
+    """
+    click.echo(f"wrote {decisions.sign_model_file(session.settings, model_file)}")
 
 
 def _registry(session: Session, model: str) -> ModelRegistry:

@@ -29,6 +29,7 @@ from weir.contract.records import FeatureVector, Feedback, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_DLQ, FEATURES, FEEDBACK, FEEDBACK_LATE, MODELS, PREDICTIONS
 from weir.registry.records import record_key, snapshot_record
+from weir.registry.signing import model_signer
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingEvent, PendingJoin, Stray
@@ -71,6 +72,7 @@ class LearnStage:
         predictions = topic_serde(catalog, settings, PREDICTIONS)
         feedback = topic_serde(catalog, settings, FEEDBACK)
         self.models = topic_serde(catalog, settings, MODELS)
+        self.signer = model_signer(settings)  # serve workers in other processes load only signed copies
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
         self.late_topic = settings.topic(FEEDBACK_LATE.name)
         self.feedback_topic = feedback.topic
@@ -266,6 +268,7 @@ class LearnStage:
                               "older copy (this worker serves the live model)", version.version, len(data),
                               self.settings.max_snapshot_bytes)
                 continue
-            r = snapshot_record(version.name, version.version, data, self.learner.learned[version.version])
+            r = self.signer.sign(snapshot_record(version.name, version.version, data,
+                                                 self.learner.learned[version.version]))
             out.append(OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(r)))
         return out

@@ -14,17 +14,18 @@ from pathlib import Path
 import pytest
 from river import compose, linear_model
 
-from apps.processes import start_worker, stop_process
+from apps.processes import free_port, scrape, start_worker, stop_process
 from weir.clock import poll_until
-from weir.contract.records import Prediction
+from weir.contract.records import ModelRecord, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
-from weir.contract.topics import FEATURES, PREDICTIONS
+from weir.contract.topics import FEATURES, MODELS, PREDICTIONS
 from weir.errors import ConfigError
 from weir.kafka.clients import make_producer, produce
 from weir.kafka.reading import assigned_members, holds_at_least, read_topic
-from weir.registry.decisions import promote, register, rollback, route
-from weir.registry.records import snapshot_record
-from weir.registry.store import load_registry, publish_records
+from weir.registry.decisions import promote, register, rollback, route, sign_model_file
+from weir.registry.records import record_key, snapshot_record
+from weir.registry.signing import BAD_SIGNATURE, UNSIGNED, ModelSigner
+from weir.registry.store import UNLOADABLE, RegistryIntake, load_registry, publish_records
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
@@ -97,6 +98,7 @@ def test_a_shadow_that_always_throws_leaves_every_event_served_by_the_champion(
 ) -> None:
     register(kafka, catalog, "default", factory="logistic_regression")
     (tmp_path / "bad.pkl").write_bytes(always_fails())
+    sign_model_file(kafka, tmp_path / "bad.pkl")
     register(kafka, catalog, "default", pickle_path=tmp_path / "bad.pkl", note="fails on purpose")
     route(kafka, catalog, "default", "shadow", champion="v1", challengers=["v2"])
     worker = start_worker(kafka, tmp_path / "w.log", "serve")
@@ -226,19 +228,62 @@ def test_deploy_refuses_what_makes_no_sense(kafka: Settings, catalog: SchemaCata
 
 def test_a_hostile_record_on_the_models_topic_neither_runs_nor_keeps_workers_from_starting(
         kafka: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
-    """A serve-only worker loads the whole registry at start: one bad record is skipped, the rest is served."""
+    """A serve-only worker loads the whole registry at start: records it must not load are refused and counted,
+    the rest is served; a genuine copy signed with the deployment's key is followed."""
     register(kafka, catalog, "default", factory="logistic_regression")
     route(kafka, catalog, "default", "basic", champion="v1")
     marker = tmp_path / "ran"
-    publish_records(kafka, catalog, [
-        snapshot_record("default", "v1", pickle.dumps(RunsCode(marker)), learned=5),
-        snapshot_record("default", "v1", b"garbage, not a pickle", learned=6),
-    ])
+    runs_code = pickle.dumps(RunsCode(marker))
+    forged = snapshot_record("default", "v1", runs_code, learned=7)
+    forged["signature"] = b"\x00" * 32
+    other_key = ModelSigner(b"not the deployment's key, 32 b.").sign(snapshot_record("default", "v1", runs_code,
+                                                                                       learned=8))
+    signed_garbage = snapshot_record("default", "v1", b"garbage, not a pickle", learned=9)
+    write_unsigned(kafka, catalog, [snapshot_record("default", "v1", runs_code, learned=5), forged, other_key])
+    publish_records(kafka, catalog, [signed_garbage])  # signed, as a broken learner would, yet not loadable
     registry = ModelRegistry("default", follows_snapshots=True)
-    load_registry(kafka, catalog, registry)
+    intake = RegistryIntake(kafka, catalog)
+    load_registry(kafka, catalog, registry, intake)
     champion = registry.champion
     assert champion is not None and champion.version == "v1"
     assert registry.versions["v1"].snapshot_learned == 0 and not marker.exists()
+    assert intake.refused == {UNSIGNED: 1, BAD_SIGNATURE: 2, UNLOADABLE: 1}
+
+    genuine = linear_model.LogisticRegression()
+    genuine.learn_one({"x": 1.0}, True)
+    publish_records(kafka, catalog, [snapshot_record("default", "v1", pickle.dumps(genuine), learned=10)])
+    load_registry(kafka, catalog, registry, intake)
+    assert registry.versions["v1"].snapshot_learned == 10
+
+    # A live serve-only worker starts in spite of them, follows what comes next, and counts what it refuses.
+    settings = kafka.with_overrides(web_port=free_port())
+    worker = start_worker(settings, tmp_path / "w.log", "serve")
+    try:
+        def refused(reason: str, n: int) -> Callable[[], bool]:
+            return lambda: f'weir_registry_refused_total{{reason="{reason}"}} {n}.0' in _metrics(settings)
+
+        poll_until(refused(UNSIGNED, 1), timeout_s=60, what="the worker up, having refused the unsigned copy")
+        write_unsigned(kafka, catalog, [snapshot_record("default", "v1", runs_code, learned=11)])
+        poll_until(refused(UNSIGNED, 2), timeout_s=30, what="the live copy refused too")
+        assert worker.poll() is None and not marker.exists()
+    finally:
+        assert stop_process(worker) == 0
+
+
+def _metrics(settings: Settings) -> str:
+    try:
+        return scrape(settings)
+    except OSError:
+        return ""  # not listening yet
+
+
+def write_unsigned(settings: Settings, catalog: SchemaCatalog, records: list[ModelRecord]) -> None:
+    """What a producer without the model key can write to ``models``: records as they are, signed or not."""
+    serde = topic_serde(catalog, settings, MODELS)
+    producer = make_producer(settings)
+    for record in records:
+        produce(producer, serde.topic, serde.encode(record), record_key(record).encode())
+    assert producer.flush(30) == 0
 
 
 class RunsCode:

@@ -109,6 +109,7 @@ class ModelRecord(TypedDict):
     snapshot: bytes | None
     created_at: int
     note: str | None
+    signature: bytes | None
 
 
 class Alert(TypedDict):

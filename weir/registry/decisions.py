@@ -17,6 +17,7 @@ from weir.errors import ConfigError
 from weir.registry.factories import FACTORIES
 from weir.registry.records import PICKLE_FACTORY, routing_record, version_record
 from weir.registry.routing import Routing
+from weir.registry.signing import model_signer, signature_path
 from weir.registry.store import load_registry, publish_records
 from weir.registry.view import ModelRegistry, unpickle_model
 from weir.settings import Settings
@@ -35,6 +36,27 @@ def next_version(registry: ModelRegistry) -> str:
     return f"v{max(numbers, default=0) + 1}"
 
 
+def sign_model_file(settings: Settings, path: Path) -> Path:
+    """Write ``<file>.sig`` beside a model file: where it was made, by a holder of the deployment's model key."""
+    signature = signature_path(path)
+    signature.write_text(model_signer(settings).sign_file(path.read_bytes()) + "\n")
+    return signature
+
+
+def signed_model_file(settings: Settings, path: Path) -> bytes:
+    """The bytes of a model file whose ``.sig`` checks with the deployment's key; a file could be swapped on its
+    way from where it was trained, and unpickling a swapped one would run its code here."""
+    data = path.read_bytes()
+    signature = signature_path(path)
+    if not signature.exists():
+        raise ConfigError(f"{path} has no signature {signature.name}: sign it where it was made with "
+                          f"`weir models sign {path.name}` (same WEIR_MODEL_KEY as this deployment)")
+    if not model_signer(settings).file_is_signed(data, signature.read_text()):
+        raise ConfigError(f"{signature.name} does not match {path}: the file changed since it was signed, or it "
+                          "was signed with another model key")
+    return data
+
+
 def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: str | None = None,
              params: dict[str, Any] | None = None, pickle_path: Path | None = None, version: str | None = None,
              parent: str | None = None, training_window: tuple[int, int] | None = None,
@@ -50,7 +72,7 @@ def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: 
     if pickle_path is not None:
         if factory is not None:
             raise ConfigError("give either a factory or a pickled model, not both")
-        pickled = pickle_path.read_bytes()
+        pickled = signed_model_file(settings, pickle_path)
         if len(pickled) > MAX_PICKLE_BYTES:
             raise ConfigError(f"{pickle_path} is {len(pickled)} bytes; a registry record holds at most "
                               f"{MAX_PICKLE_BYTES} (the broker's message size limit)")

@@ -27,7 +27,7 @@ def _record(name: str, kind: RecordKind, *, version: str | None = None, note: st
     return {
         "model_name": name, "kind": kind, "version": version, "status": None, "spec": None, "parent_version": None,
         "training_window": None, "routing": None, "metrics": {}, "counters": {}, "snapshot": None,
-        "created_at": now_ms(), "note": note,
+        "created_at": now_ms(), "note": note, "signature": None,
     }
 
 

@@ -10,62 +10,89 @@ order, and never rolls the view back to an older record it re-reads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import Counter
 
 from weir.contract.records import ModelRecord
-from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
+from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import MODELS
 from weir.errors import WeirError
 from weir.kafka.clients import flush_or_raise, make_producer
 from weir.kafka.reading import read_topic
 from weir.registry.records import record_key, routing_record, version_record
+from weir.registry.signing import UNSIGNED, model_signer
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
 log = logging.getLogger("weir.registry")
 
+UNDECODABLE, UNLOADABLE = "undecodable", "unloadable"
 
-def registry_records(settings: Settings, catalog: SchemaCatalog) -> Iterator[tuple[int, int, ModelRecord]]:
-    """(partition, offset, record) of every readable ``models`` record, in order; unreadable ones are logged."""
-    serde = topic_serde(catalog, settings, MODELS)
-    for msg in read_topic(settings, serde.topic):
-        if msg.value is None:
-            continue  # a tombstone deletes nothing from a live view
+
+class RegistryIntake:
+    """Admits ``models`` records into a live view: decoded, model bytes signed, models loadable.
+
+    A record that fails is logged and counted by reason (``refused``, exported
+    as ``weir_registry_refused_total``), never fatal: one forged or broken
+    record must not keep a worker from starting or stop it serving.
+    """
+
+    def __init__(self, settings: Settings, catalog: SchemaCatalog) -> None:
+        self.settings = settings
+        self.serde = topic_serde(catalog, settings, MODELS)
+        self.signer = model_signer(settings)
+        self.refused: Counter[str] = Counter()
+
+    def decode(self, partition: int, offset: int, value: bytes) -> ModelRecord | None:
+        """The record, if it decodes and any model bytes it carries are signed with the deployment's key."""
         try:
-            yield msg.partition, msg.offset, serde.decode(msg.value)
+            record = self.serde.decode(value)
         except WeirError as exc:
-            log.error("registry record %s/%d/%d skipped: %s", serde.topic, msg.partition, msg.offset, exc)
+            self._refuse(partition, offset, UNDECODABLE, str(exc))
+            return None
+        refusal = self.signer.refusal(record)
+        if refusal is not None:
+            what = "without a signature" if refusal == UNSIGNED else "whose signature does not match"
+            self._refuse(partition, offset, refusal, f"{record['kind']} of {record['model_name']} {record['version']}: "
+                         f"model bytes {what} (not written with this deployment's model key)")
+            return None
+        return record
 
-
-def load_registry(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry) -> dict[int, int]:
-    """Apply every record the topic holds now; returns, per partition, the offset to follow from."""
-    follow_from: dict[int, int] = {}
-    for partition, offset, record in registry_records(settings, catalog):
-        follow_from[partition] = offset + 1
+    def apply(self, registry: ModelRegistry, partition: int, offset: int, value: bytes) -> bool:
+        """Fold one record into ``registry``; False (logged, counted) if it was refused."""
+        record = self.decode(partition, offset, value)
+        if record is None:
+            return False
         try:
             registry.apply(record)
-        except WeirError as exc:  # one bad record (a refused pickle, say) must not keep every worker from starting
-            log.error("registry record %s/%d/%d skipped: %s", settings.topic(MODELS.name), partition, offset, exc)
+        except WeirError as exc:  # signed, yet not loadable here (a river class this version lacks, say)
+            self._refuse(partition, offset, UNLOADABLE, str(exc))
+            return False
+        return True
+
+    def _refuse(self, partition: int, offset: int, reason: str, detail: str) -> None:
+        self.refused[reason] += 1
+        log.error("registry record %s/%d/%d refused (%s): %s", self.serde.topic, partition, offset, reason, detail)
+
+
+def load_registry(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
+                  intake: RegistryIntake | None = None) -> dict[int, int]:
+    """Apply every record the topic holds now; returns, per partition, the offset to follow from."""
+    intake = intake or RegistryIntake(settings, catalog)
+    follow_from: dict[int, int] = {}
+    for msg in read_topic(settings, intake.serde.topic):
+        follow_from[msg.partition] = msg.offset + 1
+        if msg.value is not None:
+            intake.apply(registry, msg.partition, msg.offset, msg.value)
     return follow_from
 
 
-def apply_bytes(registry: ModelRegistry, serde: AvroSerde[ModelRecord], partition: int, offset: int,
-                value: bytes) -> bool:
-    """Apply one registry record; an unreadable one is logged and skipped, never fatal to serving."""
-    try:
-        registry.apply(serde.decode(value))
-    except WeirError as exc:
-        log.error("registry record %s/%d/%d skipped: %s", serde.topic, partition, offset, exc)
-        return False
-    return True
-
-
 def publish_records(settings: Settings, catalog: SchemaCatalog, records: list[ModelRecord]) -> None:
-    """Write registry records, keyed for compaction, and wait until the broker has them."""
+    """Write registry records, keyed for compaction and model bytes signed, and wait until the broker has them."""
     serde = topic_serde(catalog, settings, MODELS)
+    signer = model_signer(settings)
     producer = make_producer(settings)
     for record in records:
-        producer.produce(serde.topic, key=record_key(record).encode(), value=serde.encode(record))
+        producer.produce(serde.topic, key=record_key(record).encode(), value=serde.encode(signer.sign(record)))
     flush_or_raise(producer)
 
 
