@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -13,6 +15,7 @@ from confluent_kafka.cimpl import NewTopic
 from weir.clock import poll_until
 from weir.contract.topics import CONTRACT, ContractTopic, topic_config
 from weir.errors import KafkaUnreachable, WeirError
+from weir.kafka.logs import flush_librdkafka_log, with_log
 from weir.settings import Settings
 
 
@@ -20,11 +23,12 @@ def ensure_reachable(settings: Settings) -> None:
     """Fail in seconds, saying why, when no broker answers: a producer would otherwise retry for a minute and
     then count every record as failed."""
     seen: list[KafkaError] = []  # what librdkafka reported on the way: the cause, where metadata only says failed
-    admin = AdminClient(settings.librdkafka(error_cb=seen.append))
+    admin = AdminClient(with_log(settings.librdkafka(error_cb=seen.append)))
     try:
         admin.list_topics(timeout=settings.connect_timeout_s)
     except KafkaException as exc:
-        admin.poll(0)  # serve the error callbacks queued meanwhile
+        admin.poll(0)  # serve the error callbacks and log lines queued meanwhile
+        flush_librdkafka_log()  # how often librdkafka said it, before the line that says why
         refused = [e for e in seen if e.code() in _REFUSALS]
         if refused:
             raise KafkaUnreachable(f"the Kafka cluster at {settings.bootstrap} refused Weir: "
@@ -34,10 +38,22 @@ def ensure_reachable(settings: Settings) -> None:
         raise KafkaUnreachable(f"no Kafka broker answered at {settings.bootstrap} within "
                                f"{settings.connect_timeout_s:g} s{hint}: "
                                f"{error.str() if isinstance(error, KafkaError) else error}") from exc
+    admin.poll(0)  # a cluster that answers may still have a broker down: what librdkafka said about it
 
 
 _REFUSALS = {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED,
              KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
+
+
+@contextmanager
+def admin_client(settings: Settings) -> Iterator[AdminClient]:
+    """An AdminClient whose librdkafka log is served when the caller is done with it: an AdminClient's log comes
+    out of ``poll`` only, and is dropped with the client otherwise."""
+    admin = AdminClient(with_log(settings.librdkafka()))
+    try:
+        yield admin
+    finally:
+        admin.poll(0)
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,12 @@ def create_topics(settings: Settings, topics: tuple[ContractTopic[Any], ...] = C
     would re-key every entity, which is a decision for a person.
     """
     ensure_reachable(settings)
-    admin = AdminClient(settings.librdkafka())
+    with admin_client(settings) as admin:
+        return _create_missing(admin, settings, topics)
+
+
+def _create_missing(admin: AdminClient, settings: Settings,
+                    topics: tuple[ContractTopic[Any], ...]) -> list[TopicOutcome]:
     existing = admin.list_topics(timeout=15).topics
     outcomes: list[TopicOutcome] = []
     wanted: list[NewTopic] = []
@@ -121,10 +142,10 @@ def _compare(admin: AdminClient, physical: str, partitions: int, topic: Contract
 
 def delete_topics(settings: Settings, topics: tuple[ContractTopic[Any], ...] = CONTRACT) -> None:
     """Delete this deployment's contract topics (tests and demo runs clean up after themselves)."""
-    admin = AdminClient(settings.librdkafka())
-    names = [settings.topic(t.name) for t in topics]
-    present = set(admin.list_topics(timeout=15).topics)
-    doomed = [n for n in names if n in present]
-    if doomed:
-        for future in admin.delete_topics(doomed, operation_timeout=30).values():
-            future.result()
+    with admin_client(settings) as admin:
+        names = [settings.topic(t.name) for t in topics]
+        present = set(admin.list_topics(timeout=15).topics)
+        doomed = [n for n in names if n in present]
+        if doomed:
+            for future in admin.delete_topics(doomed, operation_timeout=30).values():
+                future.result()

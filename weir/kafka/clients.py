@@ -4,6 +4,9 @@ librdkafka's defaults lose records unless set: producers here are idempotent
 with ``acks=all``; consumers start from the earliest offset, store an offset
 only after its effect, never on poll, and read committed records only, so no
 reader ever sees the outputs of a transaction a crashed stage left open.
+librdkafka's own log goes to the ``weir.librdkafka`` logger, summarised
+(``weir.kafka.logs``), whenever a client is served (``poll``, ``flush``,
+``consume``).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from weir.errors import WeirError
+from weir.kafka.logs import with_log
 from weir.settings import Settings
 
 
 def make_producer(settings: Settings, **extra: Any) -> Producer:
     return Producer(
-        settings.librdkafka(
+        with_log(settings.librdkafka(
             **{
                 "enable.idempotence": True,
                 # Java's and aiokafka's partitioner: a key lands on the same partition whichever client
@@ -31,7 +35,7 @@ def make_producer(settings: Settings, **extra: Any) -> Producer:
                 "compression.type": "lz4",
                 **extra,
             }
-        )
+        ))
     )
 
 
@@ -47,7 +51,7 @@ def make_transactional_producer(settings: Settings, transactional_id: str, **ext
 
 def make_consumer(settings: Settings, group_id: str, **extra: Any) -> Consumer:
     return Consumer(
-        settings.librdkafka(
+        with_log(settings.librdkafka(
             **{
                 "group.id": group_id,
                 "isolation.level": "read_committed",
@@ -59,7 +63,7 @@ def make_consumer(settings: Settings, group_id: str, **extra: Any) -> Consumer:
                 "queued.max.messages.kbytes": 8192,
                 **extra,
             }
-        )
+        ))
     )
 
 

@@ -10,6 +10,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from weir.contract.messages import InRecord
 from weir.errors import WeirError
+from weir.kafka.logs import with_log
 from weir.settings import Settings
 
 
@@ -66,7 +67,7 @@ def read_topic(
 def reader(settings: Settings, purpose: str) -> Consumer:
     """A consumer for assigned partitions that commits nothing, reads committed records only and reports the end
     of each partition it reaches."""
-    return Consumer(reader_config(settings, purpose))
+    return Consumer(with_log(reader_config(settings, purpose)))
 
 
 def reader_config(settings: Settings, purpose: str) -> dict[str, Any]:
@@ -116,6 +117,9 @@ def assigned_members(settings: Settings, group: str) -> int:
     """How many members of consumer group ``group`` hold partitions now."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(settings.librdkafka())  # keep a reference: a collected client abandons its futures
-    description = admin.describe_consumer_groups([group])[group].result(timeout=15)
+    admin = AdminClient(with_log(settings.librdkafka()))  # keep a reference: a collected client abandons its futures
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=15)
+    finally:
+        admin.poll(0)  # an AdminClient's librdkafka log comes out of poll only
     return sum(1 for m in description.members if m.assignment.topic_partitions)
