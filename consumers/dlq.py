@@ -122,7 +122,7 @@ def resend(settings: Settings, chosen: Selector, *, limit: int | None = None, dr
             on_delivery=_account(report, entry),
         )
         producer.poll(0)
-    flush_or_raise(producer)
+    flush_or_raise(producer, settings)
     return report
 
 

@@ -54,6 +54,7 @@ class EventPublisher:
     """Serializes and sends events and feedback with delivery accounting."""
 
     def __init__(self, settings: Settings, catalog: SchemaCatalog, producer: Producer | None = None) -> None:
+        self.settings = settings
         self.producer = producer or make_producer(settings)
         self.raw_topic = settings.topic(EVENTS_RAW.name)
         self.feedback_topic = settings.topic(FEEDBACK.name)
@@ -76,7 +77,7 @@ class EventPublisher:
         self.producer.poll(0)
 
     def flush(self) -> None:
-        flush_or_raise(self.producer)
+        flush_or_raise(self.producer, self.settings)
 
 
 def publisher_collector(publisher: EventPublisher) -> CountersCollector:

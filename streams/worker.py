@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import mode
+from confluent_kafka import KafkaException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from streams.back import BackStage
@@ -33,12 +35,14 @@ from streams.follower import RefusedRecords, RegistryFollower
 from streams.front import FrontStage
 from streams.learn.stage import LearnStage
 from streams.monitor.stage import MonitorStage
-from streams.runtime.loop import StageLoop
+from streams.runtime.loop import StageLoop, backoff_s
 from streams.runtime.metrics import StageMetrics
 from streams.runtime.stage import Stage
 from streams.serve.stage import ServeStage
 from streams.validate.stage import ValidateStage
 from weir.contract.serde import SchemaCatalog, open_catalog
+from weir.errors import KafkaUnreachable, WeirError
+from weir.kafka.admin import ensure_reachable
 from weir.registry.store import RegistryIntake, load_registry, register_default_model
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
@@ -81,7 +85,7 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
     registry = ModelRegistry(settings.model_name, follows_snapshots=not STATEFUL_STAGES & set(names))
     intake = RegistryIntake(settings, catalog)
     metrics.register(RefusedRecords(intake))
-    follow_from = load_registry(settings, catalog, registry, intake)
+    follow_from = _load_when_reachable(settings, catalog, registry, intake)
     if {"front", "serve", "back", "learn"} & set(names) and register_default_model(settings, catalog, registry):
         log.info("registry was empty: registered %s v1 (%s) as champion", settings.model_name,
                  settings.default_factory)
@@ -98,7 +102,28 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
     return Pipeline([makers[n]() for n in STAGE_NAMES if n in names], registry, intake, follow_from)
 
 
-def build_app(settings: Settings, pipeline: Pipeline, catalog: SchemaCatalog, metrics: CollectorRegistry) -> faust.App:
+EXIT_GAVE_UP = 70  # EX_SOFTWARE: a stage failed on its own too often in a row; its supervisor restarts the worker
+
+
+def _load_when_reachable(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
+                         intake: RegistryIntake) -> dict[int, int]:
+    """The registry as the topic holds it; a worker started during a broker outage waits for the cluster, as its
+    running stages do, instead of exiting. A cluster that refuses Weir (credentials, ACLs) ends it at once."""
+    failures = 0
+    while True:
+        try:
+            ensure_reachable(settings)
+            return load_registry(settings, catalog, registry, intake)
+        except (KafkaUnreachable, KafkaException) as exc:
+            failures += 1
+            log.warning("waiting for the Kafka cluster (attempt %d, next in %.0f s): %s", failures,
+                        backoff_s(failures), exc)
+            time.sleep(backoff_s(failures))
+
+
+def build_app(settings: Settings, pipeline: Pipeline, metrics: CollectorRegistry,
+              on_give_up: Callable[[str], None] | None = None) -> faust.App:
+    """The faust app running the registry follower and one loop per stage, with /metrics, /livez and /readyz."""
     datadir = settings.state_dir / settings.app_id / "faust"  # not <app name>-data in the working directory
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -121,7 +146,8 @@ def build_app(settings: Settings, pipeline: Pipeline, catalog: SchemaCatalog, me
     stage_metrics = StageMetrics(metrics)
     follower = RegistryFollower(settings, pipeline.intake, pipeline.registry, pipeline.follow_from)
     services: list[mode.Service] = [follower]
-    services += [StageLoop(settings, stage, stage_metrics) for stage in pipeline.stages]
+    loops = [StageLoop(settings, stage, stage_metrics, on_give_up) for stage in pipeline.stages]
+    services += loops
     for service in services:
         app.service(service)  # type: ignore[arg-type]  # annotated for a class; faust starts instances too
 
@@ -130,7 +156,26 @@ def build_app(settings: Settings, pipeline: Pipeline, catalog: SchemaCatalog, me
         # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
         return web.bytes(generate_latest(metrics), content_type=CONTENT_TYPE_LATEST.split("; charset")[0])
 
+    @app.page("/livez")
+    async def livez(web: Any, _request: Any) -> Any:
+        """200 while every stage loop shows signs of life; 503 names the ones that do not (restart the worker)."""
+        now = time.monotonic()
+        silent = [loop.stage.name for loop in loops
+                  if loop.gave_up is not None or now - loop.heartbeat > settings.liveness_timeout_s]
+        return _health(web, silent, "silent or given up")
+
+    @app.page("/readyz")
+    async def readyz(web: Any, _request: Any) -> Any:
+        """200 once every stage runs a session that got a batch through; 503 names the ones starting or failing."""
+        return _health(web, [loop.stage.name for loop in loops if not loop.ready], "not running")
+
     return app
+
+
+def _health(web: Any, failing: list[str], what: str) -> Any:
+    if failing:
+        return web.text(f"{what}: {', '.join(failing)}\n", status=503)
+    return web.text("ok\n")
 
 
 def run_worker(settings: Settings, names: Sequence[str], *, loglevel: str = "info") -> None:
@@ -139,10 +184,16 @@ def run_worker(settings: Settings, names: Sequence[str], *, loglevel: str = "inf
     metrics = CollectorRegistry()
     ProcessCollector(registry=metrics)  # CPU, memory, open files of this worker
     pipeline = build_pipeline(settings, names, catalog, metrics)
-    app = build_app(settings, pipeline, catalog, metrics)
+    stop = asyncio.Event()
+    given_up: list[str] = []
+
+    def give_up(reason: str) -> None:
+        given_up.append(reason)
+        stop.set()
+
+    app = build_app(settings, pipeline, metrics, give_up)
 
     async def main() -> None:
-        stop = asyncio.Event()
         worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False, daemon=False)
         await worker.start()
         loop = asyncio.get_running_loop()
@@ -150,6 +201,14 @@ def run_worker(settings: Settings, names: Sequence[str], *, loglevel: str = "inf
             loop.add_signal_handler(signum, stop.set)
         log.info("worker running stages %s", ", ".join(s.name for s in pipeline.stages))
         await stop.wait()
-        await worker.stop()
+        await worker.stop()  # the other stages finish their batch and commit
 
     asyncio.run(main())
+    if given_up:
+        raise WorkerGaveUp("; ".join(given_up))
+
+
+class WorkerGaveUp(WeirError):
+    """A stage failed too often in a row: the worker stopped, for its supervisor to start it again."""
+
+    exit_code = EXIT_GAVE_UP

@@ -9,6 +9,8 @@ traceback.
 class WeirError(Exception):
     """Base class of every error Weir raises on purpose."""
 
+    exit_code = 1  # what the CLI exits with when it ends on this error
+
 
 class ConfigError(WeirError):
     """A setting or flag has a value Weir cannot work with."""
@@ -50,3 +52,7 @@ class SchemaCompatibilityError(WeirError):
 
 class KafkaUnreachable(WeirError):
     """No broker of the configured cluster answered in time."""
+
+
+class KafkaRefused(WeirError):
+    """The cluster answered and refused Weir (credentials, TLS, authorisation): waiting will not help."""

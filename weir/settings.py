@@ -101,6 +101,19 @@ class Settings(BaseSettings):
     transaction_timeout_ms: int = Field(
         default=10_000, ge=1_000, description="how long a crashed worker's open transaction holds readers back"
     )
+    delivery_timeout_ms: int = Field(
+        default=300_000, ge=1_000,
+        description="how long a stage's producer outside transactions retries a record before the session fails "
+        "(librdkafka message.timeout.ms); under exactly-once the transaction timeout bounds it",
+    )
+    stage_restart_limit: int = Field(
+        default=5, ge=1,
+        description="times in a row a stage may raise (restarted with back-off each time) before its worker stops "
+        "and exits with code 70 for its supervisor to restart; Kafka failures are retried without limit",
+    )
+    liveness_timeout_s: float = Field(
+        default=120.0, gt=0, description="a stage loop silent this long makes the worker's /livez answer 503"
+    )
     alert_webhook_url: str | None = Field(default=None, description="where the alert sink forwards every alert")
     alert_webhook_token: SecretStr | None = Field(
         default=None, description="bearer token the alert sink sends with every forwarded alert"

@@ -55,7 +55,7 @@ class WeirGroup(click.Group):
             session = ctx.find_object(Session)
             if session is not None and session.debug:
                 raise
-            _fail(_one_line(exc, ctx))
+            _fail(_one_line(exc, ctx), exc.exit_code if isinstance(exc, WeirError) else 1)
 
 
 def _one_line(exc: Exception, ctx: click.Context) -> str:
@@ -67,9 +67,9 @@ def _one_line(exc: Exception, ctx: click.Context) -> str:
     return str(exc)
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.secho(f"weir: {message}", fg="red", err=True)
-    sys.exit(1)
+    sys.exit(code)
 
 
 def _bootstrap(ctx: click.Context) -> str:

@@ -33,10 +33,15 @@ its offsets committed. After a crash it re-reads from the snapshot up to the
 committed offsets in catch-up: rebuilding its state, writing nothing, since
 those outputs were committed already.
 
-A Kafka failure (broker gone, transaction fenced or aborted) ends the session:
-the loop aborts, closes its clients and starts again after a backoff, resuming
-from what was committed. A stage that raises on a batch is a bug; the process
-exits at once (code 70), committing nothing more.
+The loop supervises its stage. A Kafka failure (broker gone, transaction
+fenced or aborted, a delivery that timed out) ends the session: the loop
+closes its clients and starts again after a backoff, resuming from what was
+committed, for as long as it takes. A stage that raises on a batch ends the
+session the same way, committing nothing of that batch; a stateful stage is
+restored from its snapshot. If it fails ``WEIR_STAGE_RESTART_LIMIT`` times
+in a row without committing a batch in between, the loop gives up and tells
+the worker, which stops its other stages cleanly and exits with code 70 and
+the reason, for its own supervisor (compose, Kubernetes) to restart.
 """
 
 from __future__ import annotations
@@ -44,23 +49,28 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import mode
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.runtime.metrics import StageMetrics
-from streams.runtime.stage import HoldsBack, Stage, StatefulStage
+from streams.runtime.stage import MAX_RECORD_BYTES, HoldsBack, Stage, StatefulStage, oversized_output, record_size
 from weir.contract.messages import InRecord, OutRecord, kafka_headers
-from weir.kafka.clients import DeliveryReport, make_consumer, make_producer, make_transactional_producer
+from weir.contract.topics import EVENTS_DLQ
+from weir.kafka.clients import (
+    DeliveryReport,
+    delivery_wait_s,
+    make_consumer,
+    make_producer,
+    make_transactional_producer,
+)
 from weir.settings import Settings
 
-EXIT_STAGE_FAILED = 70
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 # Records a stage processes before the event loop lets the process's other stages run: the stages share one
 # thread, and a whole batch of the learner would hold the front's next batch, and its latency, back.
@@ -73,15 +83,12 @@ T = TypeVar("T")
 Positions = dict[tuple[str, int], int]
 
 
-def die(code: int, message: str) -> NoReturn:
-    """End the process without committing anything more: the current batch is processed again after restart."""
-    log.critical("%s; exiting before the batch's offsets are committed", message, exc_info=True)
-    logging.shutdown()
-    os._exit(code)
-
-
 class SessionFailed(Exception):
     """The loop's Kafka clients cannot go on (broker gone, transaction fenced or aborted): start a new session."""
+
+
+class StageFailed(Exception):
+    """The stage raised: its batch is dropped uncommitted and the stage starts again (a bug, or input it chokes on)."""
 
 
 class Session:
@@ -119,6 +126,7 @@ class Session:
         # Paused partitions are not fetched, so their cached end offsets go stale: until this time (monotonic)
         # after a resume, or while paused, a partition is never reported as read to its end.
         self.stale_until: dict[tuple[str, int], float] = {}
+        self.committed = 0  # batches this session committed: a failure after some starts the backoff over
 
     def close(self) -> None:
         for close in (self.consumer.close, lambda: self.producer.flush(5)):
@@ -132,11 +140,18 @@ class StageLoop(mode.Service):
     """Runs one stage: a confluent-kafka consumer feeding ``stage.process`` in batches, outputs committed with
     the input offsets."""
 
-    def __init__(self, settings: Settings, stage: Stage, metrics: StageMetrics, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, stage: Stage, metrics: StageMetrics,
+                 on_give_up: Callable[[str], None] | None = None, **kwargs: Any) -> None:
+        """``on_give_up`` hears the reason when the stage failed too often in a row and the loop stopped."""
         super().__init__(**kwargs)
         self.settings = settings
         self.stage = stage
         self.metrics = metrics
+        self.on_give_up = on_give_up
+        self.delivery_wait_s = delivery_wait_s(settings)  # by then each record of a commit is delivered or failed
+        self.ready = False  # a session is open and its first batch went through
+        self.gave_up: str | None = None
+        self.heartbeat = time.monotonic()  # the loop's last sign of life (liveness)
         self.stateful: StatefulStage | None = stage if isinstance(stage, StatefulStage) else None
         # A stateful stage reads every partition in every replica, and keeps its own offsets: its identity is its
         # state file's (app id and state directory, one learner each), so its ids are stable by default. A grouped
@@ -166,32 +181,64 @@ class StageLoop(mode.Service):
 
     async def _supervise(self) -> None:
         """Run sessions until stopped; a failed session is closed and a new one starts after a backoff."""
-        failures = 0
+        failures = stage_failures = 0
         while not self.should_stop:
             session: Session | None = None
-            opened = time.monotonic()
             try:
                 session = await self._open()
                 await self._run(session)
                 await self._finish(session)
-                failures = 0
             except (SessionFailed, KafkaException) as exc:
-                if time.monotonic() - opened > 60:
-                    failures = 0  # a session that ran a while: its failure starts the backoff over
-                backoff = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
-                failures += 1
-                self.metrics.restarts.labels(self.stage.name).inc()
-                log.error("stage %s: %s; starting again in %.0f s from what was committed", self.stage.name,
-                          _describe_error(exc), backoff)
-                await asyncio.sleep(backoff)
-            except Exception:
-                die(EXIT_STAGE_FAILED, f"stage {self.stage.name} cannot run")
+                failures = self._failed("kafka", _describe_error(exc), session, failures)
+            except Exception as exc:  # the stage raised, or could not be restored: a bug or input it chokes on
+                log.error("stage %s failed", self.stage.name, exc_info=True)
+                stage_failures = 0 if session is not None and session.committed else stage_failures
+                stage_failures += 1
+                if stage_failures >= self.settings.stage_restart_limit:
+                    self._give_up(f"stage {self.stage.name} failed {stage_failures} times in a row without "
+                                  f"committing a batch; the last time: {type(exc).__name__}: {exc}")
+                else:
+                    failures = self._failed("stage", f"{type(exc).__name__}: {exc}", session, failures)
             finally:
+                self.ready = False
+                self.metrics.up.labels(self.stage.name).set(0)
                 if session is not None:
-                    await self._in_thread(self.consumer_thread, session.close)
+                    await self._close(session)
                 self.session = None
+            if self.gave_up is not None:
+                break
+            if failures:
+                await self._back_off(failures)
         if self.stateful is not None:
             self.stateful.close()
+
+    def _failed(self, cause: str, reason: str, session: Session | None, failures: int) -> int:
+        """Count a failed session; the number of failures in a row (a session that committed starts it over)."""
+        failures = 1 if session is not None and session.committed else failures + 1
+        self.metrics.restarts.labels(self.stage.name, cause).inc()
+        log.error("stage %s: %s; starting again in %.0f s from what was committed", self.stage.name, reason,
+                  backoff_s(failures))
+        return failures
+
+    async def _back_off(self, failures: int) -> None:
+        until = time.monotonic() + backoff_s(failures)
+        while not self.should_stop and time.monotonic() < until:
+            self.heartbeat = time.monotonic()  # waiting on purpose is alive
+            await asyncio.sleep(min(0.5, until - time.monotonic()))
+
+    def _give_up(self, reason: str) -> None:
+        self.gave_up = reason
+        log.critical("%s: giving up, nothing more is committed", reason)
+        if self.on_give_up is not None:
+            self.on_give_up(reason)
+
+    async def _close(self, session: Session) -> None:
+        """Let the commit in flight end (its failure is this session's, already counted), then close the clients."""
+        try:
+            await self._settle(session)
+        except Exception as exc:
+            log.warning("stage %s: the commit in flight when the session ended failed: %s", self.stage.name, exc)
+        await self._in_thread(self.consumer_thread, session.close)
 
     async def _open(self) -> Session:
         session = self.session = await self._in_thread(self.consumer_thread, lambda: Session(self.settings, self))
@@ -225,6 +272,7 @@ class StageLoop(mode.Service):
 
     async def _run(self, session: Session) -> None:
         while not self.should_stop:
+            self.heartbeat = time.monotonic()
             batch = await self._in_thread(self.consumer_thread, lambda: self._next_batch(session))
             lags = self._lags(session)
             self.metrics.observe_lag(self.stage.name, lags)
@@ -251,14 +299,17 @@ class StageLoop(mode.Service):
                 await self._snapshot(session)
             if batch:
                 self.metrics.observe_batch(self.stage.name, batch, out, time.perf_counter() - started)
+            if not self.ready:
+                self.ready = True
+                self.metrics.up.labels(self.stage.name).set(1)
 
     def _process(self, batch: list[InRecord] | None) -> list[OutRecord]:
-        """The stage's outputs for ``batch`` (None: its timer's); a stage that raises ends the process."""
+        """The stage's outputs for ``batch`` (None: its timer's); a stage that raises ends the session."""
         try:
             return self.stage.process(batch) if batch is not None else self.stage.tick()
-        except Exception:
-            die(EXIT_STAGE_FAILED, f"stage {self.stage.name} raised on " + (
-                f"a batch of {len(batch)}" if batch is not None else "its timer"))
+        except Exception as exc:
+            where = f"a batch of {len(batch)} from {_describe(_next_offsets(batch))}" if batch else "its timer"
+            raise StageFailed(f"raised on {where}: {type(exc).__name__}: {exc}") from exc
 
     async def _finish(self, session: Session) -> None:
         """At a stop: a last tick (metrics that include the last batch), its commit, and a last snapshot."""
@@ -349,19 +400,21 @@ class StageLoop(mode.Service):
 
     def _commit_transaction(self, session: Session) -> None:
         try:
-            session.producer.commit_transaction(60)
+            session.producer.commit_transaction(self.delivery_wait_s)
         except KafkaException as exc:
             error = exc.args[0]
             if error.txn_requires_abort():
                 session.producer.abort_transaction(30)
             raise SessionFailed(f"commit refused: {error.str()}") from exc
         self._check_deliveries(session)
+        session.committed += 1
 
     def _acknowledge_then_commit(self, session: Session, offsets: list[TopicPartition]) -> None:
-        remaining = session.producer.flush(60)
+        remaining = session.producer.flush(self.delivery_wait_s)
         self._check_deliveries(session, remaining)
         if offsets and self.stateful is None:
             session.consumer.store_offsets(offsets=offsets)  # committed on librdkafka's timer, and on revoke
+        session.committed += 1
 
     def _check_deliveries(self, session: Session, remaining: int = 0) -> None:
         report = session.report
@@ -371,6 +424,8 @@ class StageLoop(mode.Service):
     async def _produce(self, session: Session, out: list[OutRecord]) -> None:
         producer, report = session.producer, session.report
         for o in out:
+            if record_size(o) > MAX_RECORD_BYTES:  # the broker would refuse it, and the stage never get past it
+                o = self._oversized(o)
             while True:
                 try:
                     producer.produce(o.topic, key=o.key, value=o.value, headers=kafka_headers(o.headers),
@@ -380,6 +435,11 @@ class StageLoop(mode.Service):
                     producer.poll(0)
                     await asyncio.sleep(0.001)
         producer.poll(0)  # serve error reports
+
+    def _oversized(self, record: OutRecord) -> OutRecord:
+        log.error("stage %s: an output to %s is %d bytes, over the %d a record may have: dead-lettered without its "
+                  "value", self.stage.name, record.topic, record_size(record), MAX_RECORD_BYTES)
+        return oversized_output(self.settings.topic(EVENTS_DLQ.name), self.stage.name, record)
 
     async def _settle(self, session: Session) -> None:
         """Wait for the commit in flight; its failure ends the session."""
@@ -436,7 +496,8 @@ class StageLoop(mode.Service):
         in_flight = session.in_flight if session is not None else None
         if in_flight is not None:
             try:
-                in_flight.result(timeout=60)  # this is the consumer thread; the commit thread finishes the transaction
+                # This is the consumer thread; the commit thread finishes the transaction.
+                in_flight.result(timeout=self.delivery_wait_s)
             except Exception as exc:  # the event loop sees the same failure and starts a new session
                 log.warning("stage %s: the commit in flight at a revocation failed: %s", self.stage.name, exc)
         if not self.settings.exactly_once:
@@ -471,3 +532,8 @@ def _describe_error(exc: BaseException) -> str:
         return exc.args[0].str()
     return str(exc)
 
+
+
+def backoff_s(failures: int) -> float:
+    """Seconds before the next session after ``failures`` failed ones in a row."""
+    return RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S)) - 1]

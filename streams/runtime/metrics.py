@@ -27,8 +27,10 @@ class StageMetrics:
                                   registry=registry)
         self.records_out = Counter("weir_stage_records_out", "Records a stage wrote (acknowledged)",
                                    ["stage", "topic"], registry=registry)
-        self.restarts = Counter("weir_stage_restarts", "Sessions a stage started again after a Kafka failure",
-                                ["stage"], registry=registry)
+        self.restarts = Counter("weir_stage_restarts", "Sessions a stage started again, by cause: kafka (a Kafka "
+                                "failure) or stage (the stage raised)", ["stage", "cause"], registry=registry)
+        self.up = Gauge("weir_stage_up", "1 while a stage's session runs, 0 while it starts or backs off after a "
+                        "failure", ["stage"], registry=registry)
         self.batch_seconds = Histogram("weir_stage_batch_seconds",
                                        "Time to process one batch and hand its outputs to the producer (its commit "
                                        "runs after)", ["stage"], registry=registry,

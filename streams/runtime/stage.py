@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from weir.clock import now_ms
-from weir.contract.deadletter import Rejection, dead_letter_headers, value_dropped_headers
+from weir.contract.deadletter import HEADER_PREFIX, Rejection, dead_letter_headers, value_dropped_headers
 from weir.contract.messages import Headers, InRecord, OutRecord
 from weir.contract.serde import AvroSerde
 from weir.errors import SerdeError
@@ -155,17 +155,30 @@ def dead_letter(dlq_topic: str, record: InRecord, rejection: Rejection) -> OutRe
     """
     headers = [*record.headers, *dead_letter_headers(rejection, record.origin)]
     letter = OutRecord(dlq_topic, record.key, record.value, headers)
-    if _size(letter) <= MAX_DEAD_LETTER_BYTES:
+    if record_size(letter) <= MAX_RECORD_BYTES:
         return letter
     value = record.value or b""
     kept: Headers = [*dead_letter_headers(rejection, record.origin), *value_dropped_headers(value)]
     return OutRecord(dlq_topic, record.key, b"", kept)
 
 
-MAX_DEAD_LETTER_BYTES = 900_000  # below librdkafka's and the broker's default 1 MB per message, with room to spare
+def oversized_output(dlq_topic: str, stage: str, record: OutRecord) -> OutRecord:
+    """The dead letter that stands for an output too large to write: where it was going, its size and digest.
+
+    The broker would refuse the output, and the stage could never commit past
+    the batch that made it; its value is gone, so the letter says so.
+    """
+    rejection = Rejection("oversized-output", stage, f"an output to {record.topic} is {record_size(record)} bytes, "
+                          f"over the {MAX_RECORD_BYTES} a record may have")
+    headers: Headers = [*dead_letter_headers(rejection, None), (HEADER_PREFIX + "output.topic", record.topic.encode()),
+               *value_dropped_headers(record.value or b"")]
+    return OutRecord(dlq_topic, record.key, b"", headers)
 
 
-def _size(record: OutRecord) -> int:
+MAX_RECORD_BYTES = 900_000  # below librdkafka's and the broker's default 1 MB per message, with room to spare
+
+
+def record_size(record: OutRecord) -> int:
     return len(record.key or b"") + len(record.value or b"") + sum(
         len(k) + len(v or b"") for k, v in record.headers or [])
 

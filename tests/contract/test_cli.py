@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
@@ -135,3 +136,16 @@ def test_debug_shows_the_traceback_instead(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr("apps.cli.contract.create_topics", refused)
     result = CliRunner().invoke(cli, ["--debug", "topics", "create"])
     assert isinstance(result.exception, KafkaException) and "weir: " not in result.output
+
+
+@pytest.mark.parametrize("service", [n for n, s in compose_services().items()
+                                     if s.get("image") == "weir:dev" and s["command"][0] != "topics"])
+def test_every_long_running_weir_service_restarts_and_the_listening_ones_have_a_health_check(service: str) -> None:
+    """The merged service (with the shared block) restarts when it exits; one that listens says if it is alive."""
+    spec = compose_services()[service]
+    assert spec["restart"] == "unless-stopped"
+    if "ports" in spec:
+        check = " ".join(spec["healthcheck"]["test"])
+        port = spec["ports"][0].split(":")[0]
+        assert re.search(r"127\.0\.0\.1:\d+/(livez|metrics)", check), check
+        assert port in check or "--metrics-port" in spec["command"], check

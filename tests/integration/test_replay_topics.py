@@ -46,7 +46,7 @@ def test_a_topic_range_replays_what_the_topics_hold_whatever_the_partitions(
     producer = make_producer(kafka)
     for topic, entity, value in writes:
         produce(producer, topic, value, key=entity.encode())
-    flush_or_raise(producer)
+    flush_or_raise(producer, kafka)
 
     since, until = BASE_MS + 100 * STEP_MS, BASE_MS + 1_900 * STEP_MS
     span = read_topic_range(kafka, catalog, since_ms=since, until_ms=until, progress=False)

@@ -59,7 +59,8 @@ class Origin:
     timestamp_ms: int
 
 
-def dead_letter_headers(rejection: Rejection, origin: Origin) -> list[tuple[str, bytes]]:
+def dead_letter_headers(rejection: Rejection, origin: Origin | None) -> list[tuple[str, bytes]]:
+    """Why and where from; ``origin`` None for a record a stage made rather than read."""
     fields: dict[str, str | None] = {
         "reason": rejection.reason,
         "stage": rejection.stage,
@@ -69,12 +70,11 @@ def dead_letter_headers(rejection: Rejection, origin: Origin) -> list[tuple[str,
         "message": _capped(rejection.message),
         "exception.class": type(rejection.exception).__name__ if rejection.exception else None,
         "exception.message": _capped(str(rejection.exception)) if rejection.exception else None,
-        "original.topic": origin.topic,
-        "original.partition": str(origin.partition),
-        "original.offset": str(origin.offset),
-        "original.timestamp": str(origin.timestamp_ms),
         "app.version": __version__,
     }
+    if origin is not None:
+        fields.update({"original.topic": origin.topic, "original.partition": str(origin.partition),
+                       "original.offset": str(origin.offset), "original.timestamp": str(origin.timestamp_ms)})
     return [(HEADER_PREFIX + k, v.encode()) for k, v in fields.items() if v is not None]
 
 

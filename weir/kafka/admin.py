@@ -14,7 +14,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from weir.clock import poll_until
 from weir.contract.topics import CONTRACT, ContractTopic, topic_config
-from weir.errors import KafkaUnreachable, WeirError
+from weir.errors import KafkaRefused, KafkaUnreachable, WeirError
 from weir.kafka.logs import flush_librdkafka_log, with_log
 from weir.settings import Settings
 
@@ -31,7 +31,7 @@ def ensure_reachable(settings: Settings) -> None:
         flush_librdkafka_log()  # how often librdkafka said it, before the line that says why
         refused = [e for e in seen if e.code() in _REFUSALS]
         if refused:
-            raise KafkaUnreachable(f"the Kafka cluster at {settings.bootstrap} refused Weir: "
+            raise KafkaRefused(f"the Kafka cluster at {settings.bootstrap} refused Weir: "
                                    f"{refused[-1].str()}") from exc
         error = exc.args[0] if exc.args else exc
         hint = " (start one with `weir kafka up`)" if settings.uses_local_broker else ""

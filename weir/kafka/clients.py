@@ -33,6 +33,9 @@ def make_producer(settings: Settings, **extra: Any) -> Producer:
                 "acks": "all",
                 "linger.ms": 5,
                 "compression.type": "lz4",
+                # How long a record is retried before its delivery fails (a transactional producer: the
+                # transaction timeout, which librdkafka puts here itself unless this is given).
+                **({} if "transactional.id" in extra else {"message.timeout.ms": settings.delivery_timeout_ms}),
                 **extra,
             }
         ))
@@ -95,8 +98,19 @@ def produce(producer: Producer, topic: str, value: bytes | None, key: bytes | No
             producer.poll(0.05)
 
 
-def flush_or_raise(producer: Producer, timeout_s: float = 60.0) -> None:
-    """Flush and fail loudly if records are still queued: they would be lost silently."""
+DELIVERY_MARGIN_S = 5.0  # waited beyond a producer's delivery timeout, so librdkafka's own verdict comes first
+
+
+def delivery_wait_s(settings: Settings) -> float:
+    """How long to wait for a producer's records: its delivery timeout, by which each has succeeded or failed."""
+    timeout_ms = settings.transaction_timeout_ms if settings.exactly_once else settings.delivery_timeout_ms
+    return timeout_ms / 1000 + DELIVERY_MARGIN_S
+
+
+def flush_or_raise(producer: Producer, settings: Settings) -> None:
+    """Flush (riding out an outage as long as the producer retries) and fail loudly if records are still queued:
+    they would be lost silently."""
+    timeout_s = settings.delivery_timeout_ms / 1000 + DELIVERY_MARGIN_S
     remaining = producer.flush(timeout_s)
     if remaining:
         raise WeirError(f"{remaining} records still undelivered after {timeout_s:.0f} s")

@@ -93,7 +93,7 @@ def publish_records(settings: Settings, catalog: SchemaCatalog, records: list[Mo
     producer = make_producer(settings)
     for record in records:
         producer.produce(serde.topic, key=record_key(record).encode(), value=serde.encode(signer.sign(record)))
-    flush_or_raise(producer)
+    flush_or_raise(producer, settings)
 
 
 def register_default_model(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry) -> bool:
