@@ -9,6 +9,7 @@ own topic prefix and consumer groups, so runs never see each other's records.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -177,6 +178,8 @@ class DemoRun:
     sink: threading.Thread | None = None
     sink_stop: threading.Event = field(default_factory=threading.Event)
     registry: ModelRegistry | None = None  # read before the broker stops
+    outage_s: float = 0.0  # kill -9 the broker at 70% of the stream and start it again this much later
+    outage: threading.Thread | None = None
     problems: list[str] = field(default_factory=list)  # what the summary could not learn, and why
 
     def start(self, stop: threading.Event) -> None:
@@ -221,6 +224,8 @@ class DemoRun:
         total = self.source.total or 0
         milestones = {total // 4: self._shadow_challenger, total // 2: self._canary_challenger,
                       total * 3 // 5: self._kill_learner}
+        if self.outage_s > 0:
+            milestones[total * 7 // 10] = self._broker_outage
         publish(publisher, self.source, policy=policy, rate=rate, stop=stop, milestones=milestones)
 
     def processes(self) -> dict[Path, subprocess.Popen[bytes]]:
@@ -240,6 +245,22 @@ class DemoRun:
         self.learner = self._start_learner()
         self.learner_restarts += 1
         tqdm.write("weir demo: killed the learner (kill -9) and started it again")
+
+    def _broker_outage(self) -> None:
+        """kill -9 the broker, and start it again ``outage_s`` later: no process of the run is told or helped."""
+        pid = local_kafka.status(self.settings).pid
+        if pid is None:
+            raise WeirError("no local broker process to take down")
+        os.kill(pid, signal.SIGKILL)
+        tqdm.write(f"weir demo: killed the broker (kill -9); it comes back in {self.outage_s:.0f} s")
+
+        def come_back() -> None:
+            self.sink_stop.wait(self.outage_s)  # the outage; a run that ends meanwhile brings it back at once
+            local_kafka.up(self.settings)
+            tqdm.write("weir demo: the broker is back")
+
+        self.outage = threading.Thread(target=come_back, name="broker-outage")
+        self.outage.start()
 
     def _shadow_challenger(self) -> None:
         register(self.settings, self.catalog, MODEL, factory="hoeffding_tree", params={"grace_period": 100},
@@ -266,6 +287,9 @@ class DemoRun:
         interrupted still gets a summary of what is known, and still stops
         every process it started. What could not be read is noted in ``problems``.
         """
+        if self.outage is not None:
+            self.sink_stop.set()  # ends an outage still going on
+            self.outage.join()
         worker = self.worker
         if worker is not None and worker.poll() is None:
             self._attempt("scrape the worker's data-quality metrics",
@@ -297,6 +321,7 @@ class DemoRun:
                             drained=self.drained, interrupted=interrupted)
         summary.update(source=self.source.name, drift_schedule=self.source.schedule.to_dict(), quality=self.quality,
                        versions=self._versions(t), learner_restarts=self.learner_restarts,
+                       broker_outage_s=self.outage_s,
                        drift=drift_report(self.source.schedule.to_dict(), t.alerts), problems=self.problems)
         return summary
 
@@ -336,23 +361,27 @@ class DemoOutcome:
 
 
 def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: float | None, drift: str,
-             runs_dir: Path, stop: threading.Event, drain_timeout_s: float = 300.0) -> DemoOutcome:
+             runs_dir: Path, stop: threading.Event, drain_timeout_s: float = 300.0,
+             broker_outage_s: float = 0.0) -> DemoOutcome:
     """Run the demo; the summary is written in every case (failure and Ctrl-C included) and its outcome returned."""
+    if broker_outage_s > 0 and not settings.uses_local_broker:
+        raise WeirError("--broker-outage takes down the local broker; it cannot with WEIR_KAFKA_BOOTSTRAP set")
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
     source = open_source("churn", events, schedule=DriftSchedule.parse(drift, events))
-    run = DemoRun(run_id, run_dir, run_settings(settings, run_id), source, open_catalog(settings))
+    run = DemoRun(run_id, run_dir, run_settings(settings, run_id), source, open_catalog(settings),
+                  outage_s=broker_outage_s)
     (run_dir / "metadata.json").write_text(json.dumps(
         {"run_id": run_id, **source.metadata(), "feedback_delay_s": feedback_delay_s, "rate": rate,
-         "topic_prefix": run.settings.topic_prefix}, indent=2) + "\n")
+         "topic_prefix": run.settings.topic_prefix, "broker_outage_s": broker_outage_s}, indent=2) + "\n")
     say(f"run {run_id}: {events} churn events; drift: {drift}")
     started = time.monotonic()
     failure: BaseException | None = None
     try:
         run.start(stop)
         run.produce(FeedbackPolicy(f"fixed:{feedback_delay_s}", duplicate=0.01), rate, stop)  # some labels twice
-        run.wait(stop, drain_timeout_s)
+        run.wait(stop, drain_timeout_s + broker_outage_s)
     except BaseException as exc:  # also KeyboardInterrupt: stop what was started, then write what we know
         failure = exc
     finally:
