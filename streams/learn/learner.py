@@ -31,9 +31,12 @@ class Learner:
     """Feeds joined labels, in sequence, to the registry's live models and keeps per-version metrics."""
 
     def __init__(self, registry: ModelRegistry, join: PendingJoin, sequencer: Sequencer,
-                 on_learned: Callable[[PendingEvent], object] | None = None) -> None:
-        """``on_learned`` hears each event right after it was learned, in the learning order."""
+                 on_learned: Callable[[PendingEvent], object] | None = None, *, skew_ms: int | None = None) -> None:
+        """``on_learned`` hears each event right after it was learned, in the learning order; a label stamped
+        more than ``skew_ms`` before its event's time is not learned (None: no such check, as in a replay whose
+        times were made up)."""
         self.registry = registry
+        self.skew_ms = skew_ms
         self.on_learned = on_learned
         self.join = join
         self.sequencer = sequencer
@@ -107,6 +110,11 @@ class Learner:
 
     def _learn(self, event: PendingEvent) -> None:
         assert event.features is not None and event.label is not None, "a joined event has features and a label"
+        early = event.features["event_time"] - event.label_time_ms
+        if self.skew_ms is not None and early > self.skew_ms:  # a label cannot be known before its event happened
+            self._failed.append(Stray("before-event", event.event_id, event.label_source, event.label_time_ms,
+                                      f"label time is {early} ms before the event's time"))
+            return
         x, y = event.features["features"], event.label
         if event.served_version is not None:
             self.served.update(y, event.predictions[event.served_version])

@@ -93,7 +93,8 @@ class LearnStage:
 
     def _learner(self, registry: ModelRegistry) -> Learner:
         return Learner(registry, self._join(), Sequencer(self.settings.sequencer_idle_ms),
-                       on_learned=self.observer.on_learned if self.observer is not None else None)
+                       on_learned=self.observer.on_learned if self.observer is not None else None,
+                       skew_ms=self.settings.label_future_skew_ms)
 
     def _features(self, record: InRecord, vector: FeatureVector) -> list[OutRecord]:
         self.pacer.event(record.partition, vector["event_time"])
@@ -163,6 +164,10 @@ class LearnStage:
             if stray.kind == "unlearnable":
                 why = Rejection("unlearnable-label", STAGE, f"label of {stray.event_id} refused by {stray.why}",
                                 dimension="validity")
+                out.append(dead_letter(self.dlq_topic, record, why))
+            elif stray.kind == "before-event":
+                why = Rejection("label-before-event", STAGE, f"label of {stray.event_id}: {stray.why}",
+                                dimension="timeliness")
                 out.append(dead_letter(self.dlq_topic, record, why))
             elif stray.kind == "late":
                 why = Rejection("late-feedback", STAGE, f"label for {stray.event_id} came after its event "

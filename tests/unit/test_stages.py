@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 from pathlib import Path
 
+import fastavro
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -231,6 +233,8 @@ def _label(catalog: SchemaCatalog, settings: Settings, event_id: str, label: Lab
 
 @pytest.mark.parametrize("label,ahead_ms,reason", [
     (True, 365 * 24 * 3_600_000, "future-label-time"),  # would move the join's stream time a year ahead
+    (True, -365 * 24 * 3_600_000, "label-before-event"),  # a label known a year before its event happened
+    ("1", 0, "unsupported-label"),
     ("yes", 0, "unsupported-label"),  # would stop the learner at the classifier's int(y)
     (2, 0, "unsupported-label"),
     (float("nan"), 0, "non-finite-value"),
@@ -238,17 +242,51 @@ def _label(catalog: SchemaCatalog, settings: Settings, event_id: str, label: Lab
 def test_a_label_no_model_can_take_is_dead_lettered_and_the_next_ones_are_learned(
         catalog: SchemaCatalog, tmp_path: Path, label: Label, ahead_ms: int, reason: str) -> None:
     settings = SETTINGS.with_overrides(state_dir=tmp_path)
+    assert _dead_letter_of_bad_label(catalog, settings, _label(catalog, settings, "bad", label,
+                                                               label_time=now_ms() + ahead_ms)) == reason
+
+
+def _dead_letter_of_bad_label(catalog: SchemaCatalog, settings: Settings, bad: InRecord) -> str:
+    """The reason the learner dead-letters the label ``bad`` of event "bad" with, having learned the next label
+    and kept its stream time where the clock is."""
     learn = LearnStage(settings, catalog, registry_with("v1"))
     learn.restore()
     out = learn.process([*_event_at(catalog, settings, "bad", now_ms(), 0),
-                         *_event_at(catalog, settings, "good", now_ms(), 1),
-                         _label(catalog, settings, "bad", label, label_time=now_ms() + ahead_ms),
+                         *_event_at(catalog, settings, "good", now_ms(), 1), bad,
                          _label(catalog, settings, "good", offset=1)])
     [dead] = [o for o in out if o.topic == learn.dlq_topic]
-    assert read_headers(dead.headers)["reason"] == reason
     learn.learner.finish()
     assert learn.learner.labels_learned == 1 and learn.learner.join.stream_time_ms < now_ms() + 60_000
     learn.close()
+    return read_headers(dead.headers)["reason"]
+
+
+def _forged_label(catalog: SchemaCatalog, settings: Settings, event_id: str, label_type: object,
+                  label: object) -> InRecord:
+    """A feedback record a hostile producer wrote: the label of a type the schema has no branch for (null, a map,
+    a list), under the feedback schema's own id."""
+    feedback = topic_serde(catalog, settings, FEEDBACK)
+    fields = [{"name": "event_id", "type": "string"}, {"name": "entity_id", "type": "string"},
+              {"name": "label", "type": label_type}, {"name": "label_time", "type": "long"}]
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema({"type": "record", "name": "F", "fields": fields}),
+                               {"event_id": event_id, "entity_id": "c1", "label": label, "label_time": now_ms()})
+    wire = feedback.encode({"event_id": "", "entity_id": "", "label": True, "label_time": 0})[:5]  # magic and id
+    return rec(feedback.topic, wire + body.getvalue())
+
+
+@pytest.mark.parametrize("label_type,label,reason", [
+    # Read with the real schema, the bytes do not decode, or decode to a label that is not binary, or to a
+    # boolean whose label time (the bytes after it) lies long before the event.
+    (["null", "string"], None, "label-before-event"),
+    ({"type": "map", "values": "long"}, {"a": 1}, "undecodable-payload"),
+    ({"type": "array", "items": "long"}, [1, 0], "unsupported-label"),
+])
+def test_a_label_the_schema_has_no_type_for_is_dead_lettered_and_the_next_ones_are_learned(
+        catalog: SchemaCatalog, tmp_path: Path, label_type: object, label: object, reason: str) -> None:
+    settings = SETTINGS.with_overrides(state_dir=tmp_path)
+    assert _dead_letter_of_bad_label(catalog, settings, _forged_label(catalog, settings, "bad", label_type,
+                                                                      label)) == reason
 
 
 class RefusesLabels:

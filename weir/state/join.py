@@ -87,10 +87,10 @@ class JoinCounters:
 
 @dataclass(frozen=True)
 class Stray:
-    """A label that will not be learned (``late``, ``unmatched``, or ``unlearnable`` by some version's model),
-    with the record it came in, its time and, for ``unlearnable``, why."""
+    """A label that will not be learned (``late``, ``unmatched``, ``unlearnable`` by some version's model, or
+    stamped ``before-event``), with the record it came in, its time and, for the last two, why."""
 
-    kind: Literal["late", "unmatched", "unlearnable"]
+    kind: Literal["late", "unmatched", "unlearnable", "before-event"]
     event_id: str
     source: InRecord | None
     label_time_ms: int
