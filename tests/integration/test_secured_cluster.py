@@ -10,6 +10,7 @@ and its transactional ids. The whole front of the loop runs through it.
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,14 @@ from pydantic import SecretStr
 
 from apps.cli import cli
 from apps.processes import free_port, settings_env, start_worker, stop_process
+from consumers.alerts import consume_alerts
 from producers.labels import FeedbackPolicy
 from producers.publisher import EventPublisher, publish
 from producers.sources import SourceSpec
 from weir.clock import poll_until
+from weir.contract.records import Alert
 from weir.contract.serde import SchemaCatalog, topic_serde
-from weir.contract.topics import CONTRACT, EVENTS_RAW, MODELS, PREDICTIONS
+from weir.contract.topics import ALERTS, CONTRACT, EVENTS_RAW, MODELS, PREDICTIONS
 from weir.errors import WeirError
 from weir.kafka import local
 from weir.kafka.admin import create_topics
@@ -191,8 +194,40 @@ def test_the_whole_loop_runs_over_sasl_ssl_with_only_prefixed_acls(
         code = stop_process(worker)
     assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
     env = {name: value for name, value in settings_env(settings).items() if name.startswith("WEIR_")}
+    for command in (["models", "register", "--factory", "hoeffding_tree"], ["deploy", "shadow", "v2"]):
+        done = CliRunner().invoke(cli, command, env=env)
+        assert done.exit_code == 0, done.output
     listed = CliRunner().invoke(cli, ["models", "list"], env=env)
-    assert listed.exit_code == 0 and "v1" in listed.output, listed.output
+    assert listed.exit_code == 0 and "challenger" in listed.output and "v2" in listed.output, listed.output
+    _the_alert_sink_delivers(settings, catalog)
+
+
+def _the_alert_sink_delivers(settings: Settings, catalog: SchemaCatalog) -> None:
+    """The sink reads alerts in its group <app_id>-alerts-sink, under the same prefixed ACLs."""
+    alerts = topic_serde(catalog, settings, ALERTS)
+    alert: Alert = {"alert_id": "a1", "kind": "data_drift", "severity": "warning", "subject": "tenure",
+                    "status": "FIRING", "statistic": 0.4, "threshold": 0.1, "evidence": {}, "runbook": None,
+                    "detected_at": 1}
+    producer = make_producer(settings)
+    producer.produce(alerts.topic, key=b"data_drift:tenure", value=alerts.encode(alert))
+    assert producer.flush(30) == 0
+    received: list[Alert] = []
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def handle(a: Alert) -> None:
+        received.append(a)
+        stop.set()
+
+    sink = threading.Thread(target=consume_alerts, args=(settings, catalog, handle),
+                            kwargs={"stop": stop, "on_error": errors.append})
+    sink.start()
+    try:
+        poll_until(stop.is_set, timeout_s=60, what="the alert reaching the sink")
+    finally:
+        stop.set()
+        sink.join(timeout=30)
+    assert [a["alert_id"] for a in received] == ["a1"] and errors == []
 
 
 def _labels_learned(settings: Settings, catalog: SchemaCatalog) -> int:
