@@ -93,8 +93,7 @@ SETTLED = ("labels_learned", "feedback_duplicate", "feedback_late", "feedback_un
 
 def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Settings, seconds: float,
               drained: bool, interrupted: bool) -> dict[str, Any]:
-    newest = max(t.metrics.values(), key=lambda r: r["created_at"], default=None)
-    accuracy = newest["metrics"].get("served_accuracy") if newest else None
+    accuracy = served_accuracy(t)
     summary: dict[str, Any] = {
         "run_id": run_id,
         "topic_prefix": settings.topic_prefix,
@@ -126,6 +125,15 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
         + summary["feedback_duplicate"] == summary["feedback_sent"]
     )
     return summary
+
+
+def served_accuracy(t: Tally) -> float | None:
+    """The accuracy of what was served, whichever version served it: each version's served accuracy, weighted by
+    the labelled events it served (accuracy is a share, so the weighted mean is exact)."""
+    served = [(r["metrics"]["served_accuracy"], r["counters"].get("served", 0)) for r in t.metrics.values()
+              if "served_accuracy" in r["metrics"]]
+    total = sum(n for _, n in served)
+    return sum(a * n for a, n in served) / total if total else None
 
 
 def drift_report(schedule: list[dict[str, Any]], alerts: list[Alert]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import click
 from apps.cli.common import PERCENT, Session, model_option, note_option, params_option, pass_session
 from weir.contract.records import ModelRecord
 from weir.registry import decisions
+from weir.registry.records import STAGE_COUNTERS
 from weir.registry.view import ModelRegistry
 
 
@@ -89,8 +90,20 @@ def models_show(session: Session, model: str, version: str) -> None:
     click.echo(f"  factory {v.factory} {dict(v.params) or ''}".rstrip())
     click.echo(f"  parent {v.parent_version or '-'}; training window {v.training_window or '-'}; note {v.note or '-'}")
     latest = registry.metrics.get(version)
-    if latest is not None:
-        click.echo(f"  metrics {latest['metrics']}  counters {latest['counters']}")
+    if latest is None:
+        click.echo("  no metrics yet: this version has learned no label")
+        return
+    own = {k: v for k, v in latest["counters"].items() if k not in STAGE_COUNTERS}
+    served = {k.removeprefix("served_"): v for k, v in latest["metrics"].items() if k.startswith("served_")}
+    scored = {k: v for k, v in latest["metrics"].items() if not k.startswith("served_")}
+    click.echo(f"  labels learned {own.get('learned', 0)}; its predictions scored: {_figures(scored)}")
+    click.echo(f"  events it served ({own.get('served', 0)} labelled): {_figures(served) if served else 'none'}")
+    stage = {k: latest["counters"][k] for k in STAGE_COUNTERS if k in latest["counters"]}
+    click.echo(f"  the learner, all versions: {', '.join(f'{k} {v}' for k, v in stage.items())}")
+
+
+def _figures(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())) or "-"
 
 
 @models.command("history")

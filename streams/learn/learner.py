@@ -19,7 +19,7 @@ from streams.learn.evaluation import VersionMetrics
 from streams.learn.sequencer import Sequencer
 from weir.contract.messages import InRecord
 from weir.contract.records import FeatureVector, Feedback, ModelRecord, Prediction
-from weir.registry.records import metrics_record
+from weir.registry.records import STAGE_COUNTERS, metrics_record
 from weir.registry.view import ModelRegistry, ModelVersion
 from weir.state import pickling
 from weir.state.join import PendingEvent, PendingJoin, Stray
@@ -41,7 +41,7 @@ class Learner:
         self.join = join
         self.sequencer = sequencer
         self.metrics: dict[str, VersionMetrics] = {}
-        self.served = VersionMetrics()  # of what was served, whichever version served it
+        self.served: dict[str, VersionMetrics] = {}  # per version: the events it served
         self.learned: Counter[str] = Counter()
         self.labels_learned = 0
         self.unlearnable: Counter[str] = Counter()  # per version: labels its model raised on
@@ -117,7 +117,8 @@ class Learner:
             return
         x, y = event.features["features"], event.label
         if event.served_version is not None:
-            self.served.update(y, event.predictions[event.served_version])
+            served = self.served.setdefault(event.served_version, VersionMetrics())
+            served.update(y, event.predictions[event.served_version])
         for version_name, prediction in event.predictions.items():
             self.metrics.setdefault(version_name, VersionMetrics()).update(y, prediction)
         failed: list[str] = []
@@ -154,27 +155,31 @@ class Learner:
         return [self.registry.versions[v] for v in sorted(event.predictions) if v in self.registry.versions]
 
     def metrics_records(self) -> list[ModelRecord]:
-        """One METRICS record per version that learned, with the stage's label accounting."""
+        """One METRICS record per version that learned: its own metrics, those of the events it served, and its
+        counts; plus the learner's label accounting, the same in every record (``STAGE_COUNTERS``)."""
         c = self.join.counters
-        stage = {
-            "feedback_received": c.received, "feedback_joined": c.joined, "feedback_duplicate": c.duplicate,
-            "feedback_late": c.late, "feedback_unmatched": c.unmatched, "feedback_pending": self.join.labels_pending,
-            "feedback_held": len(self.sequencer), "labels_learned": self.labels_learned,
-        }
-        served = {f"served_{k}": v for k, v in self.served.values().items()}
+        counts = (self.labels_learned, c.received, c.joined, c.duplicate, c.late, c.unmatched,
+                  self.join.labels_pending, len(self.sequencer))
+        stage = dict(zip(STAGE_COUNTERS, counts, strict=True))
         return [
-            metrics_record(self.registry.model_name, version,
-                           {**(self.metrics[version].values() if version in self.metrics else {}), **served},
-                           {"learned": learned, **stage})
+            metrics_record(self.registry.model_name, version, self._metrics_of(version),
+                           {"learned": learned, "served": self.served[version].scored if version in self.served else 0,
+                            **stage})
             for version, learned in sorted(self.learned.items())
         ]
+
+    def _metrics_of(self, version: str) -> dict[str, float]:
+        own = self.metrics[version].values() if version in self.metrics else {}
+        served = self.served[version].values() if version in self.served else {}
+        return {**own, **{f"served_{k}": v for k, v in served.items()}}
 
     def state(self) -> dict[str, Any]:
         """Everything a restart needs to continue exactly where this left off, as plain data and river objects."""
         return {
             "models": {v.version: pickling.dumps(v.model) for v in self.registry.versions.values()
                        if v.version in self.learned},
-            "metrics": {version: m.plain() for version, m in self.metrics.items()}, "served": self.served.plain(),
+            "metrics": {version: m.plain() for version, m in self.metrics.items()},
+            "served_by": {version: m.plain() for version, m in self.served.items()},
             "learned": dict(self.learned), "labels_learned": self.labels_learned, "join": self.join.state(),
             "sequencer": self.sequencer.state(),
         }
@@ -186,7 +191,9 @@ class Learner:
             else:
                 log.error("snapshot has a model for %s, which the registry does not know; dropped", version)
         self.metrics = {version: VersionMetrics.from_plain(m) for version, m in state["metrics"].items()}
-        self.served, self.learned = VersionMetrics.from_plain(state["served"]), Counter(state["learned"])
+        # A snapshot from before served metrics were kept per version (key "served") starts them afresh.
+        self.served = {version: VersionMetrics.from_plain(m) for version, m in state.get("served_by", {}).items()}
+        self.learned = Counter(state["learned"])
         self.labels_learned = state["labels_learned"]
         self.join.load_state(state["join"])
         self.sequencer.load_state(state["sequencer"], wall_ms)

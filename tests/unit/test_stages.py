@@ -31,7 +31,7 @@ from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import AttributeValue, Label, RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_RAW, FEATURES, FEEDBACK, PREDICTIONS
-from weir.registry.records import routing_record, version_record
+from weir.registry.records import STAGE_COUNTERS, routing_record, version_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingJoin
@@ -163,6 +163,13 @@ def test_a_label_teaches_the_versions_that_scored_its_event_not_those_active_whe
         learner.on_feedback({"event_id": f"e{i}", "entity_id": "c1", "label": True, "label_time": 5_000 + i})
     learner.finish()
     assert learner.labels_learned == 2 and dict(learner.learned) == {"v1": 2, "v2": 1}
+    v1, v2 = learner.metrics_records()
+    assert (v1["version"], v1["counters"]["learned"], v1["counters"]["served"]) == ("v1", 2, 2)
+    assert v1["metrics"]["served_accuracy"] == v1["metrics"]["accuracy"]  # v1 served both events it scored
+    # v2 only shadowed: its record says what it learned and scored, and nothing of what v1 served.
+    assert (v2["version"], v2["counters"]["learned"], v2["counters"]["served"]) == ("v2", 1, 0)
+    assert "accuracy" in v2["metrics"] and not [k for k in v2["metrics"] if k.startswith("served_")]
+    assert {k: v1["counters"][k] for k in STAGE_COUNTERS} == {k: v2["counters"][k] for k in STAGE_COUNTERS}
 
 
 def test_the_learner_commits_waiting_parts_while_no_label_comes(catalog: SchemaCatalog, tmp_path: Path) -> None:

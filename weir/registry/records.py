@@ -52,6 +52,12 @@ def routing_record(name: str, mode: str, champion: str, challengers: list[str] |
     return record
 
 
+# Counters of a METRICS record that are the learner's, over all versions (the same in every version's record);
+# the others (learned, served) and every metric are the version's own.
+STAGE_COUNTERS = ("labels_learned", "feedback_received", "feedback_joined", "feedback_duplicate", "feedback_late",
+                  "feedback_unmatched", "feedback_pending", "feedback_held")
+
+
 def metrics_record(name: str, version: str, metrics: dict[str, float], counters: dict[str, int]) -> ModelRecord:
     record = _record(name, "METRICS", version=version)
     record["metrics"], record["counters"] = metrics, counters
