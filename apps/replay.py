@@ -167,10 +167,14 @@ def _read(settings: Settings, serde: AvroSerde[R], what: str, counts: Counter[st
                 log.warning("%s[%d]@%d skipped: %s", serde.topic, msg.partition, msg.offset, e)
 
 
-def river_progressive_scores(events: list[LabelledEvent], factory: str, params: dict[str, Any],
-                             delay: int) -> dict[str, float]:
-    """river's own ``progressive_val_score`` on the same events and delay: what ``replay`` must reproduce."""
-    from river import evaluate, metrics
+def river_progressive_scores(events: list[LabelledEvent], factory: str, params: dict[str, Any], delay: int,
+                             *, timed: bool) -> dict[str, float]:
+    """river's own ``progressive_val_score`` on the same events and delay: what ``replay`` must reproduce.
+
+    ``timed``: the delay is in the events' time (ms), which river measures with ``moment``; the time rides in
+    each ``x`` for that and is discarded before the model sees it. Otherwise the delay counts events.
+    """
+    from river import compose, evaluate, metrics
 
     from weir.registry.factories import build_model, encode_params
 
@@ -178,9 +182,19 @@ def river_progressive_scores(events: list[LabelledEvent], factory: str, params: 
     for e in events:
         if e.label is not None:
             x: dict[Hashable, Any] = {k: v for k, v in compute_features(e.attributes).items()}
+            if timed:
+                x[RIVER_MOMENT] = e.event_time_ms
             dataset.append((x, e.label))
     scores = {}
     for name, metric in (("accuracy", metrics.Accuracy()), ("log_loss", metrics.LogLoss())):
         model = build_model(factory, encode_params(params))
-        scores[name] = float(evaluate.progressive_val_score(dataset, model, metric, delay=delay or None).get())
+        if timed:
+            timeless = compose.Pipeline(compose.Discard(RIVER_MOMENT), model)
+            score = evaluate.progressive_val_score(dataset, timeless, metric, moment=RIVER_MOMENT, delay=delay)
+        else:
+            score = evaluate.progressive_val_score(dataset, model, metric, delay=delay or None)
+        scores[name] = float(score.get())
     return scores
+
+
+RIVER_MOMENT = "__weir_event_time"

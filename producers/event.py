@@ -42,6 +42,7 @@ class Source:
     events: Iterator[LabelledEvent]
     total: int | None
     schedule: DriftSchedule = field(default_factory=DriftSchedule)
+    newest_time_ms: int | None = None  # a file's latest event time, when its rows carry times
 
     def metadata(self) -> dict[str, Any]:
         return {"source": self.name, "events": self.total, "drift_schedule": self.schedule.to_dict()}

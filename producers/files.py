@@ -23,7 +23,7 @@ from weir.errors import ConfigError
 
 @dataclass(frozen=True)
 class FileColumns:
-    entity: str
+    entity: str | None  # None: each event is its own entity (a replay, which routes nothing by entity)
     label: str
     event_time: str | None = None
     event_id: str | None = None
@@ -39,9 +39,12 @@ def read_frame(path: Path) -> pd.DataFrame:
     raise ConfigError(f"cannot replay {path}: only .csv and .parquet files are supported")
 
 
-def file_source(path: Path, columns: FileColumns, *, limit: int | None = None,
-                event_time: EventTime = live) -> Source:
-    """Replay ``path``; with no event-time column, events are stamped by ``event_time`` like a live source."""
+def file_source(path: Path, columns: FileColumns, *, limit: int | None = None, event_time: EventTime = live,
+                rebase_to_ms: int | None = None) -> Source:
+    """Replay ``path``; with no event-time column, events are stamped by ``event_time`` like a live source.
+
+    ``rebase_to_ms``: shift every event time by the same amount, so that the newest is this time (history
+    replayed as if it had just happened, its spacing kept)."""
     frame = read_frame(path)
     reserved = {c for c in (columns.entity, columns.label, columns.event_time, columns.event_id,
                             columns.label_delay_s) if c}
@@ -49,11 +52,28 @@ def file_source(path: Path, columns: FileColumns, *, limit: int | None = None,
     if missing:
         raise ConfigError(f"{path} has no column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}")
     mapping = dict(columns.attributes) or {c: str(c) for c in frame.columns if c not in reserved}
+    if not columns.attributes and not columns.event_time:
+        timelike = [str(c) for c in mapping if _looks_like_time(str(c), frame[c])]
+        if timelike:
+            raise ConfigError(f"{path}: column {timelike[0]!r} looks like a time and would become a model feature; "
+                              f"name it with --time-column {timelike[0]}, or choose the attributes with --column")
     if columns.event_time:
         frame = frame.assign(_weir_ms=_epoch_ms(frame[columns.event_time])).sort_values("_weir_ms", kind="stable")
     if limit is not None:
         frame = frame.head(limit)
-    return Source(f"file:{path.name}", _rows(frame, columns, mapping, path.stem, event_time), len(frame))
+    newest = int(frame["_weir_ms"].max()) if columns.event_time and len(frame) else None
+    if newest is not None and rebase_to_ms is not None:
+        frame = frame.assign(_weir_ms=frame["_weir_ms"] + (rebase_to_ms - newest))
+        newest = rebase_to_ms
+    return Source(f"file:{path.name}", _rows(frame, columns, mapping, path.stem, event_time), len(frame),
+                  newest_time_ms=newest)
+
+
+TIME_NAMES = frozenset({"time", "timestamp", "ts", "date", "datetime", "event_time", "created_at", "updated_at"})
+
+
+def _looks_like_time(name: str, column: pd.Series) -> bool:
+    return name.lower() in TIME_NAMES or pd.api.types.is_datetime64_any_dtype(column)
 
 
 def _epoch_ms(column: pd.Series) -> pd.Series:
@@ -69,7 +89,7 @@ def _rows(frame: pd.DataFrame, c: FileColumns, mapping: Mapping[str, str], stem:
         label = _cell(row[c.label])
         yield LabelledEvent(
             event_id=str(row[c.event_id]) if c.event_id else f"{stem}-{i:09d}",
-            entity_id=str(row[c.entity]),
+            entity_id=str(row[c.entity]) if c.entity else f"{stem}-{i:09d}",
             event_time_ms=int(row["_weir_ms"]) if c.event_time else event_time(i),
             attributes={name: _cell(row[column]) for column, name in mapping.items()},
             label=label,

@@ -90,10 +90,12 @@ class SourceSpec:
     drift: str = "none"  # the drift schedule of a named source
     columns: FileColumns | None = None  # set for a file
 
-    def open(self, event_time: EventTime = live) -> Source:
-        """The events; ``event_time`` stamps those of a named source, and of a file without a time column."""
+    def open(self, event_time: EventTime = live, *, rebase_to_ms: int | None = None) -> Source:
+        """The events; ``event_time`` stamps those of a named source, and of a file without a time column;
+        ``rebase_to_ms`` moves a file's times so its newest event is then."""
         if self.columns is not None:
-            return file_source(Path(self.name), self.columns, limit=self.count, event_time=event_time)
+            return file_source(Path(self.name), self.columns, limit=self.count, event_time=event_time,
+                               rebase_to_ms=rebase_to_ms)
         total = self.count or DEFAULT_EVENTS
         return open_source(self.name, total, seed=self.seed, schedule=DriftSchedule.parse(self.drift, total),
                            event_time=event_time)

@@ -157,6 +157,27 @@ class Instant(click.ParamType):
         return int(moment.timestamp() * 1000)
 
 
+class Duration(click.ParamType):
+    """Milliseconds, from a number with its unit: 250ms, 50s, 2m, 1h, 1d (no bare numbers: say the unit)."""
+
+    name = "duration"
+    UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        found = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)", str(value).strip())
+        if found is None:
+            self.fail(f"{value!r} is not a duration with a unit: 250ms, 50s, 2m, 1h or 1d", param, ctx)
+        return round(float(found.group(1)) * self.UNITS_MS[found.group(2)])
+
+
+def given(name: str) -> bool:
+    """Whether the user set option ``name`` (on the command line or in the environment), not left its default."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, click.core.ParameterSource.DEFAULT)
+
+
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 SOURCE_FIELDS = ("source", "count", "seed", "drift", "entity_column", "label_column", "time_column", "id_column",
                  "delay_column", "columns")

@@ -11,6 +11,8 @@ from producers.labels import FeedbackPolicy
 from producers.publisher import EventPublisher, publish, publisher_collector
 from producers.schedule import DEFAULT_DRIFT
 from producers.sources import SourceSpec
+from streams.validate.rules import RuleSet
+from weir.clock import now_ms
 from weir.kafka.admin import ensure_reachable
 from weir.metrics import serve_metrics
 
@@ -39,6 +41,17 @@ def worker(session: Session, stages: tuple[str, ...], web_port: int | None, logl
     run_worker(settings, stages or default_stages(settings), loglevel=loglevel)
 
 
+def _warn_if_all_late(session: Session, newest_ms: int | None) -> None:
+    """Say so when the validate stage would reject every event of a file as late, before any is sent."""
+    max_lag = RuleSet.load(session.settings.rules_path).max_lag_ms
+    if newest_ms is None or max_lag is None or now_ms() - newest_ms <= max_lag:
+        return
+    click.secho(f"weir produce: warning: the newest event of this file is {(now_ms() - newest_ms) / 86_400_000:.1f} "
+                f"days old, beyond the validate stage's max lag ({max_lag / 3_600_000:g} h): every event would be "
+                "dead-lettered as late-event. --rebase-time moves the times so the newest is now.", fg="yellow",
+                err=True)
+
+
 @click.command()
 @source_options(default_events=None, default_drift=DEFAULT_DRIFT)
 @click.option("--duration", type=POSITIVE, help="Stop after this many seconds instead.")
@@ -49,9 +62,13 @@ def worker(session: Session, stages: tuple[str, ...], web_port: int | None, logl
 @click.option("--label-duplicates", type=SHARE, default=0.0, show_default=True, help="Share of labels sent twice.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--metrics-port", type=PORT, help="Serve this producer's counters on /metrics at this port.")
+@click.option("--rebase-time", is_flag=True,
+              help="A file with --time-column: shift its times so the newest event is now, spacing kept (history "
+                   "older than the validate stage's max lag would otherwise all be dead-lettered as late).")
 @pass_session
 def produce(session: Session, source: SourceSpec, duration: float | None, rate: float | None, feedback_delay: str,
-            label_loss: float, label_duplicates: float, progress: bool, metrics_port: int | None) -> None:
+            label_loss: float, label_duplicates: float, progress: bool, metrics_port: int | None,
+            rebase_time: bool) -> None:
     """Send events to events.raw and, after their delay, their labels to feedback.
 
     Keys are entity ids; records go through the idempotent producer. Delivery
@@ -59,7 +76,12 @@ def produce(session: Session, source: SourceSpec, duration: float | None, rate: 
     SIGINT/SIGTERM stops early: accepted records are flushed, the labels of
     events already sent are delivered, and the summary is printed.
     """
-    events = source.open()  # a missing file says so before anything waits on the broker
+    timed = source.columns is not None and source.columns.event_time is not None
+    if rebase_time and not timed:
+        raise click.UsageError("--rebase-time moves a file's times: give a file with --time-column")
+    # A missing file says so before anything waits on the broker.
+    events = source.open(rebase_to_ms=now_ms() if rebase_time else None)
+    _warn_if_all_late(session, events.newest_time_ms)
     ensure_reachable(session.settings)
     publisher = EventPublisher(session.settings, session.catalog)
     serve_metrics(metrics_port, publisher_collector(publisher), session.settings.web_bind)
