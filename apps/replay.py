@@ -32,6 +32,7 @@ from streams.learn.sequencer import Sequencer
 from streams.serve.metrics import ServeMetrics
 from streams.serve.scorer import Scorer
 from weir.contract.features import compute_features
+from weir.contract.feedback import fits
 from weir.contract.records import FeatureVector, Feedback, Label
 from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, FEEDBACK
@@ -176,7 +177,7 @@ def river_progressive_scores(events: list[LabelledEvent], factory: str, params: 
     """
     from river import compose, evaluate, metrics
 
-    from weir.registry.factories import build_model, encode_params
+    from weir.registry.factories import REGRESSORS, build_model, encode_params
 
     dataset: list[tuple[dict[Hashable, Any], Any]] = []
     for e in events:
@@ -185,8 +186,16 @@ def river_progressive_scores(events: list[LabelledEvent], factory: str, params: 
             if timed:
                 x[RIVER_MOMENT] = e.event_time_ms
             dataset.append((x, e.label))
+    measures: tuple[tuple[str, Any], ...]
+    if factory in REGRESSORS:
+        measures = (("mae", metrics.MAE), ("rmse", metrics.RMSE))
+    elif all(fits(y, "binary") for _, y in dataset):
+        measures = (("accuracy", metrics.Accuracy), ("log_loss", metrics.LogLoss))
+    else:  # classes without a positive one: log loss is about one class
+        measures = (("accuracy", metrics.Accuracy),)
     scores = {}
-    for name, metric in (("accuracy", metrics.Accuracy()), ("log_loss", metrics.LogLoss())):
+    for name, make_metric in measures:
+        metric = make_metric()
         model = build_model(factory, encode_params(params))
         if timed:
             timeless = compose.Pipeline(compose.Discard(RIVER_MOMENT), model)

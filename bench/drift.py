@@ -33,7 +33,7 @@ from streams.features import feature_vector
 from streams.monitor.detectors import DriftMonitor
 from streams.serve.scorer import positive_score
 from weir.contract.records import Alert, FeatureVector
-from weir.registry.factories import Model, build_model
+from weir.registry.factories import Model, as_classifier, build_model
 from weir.settings import Settings
 from weir.state.join import PendingJoin
 
@@ -68,7 +68,9 @@ def false_alarms(seed: int) -> tuple[int, int, int]:
 def _learn(monitor: DriftMonitor, model: Model, e: LabelledEvent, i: int, x: dict[str, float]) -> list[Alert]:
     """Predict, show the monitor the served prediction (with its score) and the label at once, then learn."""
     assert e.label is not None
-    proba = model.predict_proba_one(x)
+    classifier = as_classifier(model)
+    assert classifier is not None, "the drift benchmark's model is a classifier"
+    proba = classifier.predict_proba_one(x)
     alerts = monitor.on_prediction({
         "event_id": e.event_id, "entity_id": e.entity_id, "event_time": i, "model_name": "m",
         "model_version": "v1", "role": "champion", "served": True, "score": positive_score(proba) if proba else None,

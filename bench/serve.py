@@ -31,7 +31,7 @@ from weir.kafka.admin import create_topics, delete_topics
 from weir.kafka.clients import make_producer, produce
 from weir.kafka.reading import end_offsets, read_topic
 from weir.registry.decisions import register, route
-from weir.registry.factories import build_model
+from weir.registry.factories import as_classifier, build_model
 from weir.settings import Settings
 
 VERSIONS = [("logistic_regression", {}), ("logistic_regression", {"lr": 0.1}), ("logistic_regression", {"l2": 0.01})]
@@ -42,10 +42,11 @@ def vectors(n: int) -> list[FeatureVector]:
 
 
 def plain_loop(data: list[FeatureVector], k: int) -> float:
-    models = [build_model(f, {key: str(v) for key, v in p.items()}) for f, p in VERSIONS[:k]]
+    models = [as_classifier(build_model(f, {key: str(v) for key, v in p.items()})) for f, p in VERSIONS[:k]]
     started = time.perf_counter()
     for v in data:
         for m in models:
+            assert m is not None, "the benchmark's versions are classifiers"
             m.predict_proba_one(v["features"])
     return len(data) / (time.perf_counter() - started)
 

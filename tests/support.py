@@ -13,6 +13,7 @@ from weir.contract.deadletter import Rejection
 from weir.contract.features import compute_features
 from weir.contract.messages import InRecord
 from weir.contract.records import Label, Prediction
+from weir.registry.factories import Classifier, Model, as_classifier
 
 # river's ``base.typing.Dataset``: (features keyed by any hashable name, target) pairs.
 RiverDataset = list[tuple[dict[Hashable, Any], Any]]
@@ -62,3 +63,26 @@ def events(name: str, n: int = 2_000) -> list[LabelledEvent]:
 def river_dataset(stream: Iterable[LabelledEvent]) -> RiverDataset:
     """The events as river's ``evaluate.progressive_val_score`` reads them: (feature map, label)."""
     return [({name: value for name, value in compute_features(e.attributes).items()}, e.label) for e in stream]
+
+
+class FakeClassifier:
+    """A test double of a river classifier: it answers ``predict_one`` from ``predict_proba_one``, as river's do."""
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]:
+        raise NotImplementedError
+
+    def predict_one(self, x: dict[str, float]) -> Any:
+        proba = self.predict_proba_one(x)
+        return max(proba, key=proba.__getitem__) if proba else None
+
+
+def classifier(model: Model) -> Classifier:
+    """``model``, which the test knows to be a classifier, typed as one."""
+    found = as_classifier(model)
+    assert found is not None, f"{model} is not a classifier"
+    return found
+
+
+def rec(topic: str, value: bytes | None, offset: int = 0, key: bytes = b"c1") -> InRecord:
+    """A record as a stage reads it, from partition 0."""
+    return InRecord(topic, 0, offset, 1_000, key, value, [])

@@ -146,6 +146,16 @@ class Settings(BaseSettings):
         description="file holding the model key; default <WEIR_HOME>/model.key, created with a random key when "
         "missing (enough for one machine; a cluster shares one key through a Secret)",
     )
+    label_kind: Literal["binary", "multiclass", "regression"] = Field(
+        default="binary",
+        description="what the model's labels are: binary (true/false or 1/0), multiclass (classes as booleans, "
+        "integers or strings) or regression (numbers); labels of another kind go to the DLQ as unsupported-label",
+    )
+    positive_label: str | None = Field(
+        default=None,
+        description="the class a served score is the probability of, and that log loss and ROC AUC are about (JSON "
+        "such as true or 1, else a string such as churned); unset: true for binary labels, none for other classes",
+    )
     label_future_skew_ms: int = Field(
         default=5 * 60 * 1000, ge=0,
         description="how far ahead of the clock a label time may be; later ones go to the DLQ (future-label-time)",

@@ -18,7 +18,7 @@ from typing import Any
 from streams.learn.evaluation import VersionMetrics
 from streams.learn.sequencer import Sequencer
 from weir.contract.messages import InRecord
-from weir.contract.records import FeatureVector, Feedback, ModelRecord, Prediction
+from weir.contract.records import FeatureVector, Feedback, Label, ModelRecord, Prediction
 from weir.registry.records import STAGE_COUNTERS, metrics_record
 from weir.registry.view import ModelRegistry, ModelVersion
 from weir.state import pickling
@@ -31,12 +31,14 @@ class Learner:
     """Feeds joined labels, in sequence, to the registry's live models and keeps per-version metrics."""
 
     def __init__(self, registry: ModelRegistry, join: PendingJoin, sequencer: Sequencer,
-                 on_learned: Callable[[PendingEvent], object] | None = None, *, skew_ms: int | None = None) -> None:
+                 on_learned: Callable[[PendingEvent], object] | None = None, *, skew_ms: int | None = None,
+                 positive: Label | None = None) -> None:
         """``on_learned`` hears each event right after it was learned, in the learning order; a label stamped
         more than ``skew_ms`` before its event's time is not learned (None: no such check, as in a replay whose
         times were made up)."""
         self.registry = registry
         self.skew_ms = skew_ms
+        self.positive = positive  # the class log loss and ROC AUC are about (WEIR_POSITIVE_LABEL)
         self.on_learned = on_learned
         self.join = join
         self.sequencer = sequencer
@@ -117,10 +119,10 @@ class Learner:
             return
         x, y = event.features["features"], event.label
         if event.served_version is not None:
-            served = self.served.setdefault(event.served_version, VersionMetrics())
+            served = self.served.setdefault(event.served_version, VersionMetrics(self.positive))
             served.update(y, event.predictions[event.served_version])
         for version_name, prediction in event.predictions.items():
-            self.metrics.setdefault(version_name, VersionMetrics()).update(y, prediction)
+            self.metrics.setdefault(version_name, VersionMetrics(self.positive)).update(y, prediction)
         failed: list[str] = []
         for version in self._learners_of(event):
             try:
@@ -190,9 +192,10 @@ class Learner:
                 self.registry.versions[version].model = pickling.loads(pickled)
             else:
                 log.error("snapshot has a model for %s, which the registry does not know; dropped", version)
-        self.metrics = {version: VersionMetrics.from_plain(m) for version, m in state["metrics"].items()}
+        self.metrics = {version: VersionMetrics.from_plain(m, self.positive) for version, m in state["metrics"].items()}
         # A snapshot from before served metrics were kept per version (key "served") starts them afresh.
-        self.served = {version: VersionMetrics.from_plain(m) for version, m in state.get("served_by", {}).items()}
+        self.served = {version: VersionMetrics.from_plain(m, self.positive)
+                       for version, m in state.get("served_by", {}).items()}
         self.learned = Counter(state["learned"])
         self.labels_learned = state["labels_learned"]
         self.join.load_state(state["join"])

@@ -23,7 +23,7 @@ from streams.learn.sequencer import Sequencer
 from streams.runtime.stage import Pacer, Partition, Route, dead_letter, dispatch
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
-from weir.contract.feedback import feedback_rejection
+from weir.contract.feedback import feedback_rejection, parse_positive
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import FeatureVector, Feedback, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
@@ -94,7 +94,8 @@ class LearnStage:
     def _learner(self, registry: ModelRegistry) -> Learner:
         return Learner(registry, self._join(), Sequencer(self.settings.sequencer_idle_ms),
                        on_learned=self.observer.on_learned if self.observer is not None else None,
-                       skew_ms=self.settings.label_future_skew_ms)
+                       skew_ms=self.settings.label_future_skew_ms,
+                       positive=parse_positive(self.settings.positive_label))
 
     def _features(self, record: InRecord, vector: FeatureVector) -> list[OutRecord]:
         self.pacer.event(record.partition, vector["event_time"])
@@ -113,7 +114,7 @@ class LearnStage:
     def _feedback(self, record: InRecord, feedback: Feedback) -> list[OutRecord] | Rejection:
         now = now_ms()
         rejection = feedback_rejection(feedback, now_ms=now, max_future_ms=self.settings.label_future_skew_ms,
-                                       stage=STAGE)
+                                       stage=STAGE, kind=self.settings.label_kind)
         if rejection is not None:
             return rejection
         self.pacer.label(record.partition, feedback["label_time"])

@@ -27,6 +27,7 @@ from river import drift, metrics, utils
 
 from weir.clock import now_ms
 from weir.contract.features import attributes_of
+from weir.contract.feedback import is_regression
 from weir.contract.records import Alert, FeatureVector, Feedback, Label, Prediction
 from weir.settings import Settings
 from weir.state.join import PendingEvent, PendingJoin
@@ -58,6 +59,7 @@ CONCEPT_DELTA = 0.02
 
 
 BASELINE_LABELS, ROLLING_LABELS, PERFORMANCE_MARGIN = 1_000, 500, 0.05
+REGRESSION_MARGIN = 0.2  # a regressor's rolling mean absolute error this much above its baseline's is a drop
 
 
 # A new model's errors and scores move while it learns its first labels: that is warm-up, not drift.
@@ -82,9 +84,17 @@ class ConceptEpisode:
     quiet: int = 0
 
 
+def prediction_error(predicted: Label | None, label: Label | None) -> float:
+    """What concept drift watches: a regressor's absolute error, a classifier's miss (0 or 1)."""
+    if is_regression(predicted, label):
+        assert isinstance(predicted, float) and isinstance(label, int | float)
+        return abs(predicted - label)
+    return 0.0 if predicted == label else 1.0
+
+
 @dataclass
 class Performance:
-    baseline: metrics.Accuracy
+    baseline: Any  # metrics.Accuracy, or metrics.MAE for a regressor
     rolling: Any
     labels: int = 0
     low_checks: int = 0
@@ -211,8 +221,8 @@ class DriftMonitor:
             if prediction["error"] is not None or prediction["predicted_label"] is None:
                 continue
             subject = f"{prediction['model_name']}:{version}"
-            correct = prediction["predicted_label"] == event.label
-            alerts += self._concept(subject, 0.0 if correct else 1.0, prediction)
+            alerts += self._concept(subject, prediction_error(prediction["predicted_label"], event.label),
+                                    prediction)
             alerts += self._performance(subject, event.label, prediction)
         return alerts
 
@@ -247,8 +257,8 @@ class DriftMonitor:
     def _performance(self, subject: str, label: Label | None, prediction: Prediction) -> list[Alert]:
         p = self.performance.get(subject)
         if p is None:
-            p = self.performance[subject] = Performance(metrics.Accuracy(),
-                                                        utils.Rolling(metrics.Accuracy, window_size=ROLLING_LABELS))
+            measure = metrics.MAE if is_regression(prediction["predicted_label"], label) else metrics.Accuracy
+            p = self.performance[subject] = Performance(measure(), utils.Rolling(measure, window_size=ROLLING_LABELS))
         p.labels += 1
         if p.labels <= WARMUP_LABELS:
             return []
@@ -259,19 +269,22 @@ class DriftMonitor:
         if p.labels < WARMUP_LABELS + BASELINE_LABELS + ROLLING_LABELS or p.labels % 100:
             return []
         baseline, rolling = p.baseline.get(), p.rolling.get()
-        low = rolling < baseline - PERFORMANCE_MARGIN
+        if isinstance(p.baseline, metrics.MAE):  # an error: worse is higher
+            name, limit = "mae", baseline * (1 + REGRESSION_MARGIN)
+            low = rolling > limit
+        else:
+            name, limit = "accuracy", baseline - PERFORMANCE_MARGIN
+            low = rolling < limit
         p.low_checks, p.ok_checks = (p.low_checks + 1, 0) if low else (0, p.ok_checks + 1)
-        evidence = {"baseline_accuracy": f"{baseline:.4f}", "rolling_accuracy": f"{rolling:.4f}",
+        evidence = {f"baseline_{name}": f"{baseline:.4f}", f"rolling_{name}": f"{rolling:.4f}",
                     "windows": f"labels {WARMUP_LABELS + 1}-{WARMUP_LABELS + BASELINE_LABELS} vs the last "
                                f"{ROLLING_LABELS}"}
         if not p.open and p.low_checks >= 2:
             p.open = True
-            return [self._alert("performance_drop", subject, "FIRING", rolling, baseline - PERFORMANCE_MARGIN,
-                                prediction, evidence)]
+            return [self._alert("performance_drop", subject, "FIRING", rolling, limit, prediction, evidence)]
         if p.open and p.ok_checks >= 3:
             p.open = False
-            return [self._alert("performance_drop", subject, "RESOLVED", rolling, baseline - PERFORMANCE_MARGIN,
-                                prediction, evidence)]
+            return [self._alert("performance_drop", subject, "RESOLVED", rolling, limit, prediction, evidence)]
         return []
 
     # --- alerts -------------------------------------------------------------------------

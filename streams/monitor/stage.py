@@ -57,6 +57,7 @@ class MonitorStage:
         self.monitor = monitor or build_monitor(settings, kept_reference)
         self.prometheus = MonitorMetrics(metrics or CollectorRegistry())
         self.label_future_skew_ms = settings.label_future_skew_ms
+        self.label_kind = settings.label_kind
         vectors = topic_serde(catalog, settings, FEATURES)
         predictions = topic_serde(catalog, settings, PREDICTIONS)
         feedback = topic_serde(catalog, settings, FEEDBACK)
@@ -82,7 +83,7 @@ class MonitorStage:
 
     def _feedback(self, record: InRecord, feedback: Feedback) -> list[OutRecord]:
         if feedback_rejection(feedback, now_ms=now_ms(), max_future_ms=self.label_future_skew_ms,
-                              stage=self.name) is not None:
+                              stage=self.name, kind=self.label_kind) is not None:
             return []  # the learn stage reads the same record and dead-letters it, with the reason
         self.pacer.label(record.partition, feedback["label_time"])
         return self.emit(self.monitor.on_feedback(feedback))

@@ -32,7 +32,8 @@ from prometheus_client import CollectorRegistry
 from streams.serve.metrics import ServeMetrics
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
-from weir.contract.records import FeatureVector, Prediction
+from weir.contract.records import FeatureVector, Label, Prediction
+from weir.registry.factories import as_classifier
 from weir.registry.view import ModelRegistry, ModelVersion
 
 STAGE = "serve"
@@ -41,9 +42,11 @@ STAGE = "serve"
 class Scorer:
     """Scores feature vectors with the registry's active versions and picks the served one."""
 
-    def __init__(self, registry: ModelRegistry, *, timeout_ms: float = 50.0, metrics: ServeMetrics | None = None
-                 ) -> None:
+    def __init__(self, registry: ModelRegistry, *, timeout_ms: float = 50.0, metrics: ServeMetrics | None = None,
+                 positive: Label | None = None) -> None:
+        """``positive``: the class a score is the probability of (WEIR_POSITIVE_LABEL)."""
         self.registry = registry
+        self.positive = positive
         self.timeout_ms = timeout_ms
         self.metrics = metrics or ServeMetrics(CollectorRegistry())
 
@@ -74,27 +77,37 @@ class Scorer:
             "score": None, "predicted_label": None, "latency_ms": 0.0, "predicted_at": 0, "error": None,
         }
         proba: dict[Any, float] = {}
+        value: float | None = None  # a regressor's answer
         started = time.perf_counter()
         try:
             model = version.model  # built on first use, which is not this version's scoring time
+            classifier = as_classifier(model)
             started = time.perf_counter()
-            proba = model.predict_proba_one(vector["features"])
+            if classifier is not None:
+                proba = classifier.predict_proba_one(vector["features"])
+            else:
+                value = float(model.predict_one(vector["features"]))
         except Exception as exc:  # a version's failure must never touch another version's answer
             record["error"] = f"{type(exc).__name__}: {exc}"[:500]
         record["latency_ms"] = latency = (time.perf_counter() - started) * 1000.0
         record["predicted_at"] = now_ms()
         if record["error"] is None and budget_ms is not None and latency > budget_ms:
             record["error"] = f"timeout: {latency:.1f} ms > {budget_ms:g} ms"
+        elif record["error"] is None and value is not None:
+            record["predicted_label"] = record["score"] = value  # a regressor's score is its prediction
         elif record["error"] is None and not proba and budget_ms is not None:  # the champion has no budget
             record["error"] = "no answer: the model predicts no class yet"  # a fresh tree has seen no label
         elif record["error"] is None and proba:
             record["predicted_label"] = max(proba, key=proba.__getitem__)
-            record["score"] = positive_score(proba)
+            record["score"] = positive_score(proba, self.positive)
         return record
 
 
-def positive_score(proba: dict[Any, float]) -> float:
-    """P(positive) for a binary label (True, or 1), absent meaning 0; else the top class's probability."""
+def positive_score(proba: dict[Any, float], positive: Label | None = None) -> float:
+    """P(positive): of the declared positive class, else of True (or 1) for binary classes, absent meaning 0;
+    for classes with no positive declared, the top class's probability."""
+    if positive is not None:
+        return float(proba.get(positive, 0.0))
     if all(isinstance(k, bool) or k in (0, 1) for k in proba):
         return float(proba.get(True, 0.0))
     return float(max(proba.values()))

@@ -8,6 +8,7 @@ from streams.runtime.stage import Route, dead_letter, dispatch
 from streams.serve.metrics import ServeMetrics
 from streams.serve.scorer import STAGE, Scorer
 from weir.contract.deadletter import Rejection
+from weir.contract.feedback import parse_positive
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import FeatureVector
 from weir.contract.serde import SchemaCatalog, topic_serde
@@ -29,7 +30,8 @@ class ServeStage:
         self.inputs = (vectors.topic,)
         self.outputs = (self.predictions.topic, self.dlq_topic)
         self.scorer = Scorer(registry, timeout_ms=settings.predict_timeout_ms,
-                             metrics=ServeMetrics(metrics or CollectorRegistry()))
+                             metrics=ServeMetrics(metrics or CollectorRegistry()),
+                             positive=parse_positive(settings.positive_label))
         self.routes = {vectors.topic: Route(vectors, self._score)}
 
     def _score(self, record: InRecord, vector: FeatureVector) -> list[OutRecord] | Rejection:

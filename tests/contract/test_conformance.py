@@ -40,7 +40,7 @@ from streams.validate.stage import ValidateStage
 from weir.clock import now_ms
 from weir.contract.deadletter import read_headers
 from weir.contract.messages import InRecord, OutRecord
-from weir.contract.records import Alert, FeatureVector, Feedback, Prediction, RawEvent, ValidEvent
+from weir.contract.records import Alert, FeatureVector, Feedback, Label, Prediction, RawEvent, ValidEvent
 from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
 from weir.contract.topics import (
     ALERTS,
@@ -55,7 +55,7 @@ from weir.contract.topics import (
     ContractTopic,
 )
 from weir.errors import ConfigError
-from weir.registry.factories import FACTORIES, Model, build_model
+from weir.registry.factories import FACTORIES, REGRESSORS, Model, as_classifier, build_model
 from weir.registry.records import routing_record, version_record
 from weir.registry.routing import Basic, Canary, Router, Shadow, router_of
 from weir.registry.view import ModelRegistry
@@ -251,51 +251,65 @@ def test_a_stage_takes_a_mixed_batch_without_raising(harness: Harness) -> None:
 # --- model factories ---------------------------------------------------------------------------------------------
 
 
-def _events(n: int, seed: int = 7) -> list[tuple[dict[str, float], bool]]:
+def _events(factory: str, n: int, seed: int = 7) -> list[tuple[dict[str, float], Label]]:
+    """Events the factory's kind of model can learn: a class (bool) for a classifier, a number for a regressor."""
     rng = random.Random(seed)
-    out = []
+    out: list[tuple[dict[str, float], Label]] = []
     for _ in range(n):
         x = {"a": rng.gauss(0, 1), "b": rng.gauss(0, 1), f"plan={rng.choice('xyz')}": 1.0}
-        out.append((x, x["a"] + 0.5 * x["b"] > 0))
+        target = x["a"] + 0.5 * x["b"]
+        out.append((x, 3.0 * target + rng.gauss(0, 0.1) if factory in REGRESSORS else target > 0))
     return out
 
 
-def _trained(factory: str, events: list[tuple[dict[str, float], bool]]) -> Model:
+def _trained(factory: str, events: list[tuple[dict[str, float], Label]]) -> Model:
     model = build_model(factory, {})
     for x, y in events:
         model.learn_one(x, y)
     return model
 
 
+def _answer(model: Model, x: dict[str, float]) -> object:
+    """What the model says of ``x``: its class probabilities, or a regressor's number."""
+    classifier = as_classifier(model)
+    return classifier.predict_proba_one(x) if classifier is not None else model.predict_one(x)
+
+
 @pytest.mark.parametrize("factory", sorted(FACTORIES))
 def test_a_factory_builds_a_model_that_predicts_before_and_after_learning(factory: str) -> None:
     model = build_model(factory, {})
-    before = model.predict_proba_one({"a": 1.0})
-    assert isinstance(before, dict)
-    events = _events(2_000)
+    classifier = as_classifier(model)
+    assert (classifier is None) == (factory in REGRESSORS)
+    _answer(model, {"a": 1.0})  # a fresh model answers (an empty dict, or 0) rather than raising
+    events = _events(factory, 2_000)
     for x, y in events:
         model.learn_one(x, y)
-    after = model.predict_proba_one(events[0][0])
+    probe = _events(factory, 500, seed=8)
+    if classifier is None:
+        error = sum(abs(model.predict_one(x) - float(y)) for x, y in probe) / len(probe)
+        guess = sum(abs(float(y)) for _, y in probe) / len(probe)  # always predicting 0
+        assert error < guess / 3, f"{factory} learned nothing: mean error {error:.3f} against {guess:.3f}"
+        return
+    after = classifier.predict_proba_one(events[0][0])
     assert set(after) <= {True, False} and math.isclose(sum(after.values()), 1.0, abs_tol=1e-6)
-    correct = sum(max(p, key=p.__getitem__) == y for x, y in _events(500, seed=8)
-                  if (p := model.predict_proba_one(x)))
+    correct = sum(max(p, key=p.__getitem__) == y for x, y in probe if (p := classifier.predict_proba_one(x)))
     assert correct > 400, f"{factory} learned nothing: {correct}/500"
 
 
 @pytest.mark.parametrize("factory", sorted(FACTORIES))
 def test_a_factory_gives_the_same_model_every_time(factory: str) -> None:
-    events = _events(1_000)
+    events = _events(factory, 1_000)
     one, two = _trained(factory, events), _trained(factory, events)
-    probe = _events(50, seed=9)
-    assert [one.predict_proba_one(x) for x, _ in probe] == [two.predict_proba_one(x) for x, _ in probe]
+    probe = _events(factory, 50, seed=9)
+    assert [_answer(one, x) for x, _ in probe] == [_answer(two, x) for x, _ in probe]
 
 
 @pytest.mark.parametrize("factory", sorted(FACTORIES))
 def test_a_model_saves_as_plain_state_and_comes_back_the_same(factory: str) -> None:
-    model = _trained(factory, _events(1_000))
+    model = _trained(factory, _events(factory, 1_000))
     restored = pickling.loads(pickling.dumps(model))
-    probe = _events(50, seed=9)
-    assert [restored.predict_proba_one(x) for x, _ in probe] == [model.predict_proba_one(x) for x, _ in probe]
+    probe = _events(factory, 50, seed=9)
+    assert [_answer(restored, x) for x, _ in probe] == [_answer(model, x) for x, _ in probe]
 
 
 @pytest.mark.parametrize("factory", sorted(FACTORIES))

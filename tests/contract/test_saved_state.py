@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.learn.stage import LearnStage
 from tests.conftest import REPO
+from tests.support import classifier
 from weir.contract.messages import InRecord
 from weir.contract.records import FeatureVector, Feedback, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
@@ -96,8 +97,9 @@ def test_a_snapshot_round_trips_models_metrics_and_the_join(tmp_path: Path, cata
     assert restored.learner.metrics["v1"].values() == stage.learner.metrics["v1"].values()
     assert len(restored.learner.join) == waiting == 10
     probe = {"x": 3.0, "plan=pro": 1.0}
-    model = restored.learner.registry.versions["v1"].model
-    assert model.predict_proba_one(probe) == stage.learner.registry.versions["v1"].model.predict_proba_one(probe)
+    model = classifier(restored.learner.registry.versions["v1"].model)
+    assert model.predict_proba_one(probe) == \
+        classifier(stage.learner.registry.versions["v1"].model).predict_proba_one(probe)
     restored.process(labels_later)  # the labels complete the events that waited across the restart
     assert restored.learner.join.counters.joined == 40
     restored.close()

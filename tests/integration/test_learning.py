@@ -13,10 +13,17 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
+
 from apps.processes import start_worker, stop_process
 from producers.churn import ChurnDomain
+from producers.files import FileColumns
+from producers.labels import FeedbackPolicy
+from producers.publisher import EventPublisher, publish
+from producers.sources import SourceSpec
 from streams.features import feature_vector
 from tests import support
+from tests.support import classifier
 from weir.clock import poll_until
 from weir.contract.deadletter import read_headers
 from weir.contract.records import Feedback, Label
@@ -141,7 +148,7 @@ def test_kill_9_ten_times_while_100000_labels_stream(kafka: Settings, catalog: S
     store.close()
     assert snapshot is not None, "the learner never committed a snapshot"
     learned = pickling.loads(snapshot["learner"]["models"]["v1"])  # a snapshot keeps each model pickled
-    reference = build_model("logistic_regression", {})
+    reference = classifier(build_model("logistic_regression", {}))
     by_id = {v["event_id"]: v for v in inputs.vectors}
     for event_id, _ in sorted(inputs.label_sent.items(), key=lambda item: (item[1], item[0])):
         reference.learn_one(by_id[event_id]["features"], inputs.labels[event_id])
@@ -220,3 +227,38 @@ def test_shuffled_late_and_unmatched_feedback_reconcile(kafka: Settings, catalog
     assert late_reasons == {"late-feedback": len(late)}
     dead = [read_headers(m.headers) for m in read_topic(settings, settings.topic("events.dlq"))]
     assert Counter(h["reason"] for h in dead) == {"unmatched-feedback": 50}
+
+
+def test_string_classes_go_round_the_live_loop(kafka: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """A file with string labels, produced as `weir produce` does, served and learned by a worker running the front
+    and the back with WEIR_LABEL_KIND=multiclass: every label learned, none dead-lettered, metrics about the
+    declared positive class."""
+    n = 1_500
+    settings = kafka.with_overrides(state_dir=tmp_path / "state", label_kind="multiclass", positive_label="churned")
+    rng = random.Random(4)
+    rows = []
+    for i in range(n):
+        a, b = rng.gauss(0, 1), rng.gauss(0, 1)
+        rows.append({"entity_id": f"c{i % 200}", "a": a, "b": b,
+                     "label": "churned" if a > 0.3 else "stayed" if b > 0 else "paused"})
+    path = tmp_path / "classes.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    register(settings, catalog, "default", factory="hoeffding_tree", params={"grace_period": 50})
+    route(settings, catalog, "default", "basic", champion="v1")
+    worker = start_worker(settings, tmp_path / "worker.log", "front", "back")
+    try:
+        summary = publish(EventPublisher(settings, catalog), SourceSpec(str(path), columns=FileColumns(
+            "entity_id", "label")).open(), policy=FeedbackPolicy("fixed:0"), rate=300, progress=False)
+        assert summary.feedback.delivered == n and not summary.failed
+        poll_until(lambda: learner_counters(settings, catalog).get("labels_learned", 0) >= n, timeout_s=180,
+                   interval_s=1.0, what=f"{n} string labels learned")
+    finally:
+        assert stop_process(worker) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    serde = topic_serde(catalog, settings, MODELS)
+    [latest] = [r for r in (serde.decode(m.value) for m in read_topic(settings, serde.topic))
+                if r["kind"] == "METRICS"][-1:]
+    # A fresh tree predicts nothing until it has learned: the events served while the first labels were on
+    # their way are scored by nothing, so accuracy counts the rest.
+    assert latest["counters"]["learned"] == n and latest["metrics"]["accuracy"] > 0.6
+    assert {"roc_auc", "log_loss", "served_accuracy"} <= set(latest["metrics"])
+    assert list(read_topic(settings, settings.topic("events.dlq"))) == []

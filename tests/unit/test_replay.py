@@ -15,7 +15,7 @@ from river import evaluate, metrics
 from apps.cli import cli
 from apps.replay import replay
 from producers.files import FileColumns, file_source
-from tests.support import events, river_dataset
+from tests.support import classifier, events, river_dataset
 from weir.contract.features import compute_features
 from weir.registry.factories import build_model
 from weir.registry.records import snapshot_record, version_record
@@ -39,7 +39,8 @@ def test_the_same_replay_gives_the_same_numbers_and_models() -> None:
     a, b = (replay(stream, factory="logistic_regression", params={}, delay=10) for _ in range(2))
     assert a.metrics == b.metrics and a.labels == b.labels == 1_000
     x = compute_features(stream[0].attributes)
-    assert a.registry.versions["v1"].model.predict_proba_one(x) == b.registry.versions["v1"].model.predict_proba_one(x)
+    assert classifier(a.registry.versions["v1"].model).predict_proba_one(x) == \
+        classifier(b.registry.versions["v1"].model).predict_proba_one(x)
 
 
 def test_the_replay_command_compares_with_river() -> None:
@@ -57,7 +58,8 @@ def test_a_serve_worker_without_a_learner_takes_newer_snapshots_only() -> None:
         registry.apply(version_record("m", "v1", "logistic_regression", {}))
         registry.apply(snapshot_record("m", "v1", pickle.dumps(model), learned=10))
     assert follower.versions["v1"].snapshot_learned == 10
-    assert follower.versions["v1"].model.predict_proba_one({"x": 1.0}) == model.predict_proba_one({"x": 1.0})
+    assert classifier(follower.versions["v1"].model).predict_proba_one({"x": 1.0}) == \
+        classifier(model).predict_proba_one({"x": 1.0})
     assert learner.versions["v1"].snapshot_learned == 0  # the learner's own live model is never replaced
     older = build_model("logistic_regression", {})
     follower.apply(snapshot_record("m", "v1", pickle.dumps(older), learned=5))

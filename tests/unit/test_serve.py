@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from streams.serve.scorer import Scorer
 from streams.serve.stage import ServeStage
-from tests.support import predictions_of, rejection_of
+from tests.support import FakeClassifier, predictions_of, rejection_of
 from weir.contract.deadletter import read_headers
 from weir.contract.messages import InRecord
 from weir.contract.records import FeatureVector, Label, Prediction
@@ -38,7 +38,7 @@ def vector(entity: str = "c1", event: str = "e1") -> FeatureVector:
             "feature_set_version": "fs1"}
 
 
-class Broken:
+class Broken(FakeClassifier):
     def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]:
         raise RuntimeError("boom")
 
@@ -46,7 +46,7 @@ class Broken:
         raise RuntimeError("boom")
 
 
-class Slow:
+class Slow(FakeClassifier):
     def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]:
         busy_until = time.perf_counter() + 0.02  # a model that computes for 20 ms
         while time.perf_counter() < busy_until:
@@ -108,7 +108,7 @@ def test_a_failing_canary_hands_its_entities_to_the_champion() -> None:
     assert served(predictions_of(Scorer(r).score(vector(entity)))) == ["v1"]
 
 
-class Untrained:
+class Untrained(FakeClassifier):
     """A model that has seen no label yet, as a fresh river Hoeffding tree: it predicts no class."""
 
     def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]:

@@ -23,7 +23,7 @@ from streams.serve.scorer import Scorer
 from streams.serve.stage import ServeStage
 from streams.validate.stage import ValidateStage
 from tests import support
-from tests.support import predictions_of
+from tests.support import predictions_of, rec
 from weir.clock import now_ms
 from weir.contract.deadletter import RESENT_HEADER, RESENT_SIGNATURE, read_headers, resend_signature
 from weir.contract.features import compute_features
@@ -37,10 +37,6 @@ from weir.settings import Settings
 from weir.state.join import PendingJoin
 
 SETTINGS = Settings(topic_prefix="u.")
-
-
-def rec(topic: str, value: bytes | None, offset: int = 0, key: bytes = b"c1") -> InRecord:
-    return InRecord(topic, 0, offset, 1_000, key, value, [])
 
 
 def raw_event(catalog: SchemaCatalog, *, entity_id: str = "c1", event_time: int | None = None,
@@ -296,7 +292,7 @@ def test_a_label_the_schema_has_no_type_for_is_dead_lettered_and_the_next_ones_a
                                                                       label)) == reason
 
 
-class RefusesLabels:
+class RefusesLabels(support.FakeClassifier):
     """A model that raises on every label, like an uploaded model trained for another label type."""
 
     def predict_proba_one(self, x: dict[str, float]) -> dict[Label, float]:

@@ -1,23 +1,31 @@
-"""What a label must be before any stage takes it: a time not far in the future and a binary value.
+"""What a label must be before any stage takes it: a time not far in the future and a value of the model's kind.
 
 The join's stream time and the learner's watermark only move forward, so one
 label stamped a year ahead would expire every event waiting for its label and
 hold the order of learning there for good. A label is checked against the
-wall clock when it is read, like an event's time in the validate stage. The
-schema allows other label types for models to come; the classifiers and
-metrics of today take true/false only, and one string label would otherwise
-stop the learner.
+wall clock when it is read, like an event's time in the validate stage.
+
+Its value must be of the kind the deployment's model learns
+(``WEIR_LABEL_KIND``): ``binary`` (true/false, or 1/0), ``multiclass``
+(classes as booleans, integers or strings) or ``regression`` (numbers). A
+label of another kind would be refused by every version, or worse, learned as
+something it is not (a river logistic regression takes 0.5 or 2 silently).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Literal
 
 from weir.contract.deadletter import Rejection
-from weir.contract.records import Feedback
+from weir.contract.records import Feedback, Label
+
+LabelKind = Literal["binary", "multiclass", "regression"]
 
 
-def feedback_rejection(feedback: Feedback, *, now_ms: int, max_future_ms: int, stage: str) -> Rejection | None:
+def feedback_rejection(feedback: Feedback, *, now_ms: int, max_future_ms: int, stage: str,
+                       kind: LabelKind = "binary") -> Rejection | None:
     """Why ``feedback`` cannot be taken, or None."""
     ahead = feedback["label_time"] - now_ms
     if ahead > max_future_ms:
@@ -26,12 +34,37 @@ def feedback_rejection(feedback: Feedback, *, now_ms: int, max_future_ms: int, s
     label = feedback["label"]
     if isinstance(label, float) and not math.isfinite(label):
         return Rejection("non-finite-value", stage, f"label is {label}", dimension="validity")
-    if not is_binary(label):
-        return Rejection("unsupported-label", stage, f"label {label!r} ({type(label).__name__}) is not binary: "
-                         "the models and metrics learn true/false (or 1/0)", dimension="validity")
+    if not fits(label, kind):
+        return Rejection("unsupported-label", stage, f"label {label!r} ({type(label).__name__}) is not a {kind} "
+                         f"label: {KIND_TAKES[kind]} (WEIR_LABEL_KIND)", dimension="validity")
     return None
 
 
-def is_binary(label: object) -> bool:
-    """True/false, or 1/0 as a number: what the factories' classifiers and the rolling metrics take."""
-    return isinstance(label, bool) or (isinstance(label, (int, float)) and label in (0, 1))
+KIND_TAKES = {"binary": "true/false or 1/0", "multiclass": "a class as a boolean, an integer or a string",
+              "regression": "a number"}
+
+
+def fits(label: object, kind: LabelKind) -> bool:
+    """Whether ``label`` is a label of ``kind``."""
+    if kind == "binary":
+        return isinstance(label, bool) or (isinstance(label, int | float) and label in (0, 1))
+    if kind == "multiclass":
+        return isinstance(label, bool | int | str) and label != ""
+    return isinstance(label, int | float) and not isinstance(label, bool)
+
+
+def is_regression(predicted: Label | None, label: Label | None) -> bool:
+    """A number predicted for a number: a regressor's answer (a classifier predicts one of its classes)."""
+    return (isinstance(predicted, float) and isinstance(label, int | float)
+            and not isinstance(label, bool) and not isinstance(predicted, bool))
+
+
+def parse_positive(text: str | None) -> Label | None:
+    """The declared positive class: JSON where it parses (true, 1), else the string itself ("churned")."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, bool | int | float | str) else text

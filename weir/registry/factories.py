@@ -8,36 +8,62 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from weir.contract.records import Label
 from weir.errors import ConfigError
 
 
 class Model(Protocol):
-    """What Weir asks of a model version: river's classifier interface, one event at a time."""
+    """What Weir asks of every model version, one event at a time: river's estimator interface."""
 
-    def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]: ...
+    def predict_one(self, x: dict[str, float]) -> Any: ...
 
     def learn_one(self, x: dict[str, float], y: Label) -> None: ...
 
 
-def _logistic_regression(lr: float = 0.05, l2: float = 0.0) -> Model:
+class Classifier(Model, Protocol):
+    """A model that also says how sure it is of each class (river's classifiers)."""
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]: ...
+
+
+def as_classifier(model: Model) -> Classifier | None:
+    """The model as a classifier, or None for a river regressor (which predicts a number, not classes)."""
+    from river import base, compose
+
+    last: Any = model
+    while isinstance(last, compose.Pipeline):  # a pipeline is what its last step is
+        last = list(last.steps.values())[-1]
+    return None if isinstance(last, base.Regressor) else cast(Classifier, model)
+
+
+def _logistic_regression(lr: float = 0.05, l2: float = 0.0) -> Classifier:
     from river import linear_model, optim, preprocessing
 
     return preprocessing.StandardScaler() | linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
 
 
-def _hoeffding_tree(grace_period: int = 200, delta: float = 1e-7) -> Model:
+def _hoeffding_tree(grace_period: int = 200, delta: float = 1e-7) -> Classifier:
     from river import tree
 
-    return tree.HoeffdingTreeClassifier(grace_period=grace_period, delta=delta)
+    return cast(Classifier, tree.HoeffdingTreeClassifier(grace_period=grace_period, delta=delta))
+
+
+def _linear_regression(lr: float = 0.01, l2: float = 0.0) -> Model:
+    from river import linear_model, optim, preprocessing
+
+    return preprocessing.StandardScaler() | linear_model.LinearRegression(optimizer=optim.SGD(lr), l2=l2)
 
 
 FACTORIES: Mapping[str, Callable[..., Model]] = {
     "logistic_regression": _logistic_regression,
     "hoeffding_tree": _hoeffding_tree,
+    "linear_regression": _linear_regression,
 }
+# The others classify. (river's Hoeffding tree regressor pickles a method by its dotted name, which saved state
+# may not hold: it is not offered.)
+REGRESSORS = frozenset({"linear_regression"})
 
 
 def build_model(factory: str, params: Mapping[str, str]) -> Model:

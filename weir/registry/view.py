@@ -163,11 +163,11 @@ class ModelRegistry:
 def unpickle_model(data: bytes | None) -> Model:
     """An uploaded model or a serving copy: river objects and plain data only, since anyone who can write the
     ``models`` topic would otherwise run code in every serve worker (``UnreadableState`` for anything else)."""
-    from river import base
+    from river import base, compose
 
     if not data:
         raise ConfigError("a 'pickle' version has no model bytes")
     model = pickling.loads(data)
-    if not isinstance(model, base.Classifier):
-        raise ConfigError(f"the uploaded model is a {type(model).__name__}, not a river classifier")
+    if not isinstance(model, base.Classifier | base.Regressor | compose.Pipeline):
+        raise ConfigError(f"the uploaded model is a {type(model).__name__}, not a river classifier or regressor")
     return cast(Model, model)  # river types its classifiers' features loosely; they take a Model's
