@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from river import drift, metrics, utils
 
+from streams.monitor.estimate import AccuracyEstimate, confidence
 from weir.clock import now_ms
 from weir.contract.features import attributes_of
 from weir.contract.feedback import is_regression
@@ -176,6 +177,8 @@ class DriftMonitor:
         self.concept: dict[str, ConceptEpisode] = {}
         self.performance: dict[str, Performance] = {}
         self.alerts_raised: dict[tuple[str, str], int] = {}
+        self.estimates: dict[str, AccuracyEstimate] = {}  # per model: served accuracy, estimated without labels
+        self.positive_declared = settings.positive_label is not None
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -189,10 +192,14 @@ class DriftMonitor:
         return self.on_served(prediction) + self.on_joined(self.join.add_prediction(prediction))
 
     def on_served(self, prediction: Prediction) -> list[Alert]:
-        """Prediction drift: the served scores of each model against their reference."""
+        """Prediction drift: the served scores of each model against their reference; and the estimate of its
+        served accuracy."""
         if not prediction["served"] or prediction["score"] is None:
             return []
         model = prediction["model_name"]
+        sure = confidence(prediction, self.positive_declared)
+        if sure is not None:
+            self.estimates.setdefault(model, AccuracyEstimate()).on_served(sure)
         self.scores_seen[model] = self.scores_seen.get(model, 0) + 1
         watch = self.scores.get(model)
         if watch is None:
@@ -217,6 +224,11 @@ class DriftMonitor:
         if event is None:
             return []
         alerts = []
+        served = event.predictions.get(event.served_version or "")
+        sure = confidence(served, self.positive_declared) if served is not None else None
+        if served is not None and sure is not None:
+            estimate = self.estimates.setdefault(served["model_name"], AccuracyEstimate())
+            estimate.on_labelled(sure, served["predicted_label"], event.label)
         for version, prediction in sorted(event.predictions.items()):
             if prediction["error"] is not None or prediction["predicted_label"] is None:
                 continue
@@ -301,9 +313,26 @@ class DriftMonitor:
         }
         if t.rebaselined:
             evidence["rebaselined"] = "the live window is the new reference"
+        evidence.update(self._estimated_effect(record))
         settings = self.settings
         threshold = settings.prediction_drift_min_psi if kind == "prediction_drift" else settings.drift_min_psi
         return self._alert(kind, subject, t.status, c.psi, threshold, record, evidence)
+
+    def _estimated_effect(self, record: FeatureVector | Prediction) -> dict[str, str]:
+        """What the drift is doing to served quality, before labels say: the label-free estimate of served
+        accuracy now against the accuracy labels last measured (of the model served, or of the only one)."""
+        name = record.get("model_name")
+        estimate = self.estimates.get(str(name)) if name is not None else (
+            next(iter(self.estimates.values())) if len(self.estimates) == 1 else None)  # a feature: one model
+        now = estimate.value() if estimate is not None else None
+        measured = estimate.measured() if estimate is not None else None
+        if now is None:
+            return {}
+        effect = {"estimated_served_accuracy": f"{now:.4f}"}
+        if measured is not None:
+            effect["measured_served_accuracy"] = f"{measured:.4f}"
+            effect["estimated_effect"] = f"{now - measured:+.4f}"
+        return effect
 
     def _alert(self, kind: str, subject: str, status: Literal["FIRING", "RESOLVED"], statistic: float | None,
                threshold: float | None, record: FeatureVector | Prediction, evidence: dict[str, str]) -> Alert:

@@ -14,6 +14,9 @@ class MonitorMetrics:
         self.psi = Gauge("weir_drift_psi", "Latest PSI of a feature against its reference", ["feature"],
                          registry=registry)
         self.alerts = Counter("weir_drift_alerts", "Alerts raised", ["kind", "status"], registry=registry)
+        self.estimated_accuracy = Gauge("weir_estimated_accuracy", "Accuracy of the last served predictions, "
+                                        "estimated from the model's confidence before their labels arrive",
+                                        ["model"], registry=registry)
         self._counted: dict[tuple[str, str], int] = {}
         self._counting: DriftMonitor | None = None
 
@@ -24,6 +27,10 @@ class MonitorMetrics:
             self.active.labels(kind, subject).set(1 if open_ else 0)
         for name, c in monitor.data.comparisons().items():
             self.psi.labels(name).set(c.psi)
+        for model, estimate in monitor.estimates.items():
+            value = estimate.value()
+            if value is not None:
+                self.estimated_accuracy.labels(model).set(value)
         for key, n in monitor.alerts_raised.items():
             self.alerts.labels(*key).inc(n - self._counted.get(key, 0))
             self._counted[key] = n
