@@ -160,8 +160,9 @@ def build_app(settings: Settings, pipeline: Pipeline, metrics: CollectorRegistry
     async def livez(web: Any, _request: Any) -> Any:
         """200 while every stage loop shows signs of life; 503 names the ones that do not (restart the worker)."""
         now = time.monotonic()
-        silent = [loop.stage.name for loop in loops
-                  if loop.gave_up is not None or now - loop.heartbeat > settings.liveness_timeout_s]
+        # A loop may wait for its deliveries as long as its producer retries them: not silence.
+        silent = [loop.stage.name for loop in loops if loop.gave_up is not None
+                  or now - loop.heartbeat > max(settings.liveness_timeout_s, 2 * loop.delivery_wait_s)]
         return _health(web, silent, "silent or given up")
 
     @app.page("/readyz")

@@ -112,7 +112,9 @@ class Settings(BaseSettings):
         "and exits with code 70 for its supervisor to restart; Kafka failures are retried without limit",
     )
     liveness_timeout_s: float = Field(
-        default=120.0, gt=0, description="a stage loop silent this long makes the worker's /livez answer 503"
+        default=120.0, gt=0,
+        description="a stage loop silent this long makes the worker's /livez answer 503 (at least twice its "
+        "delivery wait: a loop waiting for deliveries is not silent)"
     )
     alert_webhook_url: str | None = Field(default=None, description="where the alert sink forwards every alert")
     alert_webhook_token: SecretStr | None = Field(

@@ -202,8 +202,9 @@ class StageLoop(mode.Service):
             finally:
                 self.ready = False
                 self.metrics.up.labels(self.stage.name).set(0)
-                if session is not None:
-                    await self._close(session)
+                opened = session or self.session  # a session that failed while opening has clients to close too
+                if opened is not None:
+                    await self._close(opened)
                 self.session = None
             if self.gave_up is not None:
                 break
