@@ -65,23 +65,25 @@ class ReplayResult:
     registry: ModelRegistry
 
 
-def replay(events: Iterable[LabelledEvent], *, factory: str, params: dict[str, Any], delay: int = 0) -> ReplayResult:
-    """Score and learn ``events``; each label becomes known ``delay`` time units after its event."""
+def replay(events: Iterable[LabelledEvent], *, factory: str, params: dict[str, Any], delay: int = 0,
+           positive: Label | None = None) -> ReplayResult:
+    """Score and learn ``events``; each label becomes known ``delay`` time units after its event. ``positive``:
+    the class scores, log loss and ROC AUC are about (WEIR_POSITIVE_LABEL)."""
     ordered = [e for _, e in sorted(enumerate(events), key=lambda pair: (pair[1].event_time_ms, pair[0]))]
     vectors = [feature_vector(e.raw("replay")) for e in ordered]
     labels = {e.event_id: (e.event_time_ms + delay, e.label) for e in ordered if e.label is not None}
-    return replay_vectors(vectors, labels, factory=factory, params=params)
+    return replay_vectors(vectors, labels, factory=factory, params=params, positive=positive)
 
 
 def replay_vectors(vectors: Iterable[FeatureVector], labels: Labels, *, factory: str,
-                   params: dict[str, Any]) -> ReplayResult:
+                   params: dict[str, Any], positive: Label | None = None) -> ReplayResult:
     """Score ``vectors`` in the order given (event-time order) and learn ``labels`` (event id -> (label time,
     label)) as they fall due."""
     registry = ModelRegistry(MODEL)
     registry.apply(version_record(MODEL, "v1", factory, params))
     registry.apply(routing_record(MODEL, "basic", "v1"))
-    scorer = Scorer(registry, timeout_ms=float("inf"), metrics=ServeMetrics(CollectorRegistry()))
-    learner = Learner(registry, PendingJoin(window_ms=2**62, needs_features=True), Sequencer())
+    scorer = Scorer(registry, timeout_ms=float("inf"), metrics=ServeMetrics(CollectorRegistry()), positive=positive)
+    learner = Learner(registry, PendingJoin(window_ms=2**62, needs_features=True), Sequencer(), positive=positive)
     due: list[tuple[int, str, Feedback]] = []
     scored = 0
     for vector in vectors:

@@ -10,6 +10,7 @@ import click
 
 from apps.cli.common import Duration, Session, given, params_option, pass_session, source_options
 from producers.sources import SourceSpec
+from weir.contract.feedback import parse_positive
 
 
 @click.command("replay")
@@ -46,7 +47,8 @@ def replay(session: Session, source: SourceSpec, since: int | None, until: int |
     if source.name == "topics":
         span = replaying.read_topic_range(session.settings, session.catalog, since_ms=since or 0,
                                           until_ms=until or replaying.END_OF_TIME, progress=progress)
-        result = replaying.replay_vectors(span.vectors, span.labels, factory=factory, params=params)
+        result = replaying.replay_vectors(span.vectors, span.labels, factory=factory, params=params,
+                                          positive=parse_positive(session.settings.positive_label))
         click.echo(f"replayed {result.events} events, learned {result.labels} labels at their recorded times; "
                    + ", ".join(f"{k} {v}" for k, v in sorted(span.counts.items())))
         _print_metrics(result.metrics)
@@ -56,7 +58,8 @@ def replay(session: Session, source: SourceSpec, since: int | None, until: int |
         source = dataclasses.replace(source, columns=dataclasses.replace(source.columns, entity=None))
     delay = (delay_ms if timed else delay_rows) or 0
     events = list(source.open(event_time=replaying.index_time).events)
-    result = replaying.replay(events, factory=factory, params=params, delay=delay)
+    result = replaying.replay(events, factory=factory, params=params, delay=delay,
+                              positive=parse_positive(session.settings.positive_label))
     click.echo(f"replayed {result.events} events, learned {result.labels} labels (delay "
                + (f"{delay} ms" if timed else f"{delay} events") + ")")
     _print_metrics(result.metrics)

@@ -150,3 +150,10 @@ def test_replay_takes_string_classes_and_numbers_and_agrees_with_river(delay: in
         ours = replay(events, factory=factory, params={}, delay=delay).metrics
         river = river_progressive_scores(events, factory, {}, delay, timed=False)
         assert set(river) == names and all(abs(ours[n] - river[n]) < 1e-9 for n in names), (ours, river)
+
+
+def test_replay_scores_string_classes_for_a_declared_positive_class() -> None:
+    classes = [LabelledEvent(f"s{i}", "c1", i, dict(x), y) for i, (x, y) in enumerate(_classes(1_500))]
+    without = replay(classes, factory="hoeffding_tree", params={}).metrics
+    declared = replay(classes, factory="hoeffding_tree", params={}, positive="churned").metrics
+    assert "roc_auc" not in without and declared["roc_auc"] > 0.8 and declared["accuracy"] == without["accuracy"]
