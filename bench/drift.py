@@ -1,143 +1,254 @@
-"""Detection quality of the monitor, measured over seeds (no broker: the same monitor code, fed in-process).
+"""Detection quality of the monitor against river's own detectors, over generators and seeds, every alert kind.
 
-    python -m bench.drift [--seeds 10]
+    python -m bench.drift [--seeds 10] [--events 100000] [--generators churn,sea,...]
 
-For each seed:
+The same monitor code as the worker's back, fed in-process (no broker), with a
+model that learns every label as it comes: a logistic regression for the
+classification streams, a linear regression for the regression one. Each
+generator behaves differently: churn (noisy, one-hot features), simple (a
+logistic skeleton), sea (separable classes with label noise), agrawal
+(mixed features, rule-based classes), hyperplane (ten continuous features,
+nearly separable, so the model keeps sharpening) and friedman (regression).
 
-* false alarms: data-drift, prediction-drift and concept-drift alerts on
-  100,000 stationary churn events, served by a logistic regression that learns
-  every label from scratch (its scores move while it converges);
-* data drift: an abrupt shift at event 20,000 (prices rise, payments move to
-  paypal); delay to the first alert, and whether the moved features were named;
-* concept drift, every label fed back at once: the churn label function
-  changes at event 20,000, and river's SEA and Agrawal switch concept there
-  (ConceptDriftStream); delay in labels to the first concept-drift alert of a
-  logistic regression learning online.
+For each generator and seed:
 
-Goals (from the monitoring issue): at most 1 false alert per 100,000 stationary
-events; median delay at most 1,000 events after an abrupt data drift and at
-most 2,000 labels after a concept drift.
+* **false alarms**: FIRING alerts of each kind on a stationary stream, per
+  100,000 events, beside river's ADWIN (default delta) over the same values:
+  one per numeric feature for data drift, on the served score for prediction
+  drift, on the error stream (0/1, or the absolute error) for concept drift
+  and performance drops;
+* **data drift**: half of the numeric features scaled by 1.5 from event
+  20,000 on (churn: its own abrupt drift, prices up and payments moving);
+  events to the first data-drift alert, whether it named only moved
+  features, against the first detection of the per-feature ADWINs;
+* **concept drift**: the labelling concept switches at event 20,000 (river's
+  ConceptDriftStream; churn and simple: their own; friedman: the target moves
+  by +10); labels to the first concept-drift alert, against river's ADWIN
+  on the error stream.
+
+Goals (issue 14): every kind at most 1 false alert per 100,000 stationary
+events; data-drift delay at most the per-feature ADWIN's; concept-drift delay
+at most 1.2x ADWIN's on the error stream, with no more false alarms.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
+
+from river import drift
 
 from producers.event import LabelledEvent
 from producers.schedule import DriftSchedule
 from producers.sources import open_source
 from streams.features import feature_vector
-from streams.monitor.detectors import DriftMonitor
+from streams.monitor.detectors import DriftMonitor, prediction_error
 from streams.serve.scorer import positive_score
-from weir.contract.records import Alert, FeatureVector
+from weir.contract.records import Alert, Label, Prediction
 from weir.registry.factories import Model, as_classifier, build_model
 from weir.settings import Settings
 from weir.state.join import PendingJoin
 
 DRIFT_AT = 20_000
-STATIONARY = 100_000
 AFTER = 15_000  # events after the drift point in the drift runs
-MOVED = {"monthly_charges", "payment_method", "total_charges"}  # what the abrupt churn drift moves
+KINDS = ("data_drift", "prediction_drift", "concept_drift", "performance_drop")
+GENERATORS = ("churn", "simple", "sea", "agrawal", "hyperplane", "friedman")
+CHURN_MOVED = {"monthly_charges", "payment_method", "total_charges"}  # what churn's abrupt drift moves
 
 
-def _monitor() -> DriftMonitor:
-    return DriftMonitor(Settings(), PendingJoin(window_ms=2**62, needs_features=False))
+# --- the streams --------------------------------------------------------------------------------------------------
 
 
-def _vector(e: LabelledEvent) -> FeatureVector:
-    return feature_vector(e.raw("churn"))
+def _friedman(n: int, seed: int, jump_at: int | None) -> Iterator[LabelledEvent]:
+    """river's Friedman regression stream; the target moves by +10 from ``jump_at`` on."""
+    from river.datasets import synth
+
+    for i, (x, y) in enumerate(synth.Friedman(seed=seed).take(n)):
+        target = float(y) + (10.0 if jump_at is not None and i >= jump_at else 0.0)
+        yield LabelledEvent(f"friedman-{seed}-{i}", f"e{i % 1_000}", i, {f"x{k}": float(v) for k, v in x.items()},
+                            target)
 
 
-def false_alarms(seed: int) -> tuple[int, int, int]:
-    """Data-, prediction- and concept-drift alerts on a stationary stream (a model learning every label, from
-    scratch)."""
-    monitor, model = _monitor(), build_model("logistic_regression", {})
-    data = prediction = concept = 0
-    for i, e in enumerate(open_source("churn", STATIONARY, seed=seed, event_time=lambda i: i).events):
-        vector = _vector(e)
-        data += sum(a["status"] == "FIRING" for a in monitor.on_features(vector))
-        for a in _learn(monitor, model, e, i, vector["features"]):
-            prediction += a["status"] == "FIRING" and a["kind"] == "prediction_drift"
-            concept += a["status"] == "FIRING" and a["kind"] == "concept_drift"
-    return data, prediction, concept
+def stream(generator: str, n: int, seed: int, *, concept_at: int | None = None) -> Iterator[LabelledEvent]:
+    """``n`` events of ``generator``, stamped 0, 1, 2...; the concept switches at ``concept_at`` if given."""
+    if generator == "friedman":
+        return _friedman(n, seed, concept_at)
+    schedule = DriftSchedule.parse(f"concept@{concept_at}" if concept_at is not None else "none", n)
+    return open_source(generator, n, seed=seed, schedule=schedule, event_time=lambda i: i).events
 
 
-def _learn(monitor: DriftMonitor, model: Model, e: LabelledEvent, i: int, x: dict[str, float]) -> list[Alert]:
-    """Predict, show the monitor the served prediction (with its score) and the label at once, then learn."""
-    assert e.label is not None
+def shifted(generator: str, n: int, seed: int) -> tuple[Iterator[LabelledEvent], set[str]]:
+    """A data drift at DRIFT_AT, and the features it moves."""
+    if generator == "churn":
+        events = open_source("churn", n, seed=seed, schedule=DriftSchedule.parse(f"abrupt@{DRIFT_AT}", n),
+                             event_time=lambda i: i).events
+        return events, CHURN_MOVED
+    first = next(stream(generator, 1, seed))
+    numeric = sorted(k for k, v in first.attributes.items() if isinstance(v, float) and not isinstance(v, bool))
+    moved = set(numeric[::2])
+
+    def scaled() -> Iterator[LabelledEvent]:
+        for i, e in enumerate(stream(generator, n, seed)):
+            if i >= DRIFT_AT:
+                e = LabelledEvent(e.event_id, e.entity_id, e.event_time_ms,
+                                  {k: (v * 1.5 if k in moved and isinstance(v, float) else v)
+                                   for k, v in e.attributes.items()}, e.label)
+            yield e
+
+    return scaled(), moved
+
+
+def _model(generator: str) -> Model:
+    return build_model("linear_regression" if generator == "friedman" else "logistic_regression", {})
+
+
+# --- one pass: the monitor and river's detectors over the same values -------------------------------------------
+
+
+@dataclass
+class Pass:
+    """What the monitor and the river baselines saw on one stream."""
+
+    alerts: list[tuple[int, Alert]] = field(default_factory=list)  # (event index, FIRING alert)
+    river: dict[str, list[int]] = field(default_factory=dict)  # baseline -> event indices of its detections
+
+
+def run(generator: str, events: Iterator[LabelledEvent]) -> Pass:
+    monitor = DriftMonitor(Settings(), PendingJoin(window_ms=2**62, needs_features=False))
+    model = _model(generator)
     classifier = as_classifier(model)
-    assert classifier is not None, "the drift benchmark's model is a classifier"
-    proba = classifier.predict_proba_one(x)
-    alerts = monitor.on_prediction({
-        "event_id": e.event_id, "entity_id": e.entity_id, "event_time": i, "model_name": "m",
-        "model_version": "v1", "role": "champion", "served": True, "score": positive_score(proba) if proba else None,
-        "predicted_label": max(proba, key=proba.__getitem__) if proba else None, "latency_ms": 0.0,
-        "predicted_at": i, "error": None})
-    alerts += monitor.on_feedback(e.feedback(i))
-    model.learn_one(x, e.label)
-    return alerts
-
-
-def data_drift(seed: int) -> tuple[int | None, bool]:
-    """Events from the drift point to the first alert, and whether the alert named a feature that moved."""
-    monitor = _monitor()
-    n = DRIFT_AT + AFTER
-    events = open_source("churn", n, seed=seed, schedule=DriftSchedule.parse(f"abrupt@{DRIFT_AT}", n),
-                         event_time=lambda i: i).events
+    features: dict[str, drift.ADWIN] = {}
+    score, error = drift.ADWIN(), drift.ADWIN()
+    seen = Pass(river={"data": [], "score": [], "error": []})
     for i, e in enumerate(events):
-        for a in monitor.on_features(_vector(e)):
-            if a["status"] == "FIRING":
-                return (i - DRIFT_AT if i >= DRIFT_AT else -1), a["subject"] in MOVED
-    return None, False
+        vector = feature_vector(e.raw(generator))
+        x = vector["features"]
+        raised = monitor.on_features(vector)
+        for name, value in x.items():
+            if "=" not in name:  # numeric features; one-hot columns are categories
+                detector = features.setdefault(name, drift.ADWIN())
+                detector.update(value)
+                if detector.drift_detected:
+                    seen.river["data"].append(i)
+        prediction = _predict(model, classifier, x, e, i)
+        raised += monitor.on_prediction(prediction)
+        if prediction["score"] is not None:
+            score.update(prediction["score"])
+            if score.drift_detected:
+                seen.river["score"].append(i)
+        assert e.label is not None
+        raised += monitor.on_feedback(e.feedback(i))
+        if prediction["predicted_label"] is not None:
+            before = error.estimation
+            error.update(prediction_error(prediction["predicted_label"], e.label))
+            if error.drift_detected and error.estimation > before:  # as the monitor: only a worse error counts
+                seen.river["error"].append(i)
+        model.learn_one(x, e.label)
+        seen.alerts += [(i, a) for a in raised if a["status"] == "FIRING"]
+    return seen
 
 
-def concept_drift(source: str, seed: int) -> int | None:
-    """Labels from the drift point to the first concept-drift alert (None: missed; negative: before it)."""
-    monitor, model = _monitor(), build_model("logistic_regression", {})
-    n = DRIFT_AT + AFTER
-    events = open_source(source, n, seed=seed, schedule=DriftSchedule.parse(f"concept@{DRIFT_AT}", n),
-                         event_time=lambda i: i).events
-    for i, e in enumerate(events):
-        alerts = _learn(monitor, model, e, i, _vector(e)["features"])
-        if any(a["kind"] == "concept_drift" and a["status"] == "FIRING" and i >= DRIFT_AT - 1_000 for a in alerts):
-            return i - DRIFT_AT
-    return None
+def _predict(model: Model, classifier: Any, x: dict[str, float], e: LabelledEvent, i: int) -> Prediction:
+    predicted: Label | None
+    value: float | None
+    if classifier is None:
+        predicted = value = float(model.predict_one(x))
+    else:
+        proba = classifier.predict_proba_one(x)
+        predicted = max(proba, key=proba.__getitem__) if proba else None
+        value = positive_score(proba) if proba else None
+    return {"event_id": e.event_id, "entity_id": e.entity_id, "event_time": i, "model_name": "m",
+            "model_version": "v1", "role": "champion", "served": True, "score": value, "predicted_label": predicted,
+            "latency_ms": 0.0, "predicted_at": i, "error": None}
 
 
-def _run(seed: int) -> dict[str, Any]:
-    return {"false": false_alarms(seed), "data": data_drift(seed),
-            "concept": {s: concept_drift(s, seed) for s in ("churn", "sea", "agrawal")}}
+# --- the measures -------------------------------------------------------------------------------------------------
+
+
+def false_alarms(generator: str, seed: int, events: int) -> dict[str, float]:
+    """FIRING alerts per 100,000 events of each kind, and of each river baseline, on a stationary stream."""
+    seen = run(generator, stream(generator, events, seed))
+    per = 100_000 / events
+    counts = Counter(a["kind"] for _, a in seen.alerts)
+    out = {kind: counts[kind] * per for kind in KINDS}
+    out.update({f"river_{name}": len(hits) * per for name, hits in seen.river.items()})
+    return out
+
+
+def _first(indices: list[int]) -> int | None:
+    after = [i for i in indices if i >= DRIFT_AT]
+    return after[0] - DRIFT_AT if after else None
+
+
+def data_drift(generator: str, seed: int) -> dict[str, Any]:
+    events, moved = shifted(generator, DRIFT_AT + AFTER, seed)
+    seen = run(generator, events)
+    alerts = [(i, a) for i, a in seen.alerts if a["kind"] == "data_drift" and i >= DRIFT_AT]
+    named = alerts[0][1]["evidence"].get("moved_most", "") if alerts else ""
+    named_features = {part.split(" (")[0] for part in named.split(", ") if part and part != "-"}
+    return {"weir": alerts[0][0] - DRIFT_AT if alerts else None, "river": _first(seen.river["data"]),
+            "named_right": bool(named_features) and named_features <= moved}
+
+
+def concept_drift(generator: str, seed: int) -> dict[str, int | None]:
+    seen = run(generator, stream(generator, DRIFT_AT + AFTER, seed, concept_at=DRIFT_AT))
+    weir = [i for i, a in seen.alerts if a["kind"] == "concept_drift"]
+    return {"weir": _first(weir), "river": _first(seen.river["error"])}
+
+
+def measure(job: tuple[str, int, int]) -> dict[str, Any]:
+    generator, seed, events = job
+    return {"generator": generator, "false": false_alarms(generator, seed, events),
+            "data": data_drift(generator, seed), "concept": concept_drift(generator, seed)}
+
+
+# --- the table ----------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--events", type=int, default=100_000, help="events of each stationary run")
+    parser.add_argument("--generators", default=",".join(GENERATORS))
     args = parser.parse_args()
+    generators = args.generators.split(",")
+    jobs = [(g, seed, args.events) for g in generators for seed in range(args.seeds)]
     with ProcessPoolExecutor(max_workers=2) as pool:
-        runs = list(pool.map(_run, range(args.seeds)))
-    false_data = sum(r["false"][0] for r in runs)
-    false_prediction = sum(r["false"][1] for r in runs)
-    false_concept = sum(r["false"][2] for r in runs)
-    data_delays = [r["data"][0] for r in runs if r["data"][0] is not None and r["data"][0] >= 0]
-    named = sum(r["data"][1] for r in runs)
-    print(f"seeds: {args.seeds}")
-    print(f"{'measure':52} {'value':>14} {'goal':>12}")
-    print(f"{'false data-drift alerts per 100,000 stationary events':52} "
-          f"{false_data / args.seeds:14.2f} {'<= 1':>12}")
-    print(f"{'false concept-drift alerts per 100,000 stationary labels':52} "
-          f"{false_concept / args.seeds:14.2f} {'<= 1':>12}")
-    print(f"{'false prediction-drift alerts per 100,000 stationary events':52} "
-          f"{false_prediction / args.seeds:14.2f} {'<= 1':>12}")
-    print(f"{'abrupt data drift: median delay (events)':52} {_median(data_delays):>14} {'<= 1000':>12}")
-    print(f"{'abrupt data drift: detected / named a moved feature':52} "
-          f"{f'{len(data_delays)}/{args.seeds} / {named}/{args.seeds}':>14}")
-    for source in ("churn", "sea", "agrawal"):
-        delays = [r["concept"][source] for r in runs if r["concept"][source] is not None]
-        label = f"concept drift ({source}): median delay (labels), detected"
-        print(f"{label:52} {f'{_median(delays)}, {len(delays)}/{args.seeds}':>14} {'<= 2000':>12}")
+        results = list(pool.map(measure, jobs))
+    print(f"{args.seeds} seeds, {args.events:,} stationary events per run; drift at event {DRIFT_AT:,}")
+    print()
+    print(f"{'generator':11} | false alerts per 100k: {'data':>5} {'pred':>5} {'concept':>7} {'perf':>5} | "
+          f"river ADWIN: {'data':>6} {'score':>6} {'error':>6}")
+    for g in generators:
+        rows = [r["false"] for r in results if r["generator"] == g]
+        mean = {k: statistics.fmean(r[k] for r in rows) for k in rows[0]}
+        print(f"{g:11} | {'':22} {mean['data_drift']:5.1f} {mean['prediction_drift']:5.1f} "
+              f"{mean['concept_drift']:7.1f} {mean['performance_drop']:5.1f} | {'':12} {mean['river_data']:6.1f} "
+              f"{mean['river_score']:6.1f} {mean['river_error']:6.1f}")
+    print()
+    print(f"{'generator':11} | data drift: found {'weir':>6} {'river':>6} named right | "
+          f"concept drift: found {'weir':>6} {'river':>6} ratio")
+    for g in generators:
+        data = [r["data"] for r in results if r["generator"] == g]
+        concept = [r["concept"] for r in results if r["generator"] == g]
+        wd, rd = _delays(data, "weir"), _delays(data, "river")
+        wc, rc = _delays(concept, "weir"), _delays(concept, "river")
+        ratio = f"{statistics.median(wc) / statistics.median(rc):.2f}" if wc and rc and statistics.median(rc) else "-"
+        print(f"{g:11} | {'':12} {len(wd):2}/{len(data):<2} {_median(wd):>6} {_median(rd):>6} "
+              f"{sum(d['named_right'] for d in data):4}/{len(data):<4} | {'':15} {len(wc):2}/{len(concept):<2} "
+              f"{_median(wc):>6} {_median(rc):>6} {ratio:>5}")
+    print()
+    print("median delays in events after the drift point; goals: <= 1 false alert per 100k for every kind; data "
+          "drift no slower than river's per-feature ADWIN; concept drift <= 1.2x river's ADWIN on the error")
+
+
+def _delays(rows: list[dict[str, Any]], who: str) -> list[int]:
+    return [r[who] for r in rows if r[who] is not None]
 
 
 def _median(values: list[int]) -> str:
