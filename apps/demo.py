@@ -31,7 +31,7 @@ from producers.publisher import EventPublisher, ProduceSummary, publish
 from producers.schedule import DriftSchedule
 from producers.sources import open_source
 from streams.validate.quality import summarize_metrics
-from streams.worker import STATEFUL_STAGES, default_stages
+from streams.worker import EXIT_GAVE_UP, STATEFUL_STAGES, default_stages
 from weir.clock import poll_until
 from weir.contract.records import Alert
 from weir.contract.serde import SchemaCatalog, open_catalog
@@ -44,6 +44,7 @@ from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
 MODEL = "default"
+MAX_WORKER_RESTARTS = 3
 
 
 def run_settings(settings: Settings, run_id: str) -> Settings:
@@ -53,9 +54,11 @@ def run_settings(settings: Settings, run_id: str) -> Settings:
     )
 
 
-def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, workers: dict[Path, subprocess.Popen[bytes]],
-                      *, stop: threading.Event, timeout_s: float) -> bool:
-    """Poll the output topics until every event is served or dead-lettered and every label learned."""
+def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary,
+                      workers: Callable[[], dict[Path, subprocess.Popen[bytes]]],
+                      revive: Callable[[Path, int], None], *, stop: threading.Event, timeout_s: float) -> bool:
+    """Poll the output topics until every event is served or dead-lettered and every label learned; a worker that
+    exits is handed to ``revive``, which starts it again or raises."""
     t = tally.tally
     bars = {
         "served": tqdm(total=produced.events_produced, desc="served+dlq", unit="ev", dynamic_ncols=True),
@@ -70,9 +73,9 @@ def wait_for_pipeline(tally: TopicTally, produced: ProduceSummary, workers: dict
             if t.served + t.dead_letters >= produced.events_produced and \
                     _settled_feedback(t) >= produced.feedback_sent:
                 return True
-            for log, worker in workers.items():
+            for log, worker in workers().items():
                 if worker.poll() is not None:
-                    raise WeirError(f"a worker exited with code {worker.returncode}; see {log}")
+                    revive(log, worker.returncode)
     finally:
         for bar in bars.values():
             bar.close()
@@ -183,6 +186,7 @@ class DemoRun:
     worker: subprocess.Popen[bytes] | None = None  # validate, features, serve, monitor
     learner: subprocess.Popen[bytes] | None = None  # learn, in a process of its own: the demo kills it once
     learner_restarts: int = 0
+    worker_restarts: int = 0  # workers that exited on their own and were started again, as a restart policy does
     sink: threading.Thread | None = None
     sink_stop: threading.Event = field(default_factory=threading.Event)
     registry: ModelRegistry | None = None  # read before the broker stops
@@ -245,6 +249,19 @@ class DemoRun:
         stateful = [stage for stage in default_stages(self.settings) if stage in STATEFUL_STAGES]
         return start_worker(learner, self.run_dir / "learner.log", *stateful)
 
+    def _revive(self, log: Path, code: int) -> None:
+        """What a restart policy does (compose, Kubernetes): a worker that gave up and exited 70 (a stage failing
+        again and again, or a Kafka client call that hung) starts again, a few times; any other exit ends the run."""
+        if code != EXIT_GAVE_UP or self.worker_restarts >= MAX_WORKER_RESTARTS:
+            raise WeirError(f"a worker exited with code {code}; see {log}")
+        self.worker_restarts += 1
+        if log.name == "learner.log":
+            self.learner = self._start_learner()
+        else:
+            grouped = [stage for stage in default_stages(self.settings) if stage not in STATEFUL_STAGES]
+            self.worker = start_worker(self.settings, log, *grouped)
+        tqdm.write(f"weir demo: a worker gave up and exited (code {code}, see {log}); started it again")
+
     def _kill_learner(self) -> None:
         """kill -9 the learner mid-run and start it again: it resumes from its snapshot, losing nothing."""
         assert self.learner is not None
@@ -283,7 +300,7 @@ class DemoRun:
 
     def wait(self, stop: threading.Event, timeout_s: float) -> None:
         assert self.tally is not None
-        self.drained = wait_for_pipeline(self.tally, self.produced, self.processes(), stop=stop,
+        self.drained = wait_for_pipeline(self.tally, self.produced, self.processes, self._revive, stop=stop,
                                          timeout_s=timeout_s)
         if not self.drained and not stop.is_set():
             say(f"the pipeline did not drain within {timeout_s:.0f} s; the summary says how far it got")
@@ -329,6 +346,7 @@ class DemoRun:
                             drained=self.drained, interrupted=interrupted)
         summary.update(source=self.source.name, drift_schedule=self.source.schedule.to_dict(), quality=self.quality,
                        versions=self._versions(t), learner_restarts=self.learner_restarts,
+                       worker_restarts=self.worker_restarts,
                        broker_outage_s=self.outage_s,
                        drift=drift_report(self.source.schedule.to_dict(), t.alerts), problems=self.problems)
         return summary

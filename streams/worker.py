@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -122,7 +124,7 @@ def _load_when_reachable(settings: Settings, catalog: SchemaCatalog, registry: M
 
 
 def build_app(settings: Settings, pipeline: Pipeline, metrics: CollectorRegistry,
-              on_give_up: Callable[[str], None] | None = None) -> faust.App:
+              on_give_up: Callable[[StageLoop], None] | None = None) -> faust.App:
     """The faust app running the registry follower and one loop per stage, with /metrics, /livez and /readyz."""
     datadir = settings.state_dir / settings.app_id / "faust"  # not <app name>-data in the working directory
     datadir.mkdir(parents=True, exist_ok=True)
@@ -186,10 +188,10 @@ def run_worker(settings: Settings, names: Sequence[str], *, loglevel: str = "inf
     ProcessCollector(registry=metrics)  # CPU, memory, open files of this worker
     pipeline = build_pipeline(settings, names, catalog, metrics)
     stop = asyncio.Event()
-    given_up: list[str] = []
+    given_up: list[StageLoop] = []
 
-    def give_up(reason: str) -> None:
-        given_up.append(reason)
+    def give_up(loop: StageLoop) -> None:
+        given_up.append(loop)
         stop.set()
 
     app = build_app(settings, pipeline, metrics, give_up)
@@ -205,8 +207,16 @@ def run_worker(settings: Settings, names: Sequence[str], *, loglevel: str = "inf
         await worker.stop()  # the other stages finish their batch and commit
 
     asyncio.run(main())
+    reason = "; ".join(loop.gave_up or "" for loop in given_up)
+    if any(loop.hung for loop in given_up):
+        # The hung librdkafka call holds a thread the interpreter would wait for at exit, for ever: say why, and
+        # leave now.
+        log.critical("worker exits: %s", reason)
+        print(f"weir: {reason}", file=sys.stderr, flush=True)
+        logging.shutdown()
+        os._exit(EXIT_GAVE_UP)
     if given_up:
-        raise WorkerGaveUp("; ".join(given_up))
+        raise WorkerGaveUp(reason)
 
 
 class WorkerGaveUp(WeirError):

@@ -72,6 +72,7 @@ from weir.kafka.clients import (
 from weir.settings import Settings
 
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+HUNG_AFTER_S = 60.0  # a librdkafka call given 30 s that has not returned after this never will
 # Records a stage processes before the event loop lets the process's other stages run: the stages share one
 # thread, and a whole batch of the learner would hold the front's next batch, and its latency, back.
 SLICE = 200
@@ -85,6 +86,12 @@ Positions = dict[tuple[str, int], int]
 
 class SessionFailed(Exception):
     """The loop's Kafka clients cannot go on (broker gone, transaction fenced or aborted): start a new session."""
+
+
+class ClientHung(Exception):
+    """A librdkafka call did not return by its own timeout (``send_offsets_to_transaction`` after the group
+    coordinator went away: librdkafka issues #5456 and #5511). The thread it blocks cannot be freed, so only a new
+    process recovers: the loop gives up and its worker exits for its supervisor to start it again."""
 
 
 class StageFailed(Exception):
@@ -129,11 +136,14 @@ class Session:
         self.committed = 0  # batches this session committed: a failure after some starts the backoff over
 
     def close(self) -> None:
+        """Close the clients and let them go, in the calling thread (the loop's consumer thread): librdkafka's
+        destroy waits for requests still out to a broker that may be away, which must not block the event loop."""
         for close in (self.consumer.close, lambda: self.producer.flush(5)):
             try:
                 close()
             except (KafkaException, RuntimeError) as exc:
                 log.warning("stage %s: closing a client: %s", self.stage.name, exc)
+        del self.consumer, self.producer
 
 
 class StageLoop(mode.Service):
@@ -141,8 +151,8 @@ class StageLoop(mode.Service):
     the input offsets."""
 
     def __init__(self, settings: Settings, stage: Stage, metrics: StageMetrics,
-                 on_give_up: Callable[[str], None] | None = None, **kwargs: Any) -> None:
-        """``on_give_up`` hears the reason when the stage failed too often in a row and the loop stopped."""
+                 on_give_up: Callable[[StageLoop], None] | None = None, **kwargs: Any) -> None:
+        """``on_give_up`` hears of the loop when it stopped for good (``gave_up`` says why)."""
         super().__init__(**kwargs)
         self.settings = settings
         self.stage = stage
@@ -151,6 +161,7 @@ class StageLoop(mode.Service):
         self.delivery_wait_s = delivery_wait_s(settings)  # by then each record of a commit is delivered or failed
         self.ready = False  # a session is open and its first batch went through
         self.gave_up: str | None = None
+        self.hung = False  # a librdkafka call never returned: this process cannot recover the loop
         self.heartbeat = time.monotonic()  # the loop's last sign of life (liveness)
         self.stateful: StatefulStage | None = stage if isinstance(stage, StatefulStage) else None
         # A stateful stage reads every partition in every replica, and keeps its own offsets: its identity is its
@@ -175,7 +186,7 @@ class StageLoop(mode.Service):
         if self.running is not None:
             await self.running  # the loop sees should_stop after its current batch (at most one batch window)
         self.consumer_thread.shutdown(wait=True)
-        self.commit_thread.shutdown(wait=True)
+        self.commit_thread.shutdown(wait=not self.hung)
 
     # --- supervision ---------------------------------------------------------------------------------------
 
@@ -188,6 +199,9 @@ class StageLoop(mode.Service):
                 session = await self._open()
                 await self._run(session)
                 await self._finish(session)
+            except ClientHung as exc:
+                self.hung = True
+                self._give_up(f"stage {self.stage.name}: {exc}")
             except (SessionFailed, KafkaException) as exc:
                 failures = self._failed("kafka", _describe_error(exc), session, failures)
             except Exception as exc:  # the stage raised, or could not be restored: a bug or input it chokes on
@@ -203,7 +217,7 @@ class StageLoop(mode.Service):
                 self.ready = False
                 self.metrics.up.labels(self.stage.name).set(0)
                 opened = session or self.session  # a session that failed while opening has clients to close too
-                if opened is not None:
+                if opened is not None and not self.hung:  # a hung client is left alone: closing it would hang too
                     await self._close(opened)
                 self.session = None
             if self.gave_up is not None:
@@ -231,7 +245,7 @@ class StageLoop(mode.Service):
         self.gave_up = reason
         log.critical("%s: giving up, nothing more is committed", reason)
         if self.on_give_up is not None:
-            self.on_give_up(reason)
+            self.on_give_up(self)
 
     async def _close(self, session: Session) -> None:
         """Let the commit in flight end (its failure is this session's, already counted), then close the clients."""
@@ -244,7 +258,7 @@ class StageLoop(mode.Service):
     async def _open(self) -> Session:
         session = self.session = await self._in_thread(self.consumer_thread, lambda: Session(self.settings, self))
         if self.settings.exactly_once:
-            await self._in_thread(self.commit_thread, lambda: session.producer.init_transactions(30))
+            await self._init_transactions(session)
         if self.stateful is None:
             session.consumer.subscribe(list(self.stage.inputs), on_assign=self._on_assign,
                                        on_revoke=self._on_revoke)
@@ -259,6 +273,26 @@ class StageLoop(mode.Service):
         log.info("stage %s resumes at %s%s", self.stage.name, _describe(assignment),
                  f"; catching up to {session.catch_up} without writing" if session.catch_up else "")
         return session
+
+    async def _init_transactions(self, session: Session) -> None:
+        """Register the transactional id, however long the broker takes to answer.
+
+        A timed-out ``init_transactions`` goes on inside librdkafka ("retry call
+        to resume"): it is called again on the same producer. A new producer
+        with the same id instead would be fenced later by this one's request
+        when the broker comes back, and the loop would chase its own tail.
+        """
+        while True:
+            try:
+                await self._in_thread(self.commit_thread, lambda: session.producer.init_transactions(30))
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not (isinstance(error, KafkaError) and error.retriable()) or self.should_stop:
+                    raise
+                self.heartbeat = time.monotonic()
+                log.warning("stage %s: registering the transactional id: %s; trying again", self.stage.name,
+                            error.str())
 
     def _assign_all(self, session: Session) -> list[TopicPartition]:
         assignment = []
@@ -393,8 +427,14 @@ class StageLoop(mode.Service):
         if self.settings.exactly_once:
             if offsets:
                 metadata = session.consumer.consumer_group_metadata()
-                await self._in_thread(self.commit_thread,
-                                      lambda: producer.send_offsets_to_transaction(offsets, metadata, 30))
+                sending = self._in_thread(self.commit_thread,
+                                          lambda: producer.send_offsets_to_transaction(offsets, metadata, 30))
+                try:
+                    await asyncio.wait_for(sending, HUNG_AFTER_S)
+                except TimeoutError:
+                    raise ClientHung(f"send_offsets_to_transaction did not return within {HUNG_AFTER_S:.0f} s, "
+                                     "its own timeout being 30 s (librdkafka #5456: the group coordinator went away "
+                                     "mid-transaction)") from None
             session.in_flight = self.commit_thread.submit(self._commit_transaction, session)
         else:
             session.in_flight = self.commit_thread.submit(self._acknowledge_then_commit, session, offsets)

@@ -64,7 +64,7 @@ def _run_loop(settings: Settings, stage: Echo, done: int) -> tuple[StageLoop, Co
     """Run the stage's loop until ``done`` records are on events.valid or it gives up; then stop it."""
     registry = CollectorRegistry()
     given_up: list[str] = []
-    loop = StageLoop(settings, stage, StageMetrics(registry), given_up.append)
+    loop = StageLoop(settings, stage, StageMetrics(registry), lambda gave_up: given_up.append(gave_up.gave_up or ""))
 
     async def run() -> None:
         await loop.start()
