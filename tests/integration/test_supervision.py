@@ -7,14 +7,19 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import pytest
+from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from apps.processes import free_port, settings_env, start_worker, stop_process
+from streams.runtime import loop as loop_module
 from streams.runtime.loop import StageLoop
 from streams.runtime.metrics import StageMetrics
 from streams.runtime.stage import MAX_RECORD_BYTES
@@ -22,7 +27,7 @@ from weir.clock import poll_until
 from weir.contract.deadletter import read_headers
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW, EVENTS_VALID
-from weir.kafka.clients import make_producer, produce
+from weir.kafka.clients import make_producer, make_transactional_producer, produce
 from weir.kafka.reading import read_topic
 from weir.settings import Settings
 
@@ -148,3 +153,34 @@ def test_a_worker_whose_stage_cannot_run_exits_70_with_the_reason_and_probes_tel
         assert holder.poll() is None and _status(first.web_port, "/livez") == 200
     finally:
         assert stop_process(holder) == 0
+
+
+class HangsOnSendOffsets:
+    """A transactional producer whose send_offsets_to_transaction blocks past any timeout, as librdkafka's does
+    when the group coordinator went away (#5456); everything else is the real producer's."""
+
+    def __init__(self, real: Producer, release: threading.Event) -> None:
+        self.real, self.release = real, release
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def send_offsets_to_transaction(self, *args: Any) -> None:
+        self.release.wait()
+
+
+def test_a_hung_client_call_makes_the_loop_give_up_at_once_without_waiting_for_it(
+        kafka: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    monkeypatch.setattr(loop_module, "make_transactional_producer",
+                        lambda *args, **kwargs: HangsOnSendOffsets(make_transactional_producer(*args, **kwargs),
+                                                                   release))
+    monkeypatch.setattr(loop_module, "HUNG_AFTER_S", 2.0)
+    _send(kafka, [b"a", b"b"])
+    try:
+        loop, registry, given_up = _run_loop(kafka, Echo(kafka, fails=0), done=10**6)
+    finally:
+        release.set()  # let the test process's stuck thread end
+    assert loop.hung and len(given_up) == 1
+    assert "send_offsets_to_transaction did not return within 2 s" in given_up[0] and "#5456" in given_up[0]
+    assert _count(kafka, kafka.topic(EVENTS_VALID.name)) == 0  # nothing of the batch was committed
