@@ -78,13 +78,15 @@ def reader_config(settings: Settings, purpose: str) -> dict[str, Any]:
         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
 
 
-# A topic created a moment ago answers these until its partition leaders are elected.
+# A topic created a moment ago answers these until its partition leaders are elected; a broker just back from an
+# outage, until the client has its metadata again (the local _UNKNOWN_PARTITION).
 _NOT_READY_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                  KafkaError.UNKNOWN_TOPIC_OR_PART}
+                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
 
 
 def watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
-    """(low, high) offsets of a partition, waiting out a leader election on a topic just created."""
+    """(low, high) offsets of a partition, waiting out a leader election on a topic just created, or a broker's
+    return."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
