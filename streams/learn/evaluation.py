@@ -59,14 +59,14 @@ class VersionMetrics:
             regression = is_regression(prediction["predicted_label"], label)
             self.metrics = _regressor() if regression else _classifier()
         is_positive = self._is_positive(label)
+        one_class = prediction["score"] is not None and is_positive is not None
         for name, metric in self.metrics.items():
-            if name.startswith(ONE_CLASS):
-                if prediction["score"] is not None and is_positive is not None:
-                    metric.update(is_positive, prediction["score"])
-                    self.one_class_scored += name == ONE_CLASS[0]
-            else:
+            if not name.startswith(ONE_CLASS):
                 metric.update(label, prediction["predicted_label"])
+            elif one_class:
+                metric.update(is_positive, prediction["score"])
         self.scored += 1
+        self.one_class_scored += one_class
 
     def _is_positive(self, label: Label) -> bool | None:
         if self.positive is not None:

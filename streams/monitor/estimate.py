@@ -18,7 +18,6 @@ from typing import Any
 
 from river import stats, utils
 
-from weir.contract.feedback import is_regression
 from weir.contract.records import Label, Prediction
 
 WINDOW = 1_000  # served predictions the estimate covers
@@ -28,8 +27,8 @@ MIN_LABELLED = 200  # labelled predictions before their calibration gap is appli
 def confidence(prediction: Prediction, positive_declared: bool) -> float | None:
     """How sure the model was of the label it predicted, from the served record; None if it cannot be read."""
     predicted, score = prediction["predicted_label"], prediction["score"]
-    if predicted is None or score is None or is_regression(predicted, 0):
-        return None
+    if predicted is None or score is None or isinstance(predicted, float):
+        return None  # nothing predicted, or a regressor's number
     if isinstance(predicted, bool) or predicted in (0, 1):  # the score is P(true): the predicted class is likelier
         return max(score, 1.0 - score)
     return None if positive_declared else score  # classes without a positive: the score is the top class's

@@ -158,7 +158,8 @@ class StageLoop(mode.Service):
         self.stage = stage
         self.metrics = metrics
         self.on_give_up = on_give_up
-        self.delivery_wait_s = delivery_wait_s(settings)  # by then each record of a commit is delivered or failed
+        # By then each record of a commit is delivered or failed.
+        self.delivery_wait_s = delivery_wait_s(settings, transactional=settings.exactly_once)
         self.ready = False  # a session is open and its first batch went through
         self.gave_up: str | None = None
         self.hung = False  # a librdkafka call never returned: this process cannot recover the loop

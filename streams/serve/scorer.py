@@ -33,7 +33,7 @@ from streams.serve.metrics import ServeMetrics
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
 from weir.contract.records import FeatureVector, Label, Prediction
-from weir.registry.factories import as_classifier
+from weir.registry.factories import Classifier, Model, as_classifier
 from weir.registry.view import ModelRegistry, ModelVersion
 
 STAGE = "serve"
@@ -47,6 +47,7 @@ class Scorer:
         """``positive``: the class a score is the probability of (WEIR_POSITIVE_LABEL)."""
         self.registry = registry
         self.positive = positive
+        self._classifiers: dict[str, tuple[Model, Classifier | None]] = {}  # per version: its model, as classifier
         self.timeout_ms = timeout_ms
         self.metrics = metrics or ServeMetrics(CollectorRegistry())
 
@@ -81,7 +82,7 @@ class Scorer:
         started = time.perf_counter()
         try:
             model = version.model  # built on first use, which is not this version's scoring time
-            classifier = as_classifier(model)
+            classifier = self._classifier(version.version, model)
             started = time.perf_counter()
             if classifier is not None:
                 proba = classifier.predict_proba_one(vector["features"])
@@ -101,6 +102,14 @@ class Scorer:
             record["predicted_label"] = max(proba, key=proba.__getitem__)
             record["score"] = positive_score(proba, self.positive)
         return record
+
+    def _classifier(self, version: str, model: Model) -> Classifier | None:
+        """The version's model as a classifier (None: a regressor), looked into once per model object: a serving
+        copy or a restore replaces the model."""
+        known = self._classifiers.get(version)
+        if known is None or known[0] is not model:
+            known = self._classifiers[version] = (model, as_classifier(model))
+        return known[1]
 
 
 def positive_score(proba: dict[Any, float], positive: Label | None = None) -> float:

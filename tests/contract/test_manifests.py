@@ -21,7 +21,6 @@ from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, get_args
-from unittest import mock
 
 import click
 import jsonschema  # type: ignore[import-untyped]
@@ -162,10 +161,12 @@ def environment(workload: Doc, container: Doc) -> dict[str, str]:
 @contextmanager
 def weir_environment(env: dict[str, str]) -> Iterator[None]:
     """Only the given WEIR_ variables, none of the test run's own."""
-    with mock.patch.dict(os.environ, clear=False):
+    with pytest.MonkeyPatch.context() as environ:
         for name in [n for n in os.environ if n.startswith("WEIR_")]:
-            del os.environ[name]
-        os.environ.update({k: v for k, v in env.items() if k.startswith("WEIR_")})
+            environ.delenv(name)
+        for name, value in env.items():
+            if name.startswith("WEIR_"):
+                environ.setenv(name, value)
         yield
 
 

@@ -114,9 +114,11 @@ def _monitor_regressor(events: list[tuple[dict[str, float], float]]) -> tuple[Le
     scorer = Scorer(registry, timeout_ms=float("inf"))
     monitor = DriftMonitor(Settings(), PendingJoin(window_ms=2**62, needs_features=False))
     raised: list[tuple[int, Alert]] = []
+    learning_at = [0]  # the event whose label is being learned
     learner = Learner(registry, PendingJoin(window_ms=2**62, needs_features=True), Sequencer(),
-                      on_learned=lambda e: raised.extend((len(raised), a) for a in monitor.on_joined(e)))
+                      on_learned=lambda e: raised.extend((learning_at[0], a) for a in monitor.on_joined(e)))
     for i, (x, y) in enumerate(events):
+        learning_at[0] = i
         vector = feature_vector({"event_id": f"e{i}", "entity_id": "c1", "event_time": i, "source": "t",
                                  "attributes": dict(x)})
         learner.on_features(vector)
@@ -124,9 +126,7 @@ def _monitor_regressor(events: list[tuple[dict[str, float], float]]) -> tuple[Le
             assert isinstance(p["predicted_label"], float) and p["score"] == p["predicted_label"]
             learner.on_prediction(p)
         learner.on_feedback({"event_id": f"e{i}", "entity_id": "c1", "label": y, "label_time": i})
-        before = len(raised)
         learner.advance(0)
-        raised[before:] = [(i, a) for _, a in raised[before:]]
     return learner, raised
 
 

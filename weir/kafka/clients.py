@@ -101,16 +101,17 @@ def produce(producer: Producer, topic: str, value: bytes | None, key: bytes | No
 DELIVERY_MARGIN_S = 5.0  # waited beyond a producer's delivery timeout, so librdkafka's own verdict comes first
 
 
-def delivery_wait_s(settings: Settings) -> float:
-    """How long to wait for a producer's records: its delivery timeout, by which each has succeeded or failed."""
-    timeout_ms = settings.transaction_timeout_ms if settings.exactly_once else settings.delivery_timeout_ms
+def delivery_wait_s(settings: Settings, *, transactional: bool) -> float:
+    """How long to wait for a producer's records: its delivery timeout (a transactional one's is the transaction
+    timeout), by which each has succeeded or failed."""
+    timeout_ms = settings.transaction_timeout_ms if transactional else settings.delivery_timeout_ms
     return timeout_ms / 1000 + DELIVERY_MARGIN_S
 
 
 def flush_or_raise(producer: Producer, settings: Settings) -> None:
     """Flush (riding out an outage as long as the producer retries) and fail loudly if records are still queued:
     they would be lost silently."""
-    timeout_s = settings.delivery_timeout_ms / 1000 + DELIVERY_MARGIN_S
+    timeout_s = delivery_wait_s(settings, transactional=False)
     remaining = producer.flush(timeout_s)
     if remaining:
         raise WeirError(f"{remaining} records still undelivered after {timeout_s:.0f} s")
