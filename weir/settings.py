@@ -168,7 +168,11 @@ class Settings(BaseSettings):
     drift_reference_events: int = Field(default=2_000, ge=100, description="values per feature in a drift reference")
     drift_window: int = Field(default=1_000, ge=100, description="values per feature in the live drift window")
     drift_check_every: int = Field(default=250, ge=1, description="values between two drift checks")
-    drift_alpha: float = Field(default=0.01, gt=0, lt=1, description="family-wise false-alarm rate of a drift check")
+    alert_budget: float = Field(
+        default=1.0, gt=0, le=1_000,
+        description="false alerts allowed per 100,000 stationary events, for each alert kind and model version; "
+        "every detector's threshold derives from it",
+    )
     drift_min_psi: float = Field(default=0.1, ge=0, description="smallest PSI that counts as a moved feature")
     prediction_drift_min_psi: float = Field(
         default=0.25, ge=0, description="smallest PSI of the served scores that counts as prediction drift"

@@ -6,9 +6,14 @@
 * Prediction drift: the served score's distribution, the same way, against a
   reference refreshed while nothing moves and with a larger smallest PSI: a
   model that learns online moves its own scores slowly, which is not drift.
-* Concept drift: ADWIN on each version's 0/1 error stream from joined labels.
-* Performance drop: each version's rolling accuracy against the accuracy of
-  its own first labels.
+* Concept drift: ADWIN on each version's error stream from joined labels: a
+  classifier's misses (0/1), a regressor's absolute errors scaled to [0, 1] by
+  its own warm-up errors.
+* Performance drop: each version's recent loss (misses, or absolute errors)
+  against the loss of its own first labels, with a one-sided z-test; critical
+  only when the drop's confidence bound passes a drop that matters.
+
+Every threshold derives from one false-alarm budget (``streams.monitor.budget``).
 
 Each kind alerts once per episode (FIRING) and once when it ends (RESOLVED),
 with the statistic, its threshold, the windows compared, the features that
@@ -18,13 +23,15 @@ moved most and a runbook hint.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from river import drift, metrics, utils
+from river import drift, stats, utils
 
+from streams.monitor.budget import level_per_test, one_sided_z
 from streams.monitor.estimate import AccuracyEstimate, confidence
 from weir.clock import now_ms
 from weir.contract.features import attributes_of
@@ -35,6 +42,8 @@ from weir.state.join import PendingEvent, PendingJoin
 from weir.stats.distribution import Comparison, FeatureDistribution
 from weir.stats.episodes import Episodes, Transition
 from weir.stats.profile import FeatureProfiles
+from weir.stats.shift import EVERY as FAST_EVERY
+from weir.stats.shift import SCALES as FAST_SCALES
 
 log = logging.getLogger("weir.monitor")
 
@@ -54,13 +63,18 @@ RUNBOOKS = {
 QUIET_LABELS = 2_000  # a concept-drift episode ends after this many labels without a new detection
 
 
-# ADWIN's confidence on the error stream: 0.02 found the churn concept drift within about 1,300 labels where
-# the default 0.002 took 1,000-7,000, with no false alarm on 60,000 stationary churn or SEA labels (3 seeds).
-CONCEPT_DELTA = 0.02
+CONCEPT_CLOCK = 32  # labels between two of ADWIN's checks on the error stream: its delta is a level per check
 
 
-BASELINE_LABELS, ROLLING_LABELS, PERFORMANCE_MARGIN = 1_000, 500, 0.05
-REGRESSION_MARGIN = 0.2  # a regressor's rolling mean absolute error this much above its baseline's is a drop
+ROLLING_LABELS, PERFORMANCE_EVERY = 500, 100  # labels in the recent window; a performance test every 100
+# The baseline: the loss of the last 20 windows of 500 labels seen while quiet (tests start after 2 of them). Once
+# it has 5, the spread of their means is a floor under the test's standard error: a model that learns online
+# wanders (a logistic regression on agrawal swings by 10 points of accuracy on stationary data), and that is its
+# normal, not a drop.
+BASELINE_WINDOWS, FIRST_TEST_WINDOWS, SPREAD_WINDOWS = 20, 2, 5
+# A drop that matters: an alert is critical only when the drop's confidence bound passes it: 5 points of accuracy,
+# or a regressor's mean absolute error 20% above its baseline's.
+CRITICAL_ACCURACY_DROP, CRITICAL_ERROR_RISE = 0.05, 0.2
 
 
 # A new model's errors and scores move while it learns its first labels: that is warm-up, not drift.
@@ -83,10 +97,19 @@ class ConceptEpisode:
     labels: int = 0
     open: bool = False
     quiet: int = 0
+    # A regressor's errors are scaled by twice the 95th percentile of its late warm-up errors, then capped at 1:
+    # ADWIN's bound holds for values in [0, 1].
+    warmup_errors: Any = field(default_factory=lambda: stats.Quantile(0.95))
+
+    def bounded(self, error: float, regression: bool) -> float:
+        if not regression:
+            return error
+        scale = 2.0 * float(self.warmup_errors.get() or 0.0)
+        return min(1.0, error / scale) if scale > 0 else min(1.0, error)
 
 
 def prediction_error(predicted: Label | None, label: Label | None) -> float:
-    """What concept drift watches: a regressor's absolute error, a classifier's miss (0 or 1)."""
+    """What concept drift and performance watch: a regressor's absolute error, a classifier's miss (0 or 1)."""
     if is_regression(predicted, label):
         assert isinstance(predicted, float) and isinstance(label, int | float)
         return abs(predicted - label)
@@ -95,12 +118,61 @@ def prediction_error(predicted: Label | None, label: Label | None) -> float:
 
 @dataclass
 class Performance:
-    baseline: Any  # metrics.Accuracy, or metrics.MAE for a regressor
-    rolling: Any
+    """A version's loss on its baseline labels and on its recent ones (river's mean and variance)."""
+
+    regression: bool
+    losses: Any = field(default_factory=stats.Var)  # per-label losses of every quiet window: their variance
+    windows: Any = field(default_factory=lambda: utils.Rolling(stats.Var, window_size=BASELINE_WINDOWS))
+    window: Any = field(default_factory=stats.Var)  # the window of ROLLING_LABELS being filled
+    rolling: Any = field(default_factory=lambda: utils.Rolling(stats.Var, window_size=ROLLING_LABELS))
     labels: int = 0
     low_checks: int = 0
     ok_checks: int = 0
     open: bool = False
+    severity: str = "warning"
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A version's loss now against its baseline's: the rise and its one-sided confidence bounds."""
+
+    baseline: float
+    recent: float
+    rise: float
+    lower: float
+    upper: float
+    critical: float  # the rise that matters
+    now: float  # accuracy, or the mean absolute error
+    limit: float
+
+    def evidence(self, regression: bool, z: float) -> dict[str, str]:
+        name = "mae" if regression else "accuracy"
+        size = (f"{self.rise:+.4f}", f"{self.lower:+.4f}", f"{self.upper:+.4f}") if regression else (
+            f"{-self.rise:+.4f}", f"{-self.upper:+.4f}", f"{-self.lower:+.4f}")
+        return {f"baseline_{name}": f"{self.limit:.4f}", f"rolling_{name}": f"{self.now:.4f}",
+                f"{name}_change": size[0], f"{name}_change_interval": f"[{size[1]}, {size[2]}]",
+                "critical_change": f"{self.critical:.4f}", "test": f"one-sided z >= {z:.2f} on per-label loss",
+                "windows": f"the last {ROLLING_LABELS} labels vs up to {BASELINE_WINDOWS} quiet windows of "
+                           f"{ROLLING_LABELS} before"}
+
+
+def impact(evidence: dict[str, str]) -> float | None:
+    """How much worse served quality is because of what an alert found, from its evidence: accuracy points lost
+    (measured by labels, or estimated without them), or a regressor's relative rise of its mean absolute error."""
+    if "accuracy_change" in evidence:
+        return -float(evidence["accuracy_change"])
+    if "mae_change" in evidence:
+        return float(evidence["mae_change"]) / max(float(evidence["baseline_mae"]), 1e-12)
+    if "estimated_effect" in evidence:
+        return -float(evidence["estimated_effect"])
+    if "error_rate_now" in evidence:
+        return float(evidence["error_rate_now"]) - float(evidence["error_before"])
+    return None
+
+
+def ranked(alerts: list[Alert]) -> list[Alert]:
+    """Alerts raised together, the largest impact first (those of unknown impact last)."""
+    return sorted(alerts, key=lambda a: -float(a["evidence"].get("impact", "-inf")))
 
 
 class DistributionWatch:
@@ -113,21 +185,29 @@ class DistributionWatch:
 
     def __init__(self, settings: Settings, reference: FeatureProfiles | None = None,
                  on_reference: Callable[[FeatureProfiles], None] | None = None, min_psi: float | None = None,
-                 refresh_checks: int | None = None) -> None:
+                 refresh_checks: int | None = None, fast_lane: bool = True) -> None:
         self.settings = settings
         self.reference = reference or {}
         self.on_reference = on_reference
         self.refresh_checks = refresh_checks
+        self.fast_lane = fast_lane
         self.checks = 0
         self.features: dict[str, FeatureDistribution] = {}
-        self.episodes = Episodes(alpha=settings.drift_alpha,
+        # the slow lane's checks (Holm across features within each): the budget, or half of it beside a fast lane
+        budget = settings.alert_budget / 2 if fast_lane else settings.alert_budget
+        self.episodes = Episodes(alpha=level_per_test(budget, settings.drift_check_every),
                                  min_psi=settings.drift_min_psi if min_psi is None else min_psi)
         self.seen = 0
 
     def add(self, values: dict[str, Any]) -> list[Transition]:
-        for name in values.keys() - self.features.keys():
+        new = values.keys() - self.features.keys()
+        # The fast lane's tests: every feature at every window size, at each check (Bonferroni), within its half
+        # of the budget.
+        fast_level = level_per_test(self.settings.alert_budget / 2, FAST_EVERY,
+                                    family=len(values) * len(FAST_SCALES)) if self.fast_lane else None
+        for name in new:
             distribution = FeatureDistribution(name, reference_size=self.settings.drift_reference_events,
-                                               window=self.settings.drift_window)
+                                               window=self.settings.drift_window, fast_level=fast_level)
             if name in self.reference:
                 distribution.load_profile(self.reference[name])
             self.features[name] = distribution
@@ -135,7 +215,10 @@ class DistributionWatch:
         for name, distribution in self.features.items():
             changed = distribution.add(values.get(name)) or changed
         self.seen += 1
-        transitions = self._check() if self.seen % self.settings.drift_check_every == 0 else []
+        shifted = [c for d in self.features.values() if (c := d.take_shift()) is not None]
+        transitions = [t for c in shifted if (t := self.episodes.open_now(c, shifted)) is not None]
+        if self.seen % self.settings.drift_check_every == 0:
+            transitions += self._check()
         changed = changed or any(t.rebaselined for t in transitions)
         if changed and self.on_reference is not None:
             self.on_reference(self.profile())
@@ -165,12 +248,12 @@ class DistributionWatch:
 
 class DriftMonitor:
     def __init__(self, settings: Settings, join: PendingJoin,
-                 make_detector: Callable[[], drift.ADWIN] = lambda: drift.ADWIN(delta=CONCEPT_DELTA),
                  data_reference: FeatureProfiles | None = None,
                  on_data_reference: Callable[[FeatureProfiles], None] | None = None) -> None:
         self.settings = settings
         self.join = join
-        self.make_detector = make_detector
+        self.concept_delta = level_per_test(settings.alert_budget, CONCEPT_CLOCK)
+        self.performance_z = one_sided_z(level_per_test(settings.alert_budget, PERFORMANCE_EVERY))
         self.data = DistributionWatch(settings, data_reference, on_data_reference)
         self.scores: dict[str, DistributionWatch] = {}
         self.scores_seen: dict[str, int] = {}
@@ -178,18 +261,17 @@ class DriftMonitor:
         self.performance: dict[str, Performance] = {}
         self.alerts_raised: dict[tuple[str, str], int] = {}
         self.estimates: dict[str, AccuracyEstimate] = {}  # per model: served accuracy, estimated without labels
+        self.impacts: dict[tuple[str, str], float] = {}  # open episodes (kind, subject) -> their impact
         self.positive_declared = settings.positive_label is not None
 
     # --- inputs ------------------------------------------------------------------------
 
     def on_features(self, vector: FeatureVector) -> list[Alert]:
-        out = []
-        for t in self.data.add(attributes_of(vector["features"])):
-            out.append(self._distribution_alert("data_drift", t.subject, t, vector))
-        return out
+        return ranked([self._distribution_alert("data_drift", t.subject, t, vector)
+                       for t in self.data.add(attributes_of(vector["features"]))])
 
     def on_prediction(self, prediction: Prediction) -> list[Alert]:
-        return self.on_served(prediction) + self.on_joined(self.join.add_prediction(prediction))
+        return ranked(self.on_served(prediction) + self.on_joined(self.join.add_prediction(prediction)))
 
     def on_served(self, prediction: Prediction) -> list[Alert]:
         """Prediction drift: the served scores of each model against their reference; and the estimate of its
@@ -204,7 +286,8 @@ class DriftMonitor:
         watch = self.scores.get(model)
         if watch is None:
             watch = self.scores[model] = DistributionWatch(
-                self.settings, min_psi=self.settings.prediction_drift_min_psi, refresh_checks=SCORE_REFRESH_CHECKS)
+                self.settings, min_psi=self.settings.prediction_drift_min_psi, refresh_checks=SCORE_REFRESH_CHECKS,
+                fast_lane=False)  # a learning model's scores sharpen quickly: only the slow lane judges them
         if self.scores_seen[model] <= WARMUP_SCORES:
             return []
         return [self._distribution_alert("prediction_drift", f"{model}:score", t, prediction)
@@ -215,7 +298,7 @@ class DriftMonitor:
         alerts = self.on_joined(event if event is not None and event.complete else None)
         self.join.expire()
         self.join.take_strays()  # the learn stage routes strays; the monitor only counts on joined labels
-        return alerts
+        return ranked(alerts)
 
     # --- concept drift and performance ---------------------------------------------------
 
@@ -233,29 +316,34 @@ class DriftMonitor:
             if prediction["error"] is not None or prediction["predicted_label"] is None:
                 continue
             subject = f"{prediction['model_name']}:{version}"
-            alerts += self._concept(subject, prediction_error(prediction["predicted_label"], event.label),
-                                    prediction)
-            alerts += self._performance(subject, event.label, prediction)
+            regression = is_regression(prediction["predicted_label"], event.label)
+            error = prediction_error(prediction["predicted_label"], event.label)
+            alerts += self._concept(subject, error, regression, prediction)
+            alerts += self._performance(subject, error, regression, prediction)
         return alerts
 
-    def _concept(self, subject: str, error: float, prediction: Prediction) -> list[Alert]:
+    def _concept(self, subject: str, error: float, regression: bool, prediction: Prediction) -> list[Alert]:
         e = self.concept.get(subject)
         if e is None:
-            e = self.concept[subject] = ConceptEpisode(self.make_detector())
+            e = self.concept[subject] = ConceptEpisode(drift.ADWIN(delta=self.concept_delta, clock=CONCEPT_CLOCK))
         e.labels += 1
         if e.labels <= WARMUP_LABELS:
+            if e.labels > WARMUP_LABELS // 2:
+                e.warmup_errors.update(error)
             return []
         before = e.detector.estimation
-        e.detector.update(error)
+        e.detector.update(e.bounded(error, regression))
         # Only a rising error rate is a problem: ADWIN also reports a model getting better (while it learns).
         if e.detector.drift_detected and e.detector.estimation > before:
             e.quiet = 0
             if not e.open:
                 e.open = True
+                measure = "scaled_error_now" if regression else "error_rate_now"
                 return [self._alert("concept_drift", subject, "FIRING", float(e.detector.estimation),
-                                    float(getattr(e.detector, "delta", 0.0)), prediction, {
-                                        "detector": type(e.detector).__name__, "labels_seen": str(e.labels),
-                                        "error_rate_now": f"{e.detector.estimation:.4f}",
+                                    self.concept_delta, prediction, {
+                                        "detector": "ADWIN", "delta": f"{self.concept_delta:.3g}",
+                                        "labels_seen": str(e.labels), "error_before": f"{before:.4f}",
+                                        measure: f"{e.detector.estimation:.4f}",
                                         "windows": f"ADWIN's adaptive window of {e.detector.width:.0f} labels"})]
         elif e.open:
             e.quiet += 1
@@ -266,47 +354,65 @@ class DriftMonitor:
                                                  "quiet_labels": str(QUIET_LABELS)})]
         return []
 
-    def _performance(self, subject: str, label: Label | None, prediction: Prediction) -> list[Alert]:
+    def _performance(self, subject: str, loss: float, regression: bool, prediction: Prediction) -> list[Alert]:
+        """A one-sided z-test of the recent loss against the baseline's, every PERFORMANCE_EVERY labels, at the
+        budget's level; two low tests in a row open an episode, three fine ones close it."""
         p = self.performance.get(subject)
         if p is None:
-            measure = metrics.MAE if is_regression(prediction["predicted_label"], label) else metrics.Accuracy
-            p = self.performance[subject] = Performance(measure(), utils.Rolling(measure, window_size=ROLLING_LABELS))
+            p = self.performance[subject] = Performance(regression)
         p.labels += 1
         if p.labels <= WARMUP_LABELS:
             return []
-        if p.labels <= WARMUP_LABELS + BASELINE_LABELS:
-            p.baseline.update(label, prediction["predicted_label"])
+        p.rolling.update(loss)
+        p.window.update(loss)
+        if (p.labels - WARMUP_LABELS) % ROLLING_LABELS == 0:  # a window is complete: a quiet one joins the baseline
+            if not p.open and p.low_checks == 0:
+                p.windows.update(p.window.mean.get())
+                p.losses += p.window
+            p.window = stats.Var()
+        if p.windows.obj.n < FIRST_TEST_WINDOWS or p.labels % PERFORMANCE_EVERY:
             return []
-        p.rolling.update(label, prediction["predicted_label"])
-        if p.labels < WARMUP_LABELS + BASELINE_LABELS + ROLLING_LABELS or p.labels % 100:
-            return []
-        baseline, rolling = p.baseline.get(), p.rolling.get()
-        if isinstance(p.baseline, metrics.MAE):  # an error: worse is higher
-            name, limit = "mae", baseline * (1 + REGRESSION_MARGIN)
-            low = rolling > limit
-        else:
-            name, limit = "accuracy", baseline - PERFORMANCE_MARGIN
-            low = rolling < limit
+        drop = self._drop(p)
+        low = drop.lower > 0
         p.low_checks, p.ok_checks = (p.low_checks + 1, 0) if low else (0, p.ok_checks + 1)
-        evidence = {f"baseline_{name}": f"{baseline:.4f}", f"rolling_{name}": f"{rolling:.4f}",
-                    "windows": f"labels {WARMUP_LABELS + 1}-{WARMUP_LABELS + BASELINE_LABELS} vs the last "
-                               f"{ROLLING_LABELS}"}
+        evidence = drop.evidence(p.regression, self.performance_z)
+        severity = "critical" if drop.lower >= drop.critical else "warning"
         if not p.open and p.low_checks >= 2:
-            p.open = True
-            return [self._alert("performance_drop", subject, "FIRING", rolling, limit, prediction, evidence)]
+            p.open, p.severity = True, severity
+            return [self._alert("performance_drop", subject, "FIRING", drop.now, drop.limit, prediction, evidence,
+                                severity)]
+        if p.open and low and severity == "critical" and p.severity != "critical":  # the drop became critical
+            p.severity = severity
+            return [self._alert("performance_drop", subject, "FIRING", drop.now, drop.limit, prediction, evidence,
+                                severity)]
         if p.open and p.ok_checks >= 3:
             p.open = False
-            return [self._alert("performance_drop", subject, "RESOLVED", rolling, limit, prediction, evidence)]
+            return [self._alert("performance_drop", subject, "RESOLVED", drop.now, drop.limit, prediction, evidence,
+                                p.severity)]
         return []
+
+    def _drop(self, p: Performance) -> Drop:
+        """How far the recent loss is above the baseline's, with the test's confidence bounds."""
+        base, recent, windows = p.windows.obj.mean.get(), p.rolling.obj.mean.get(), int(p.windows.obj.n)
+        se = math.sqrt(p.losses.get() / ROLLING_LABELS * (1 + 1 / windows))  # per-label noise
+        if windows >= SPREAD_WINDOWS:  # the model's own wander between windows
+            se = max(se, math.sqrt(p.windows.get() * (1 + 1 / windows)))
+        rise = recent - base
+        critical = CRITICAL_ERROR_RISE * base if p.regression else CRITICAL_ACCURACY_DROP
+        # the statistic people read: accuracy (1 - miss rate), or the mean absolute error
+        now, limit = (recent, base) if p.regression else (1.0 - recent, 1.0 - base)
+        return Drop(base, recent, rise, rise - self.performance_z * se, rise + self.performance_z * se, critical,
+                    now, limit)
 
     # --- alerts -------------------------------------------------------------------------
 
     def _distribution_alert(self, kind: str, subject: str, t: Transition,
                             record: FeatureVector | Prediction) -> Alert:
         c = t.comparison
+        fast = c.test.startswith("quantile")
         evidence = {
             "test": c.test, "p_value": f"{c.p_value:.3g}", "psi": f"{c.psi:.4f}",
-            "adwin_mean_shift": str(c.adwin).lower(),
+            "fast_lane_shift": str(c.fast).lower(),
             "windows": f"reference: first {self.settings.drift_reference_events} values; "
                        f"live: last {self.settings.drift_window}",
             "moved_most": ", ".join(f"{m.feature} (psi {m.psi:.2f})" for m in t.moved) or "-",
@@ -315,6 +421,9 @@ class DriftMonitor:
             evidence["rebaselined"] = "the live window is the new reference"
         evidence.update(self._estimated_effect(record))
         settings = self.settings
+        if fast:  # the fast lane's finding: its statistic is the z of the mean quantile
+            evidence["quantile_z"] = f"{c.statistic:+.2f}"
+            return self._alert(kind, subject, t.status, c.statistic, c.threshold, record, evidence)
         threshold = settings.prediction_drift_min_psi if kind == "prediction_drift" else settings.drift_min_psi
         return self._alert(kind, subject, t.status, c.psi, threshold, record, evidence)
 
@@ -335,15 +444,29 @@ class DriftMonitor:
         return effect
 
     def _alert(self, kind: str, subject: str, status: Literal["FIRING", "RESOLVED"], statistic: float | None,
-               threshold: float | None, record: FeatureVector | Prediction, evidence: dict[str, str]) -> Alert:
+               threshold: float | None, record: FeatureVector | Prediction, evidence: dict[str, str],
+               severity: str = "warning") -> Alert:
         self.alerts_raised[(kind, status)] = self.alerts_raised.get((kind, status), 0) + 1
+        evidence = {**evidence, **self._rank(kind, subject, status, evidence)}
         return {
             "alert_id": str(uuid.uuid4()), "kind": kind,
-            "severity": "critical" if kind == "performance_drop" else "warning",
+            "severity": severity,
             "subject": subject, "status": status, "statistic": statistic, "threshold": threshold,
             "evidence": {**evidence, "event_id": record["event_id"], "event_time": str(record["event_time"])},
             "runbook": RUNBOOKS[kind], "detected_at": now_ms(),
         }
+
+    def _rank(self, kind: str, subject: str, status: str, evidence: dict[str, str]) -> dict[str, str]:
+        """The alert's impact on served quality, and its rank among the open episodes by impact."""
+        value = impact(evidence)
+        if status == "RESOLVED" or value is None:
+            self.impacts.pop((kind, subject), None)
+        else:
+            self.impacts[(kind, subject)] = value
+        if value is None:
+            return {}
+        rank = 1 + sum(other > value for other in self.impacts.values())
+        return {"impact": f"{value:+.4f}", "impact_rank": f"{rank} of {len(self.impacts)} open with a known impact"}
 
     def active(self) -> dict[tuple[str, str], bool]:
         """Every episode the monitor knows, open or not, for the drift gauges."""

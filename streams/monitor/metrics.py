@@ -1,4 +1,4 @@
-"""Prometheus view of the monitor: open drift episodes, each feature's PSI, alerts raised."""
+"""Prometheus view of the monitor: open drift episodes and their impact, each feature's PSI, alerts raised."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ class MonitorMetrics:
         self.estimated_accuracy = Gauge("weir_estimated_accuracy", "Accuracy of the last served predictions, "
                                         "estimated from the model's confidence before their labels arrive",
                                         ["model"], registry=registry)
+        self.impact = Gauge("weir_alert_impact", "Impact on served quality of an open alert episode (accuracy "
+                            "points lost, or a regressor's relative rise of error); rank with topk",
+                            ["kind", "subject"], registry=registry)
         self._counted: dict[tuple[str, str], int] = {}
         self._counting: DriftMonitor | None = None
 
@@ -25,6 +28,8 @@ class MonitorMetrics:
             self._counting, self._counted = monitor, {}
         for (kind, subject), open_ in monitor.active().items():
             self.active.labels(kind, subject).set(1 if open_ else 0)
+            value = monitor.impacts.get((kind, subject)) if open_ else None
+            self.impact.labels(kind, subject).set(float("nan") if value is None else value)
         for name, c in monitor.data.comparisons().items():
             self.psi.labels(name).set(c.psi)
         for model, estimate in monitor.estimates.items():

@@ -57,11 +57,11 @@ def test_holm_rejects_a_prefix_of_the_sorted_p_values(p_values: dict[str, float]
 
 
 def moved(feature: str = "x") -> Comparison:
-    return Comparison(feature, psi=0.5, p_value=1e-9, test="ks", statistic=0.3, adwin=False)
+    return Comparison(feature, psi=0.5, p_value=1e-9, test="ks", statistic=0.3, fast=False)
 
 
 def quiet(feature: str = "x") -> Comparison:
-    return Comparison(feature, psi=0.01, p_value=0.8, test="ks", statistic=0.01, adwin=False)
+    return Comparison(feature, psi=0.01, p_value=0.8, test="ks", statistic=0.01, fast=False)
 
 
 def test_one_episode_gives_one_firing_and_one_resolution() -> None:
@@ -73,7 +73,7 @@ def test_one_episode_gives_one_firing_and_one_resolution() -> None:
 
 def test_a_tiny_effect_never_fires_however_significant() -> None:
     e = Episodes()
-    tiny = Comparison("x", psi=0.02, p_value=1e-12, test="ks", statistic=0.05, adwin=True)
+    tiny = Comparison("x", psi=0.02, p_value=1e-12, test="ks", statistic=0.05, fast=True)
     assert all(e.update([tiny])[0] == [] for _ in range(20))
 
 

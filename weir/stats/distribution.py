@@ -6,9 +6,10 @@ strings; or a stored profile of that form, see ``weir.stats.profile``) and a
 sliding live window of bin indices, so memory is bounded by the window,
 whatever the stream's length. A comparison gives the population stability
 index (PSI, the effect size) and a two-sample test: Kolmogorov-Smirnov on the
-binned CDFs for numbers, chi-square for categories (p-values from scipy). An
-online detector (river's ADWIN) also watches each numeric feature's mean
-between comparisons, fed the means of blocks of ``ADWIN_BLOCK`` values.
+binned CDFs for numbers, chi-square for categories (p-values from scipy).
+Between comparisons, a fast lane (``weir.stats.shift``) watches where a
+number's recent values fall within its reference, so a clear move is found
+within tens of values rather than a window's worth.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from river import drift
 from scipy import stats
 
-ADWIN_BLOCK = 50
+from weir.stats.shift import QuantileShift, Shift
+
+FAST_MIN_DISTINCT = 20  # distinct reference values a number needs for the fast lane
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,16 @@ class Comparison:
     p_value: float
     test: str
     statistic: float
-    adwin: bool
+    fast: bool  # the fast lane saw this feature shift since the last comparison (or this is its finding)
+    threshold: float | None = None  # the fast lane's finding: the |z| its test had to reach
 
 
 class FeatureDistribution:
     """Reference and live distribution of one feature (numeric, or categorical if it ever sees a string)."""
 
-    def __init__(self, name: str, *, reference_size: int, window: int, bins: int = 10) -> None:
+    def __init__(self, name: str, *, reference_size: int, window: int, bins: int = 10,
+                 fast_level: float | None = None) -> None:
+        """``fast_level``: the level of each of the fast lane's tests (none: no fast lane)."""
         self.name = name
         self.reference_size = reference_size
         self.window = window
@@ -52,9 +57,11 @@ class FeatureDistribution:
         self.live: deque[int] = deque(maxlen=window)  # bin indices, for the counts
         self.live_values: deque[Any] = deque(maxlen=window)  # the values, for a new reference
         self.live_counts: list[int] = []
-        self.adwin = drift.ADWIN(delta=1e-6)
-        self.adwin_fired = False
-        self._block: list[float] = []
+        self.sorted_reference: list[float] = []  # the reference's numbers, when it was built from values
+        self.fast_level = fast_level
+        self.fast: QuantileShift | None = None
+        self.shift: Shift | None = None  # the fast lane's finding, until the caller takes it
+        self.fast_fired = False
         self.seen = 0
 
     @property
@@ -79,13 +86,38 @@ class FeatureDistribution:
         self.live.append(index)
         self.live_values.append(value)
         self.live_counts[index] += 1
-        if self.numeric and isinstance(value, int | float):
-            self._block.append(float(value))
-            if len(self._block) == ADWIN_BLOCK:
-                self.adwin.update(sum(self._block) / ADWIN_BLOCK)
-                self.adwin_fired = self.adwin_fired or self.adwin.drift_detected
-                self._block.clear()
+        if self.fast is not None and self.numeric and isinstance(value, int | float) and not math.isnan(value):
+            shift = self.fast.add(self.quantile(float(value)))
+            if shift is not None:
+                self.shift, self.fast_fired = shift, True
         return False
+
+    def quantile(self, value: float) -> float:
+        """Where ``value`` falls in the numeric reference, in [0, 1]: its mid-rank among the reference's values,
+        or its bin's middle for a stored profile."""
+        if self.sorted_reference:
+            r = self.sorted_reference
+            return (bisect.bisect_left(r, value) + bisect.bisect_right(r, value)) / (2 * len(r))
+        return self._bin_quantile(bisect.bisect_right(self.edges, value))
+
+    def _start_fast_lane(self) -> None:
+        self.fast, self.shift, self.fast_fired = None, None, False
+        if self.fast_level is None or not self.numeric:
+            return
+        if self.sorted_reference and len(set(self.sorted_reference)) < FAST_MIN_DISTINCT:
+            return  # flags and small counts: a mean of few distinct values has heavy tails; the slow lane has them
+        if self.sorted_reference:
+            quantiles = [self.quantile(v) for v in self.sorted_reference]
+        else:
+            if len(self.edges) < self.n_bins - 1:
+                return  # a stored profile whose deciles merged: too few distinct values
+            quantiles = [q for j, c in enumerate(self.reference[:-1]) for q in [self._bin_quantile(j)] * c]
+        if len(quantiles) >= 2:
+            self.fast = QuantileShift(quantiles, self.fast_level)
+
+    def _bin_quantile(self, j: int) -> float:
+        counts = self.reference[:-1]  # the numeric bins, not the missing one
+        return (sum(counts[:j]) + counts[j] / 2) / max(1, sum(counts))
 
     def freeze(self, values: Iterable[Any]) -> None:
         """Make ``values`` the reference (a whole dataset's, for a stored profile)."""
@@ -108,10 +140,11 @@ class FeatureDistribution:
         if len(counts) != self._size() or sum(counts) <= 0:
             raise ValueError(f"the profile of {self.name} has {len(counts)} bin counts summing to {sum(counts)}; "
                              f"its bins need {self._size()} with a positive sum")
-        self.reference, self._reference_values = counts, []
+        self.reference, self._reference_values, self.sorted_reference = counts, [], []
         self.live_counts = [0] * self._size()
         self.live.clear()
         self.live_values.clear()
+        self._start_fast_lane()
 
     def _freeze(self, values: Iterable[Any]) -> None:
         values = list(values)
@@ -119,6 +152,7 @@ class FeatureDistribution:
             present = sorted(float(v) for v in values if isinstance(v, int | float))
             quantiles = [present[int(len(present) * q / self.n_bins)] for q in range(1, self.n_bins)] if present else []
             self.edges = sorted(set(quantiles))
+            self.sorted_reference = present
         else:
             self.categories = sorted({str(v) for v in values if v is not None})
         self.reference = [0] * self._size()
@@ -127,6 +161,7 @@ class FeatureDistribution:
         self.live_counts = [0] * self._size()
         self.live.clear()
         self.live_values.clear()
+        self._start_fast_lane()
 
     def _size(self) -> int:
         # numbers: len(edges) + 1 bins, plus missing; categories: each, plus unseen, plus missing
@@ -148,8 +183,7 @@ class FeatureDistribution:
     def compare(self) -> Comparison:
         ref, live = self.reference, self.live_counts
         n, m = sum(ref), sum(live)
-        psi = sum((q - p) * math.log(q / p) for p, q in ((max(r / n, 1e-4), max(c / m, 1e-4)) for r, c in zip(
-            ref, live, strict=True)))
+        psi = self._psi()
         if self.numeric:
             statistic, cumulative_ref, cumulative_live = 0.0, 0, 0
             for r, c in zip(ref, live, strict=True):
@@ -166,8 +200,23 @@ class FeatureDistribution:
                 table = [[ref[i] for i in keep], [live[i] for i in keep]]
                 statistic, p_value = (float(x) for x in stats.chi2_contingency(table)[:2])
             test = "chi2"
-        adwin, self.adwin_fired = self.adwin_fired, False
-        return Comparison(self.name, psi, p_value, test, statistic, adwin)
+        fast, self.fast_fired = self.fast_fired, False
+        return Comparison(self.name, psi, p_value, test, statistic, fast)
+
+    def take_shift(self) -> Comparison | None:
+        """The fast lane's finding since the last call, as a comparison (its statistic is the z of the mean
+        quantile; its PSI is the live window's, as far as it is filled)."""
+        shift, self.shift = self.shift, None
+        if shift is None:
+            return None
+        return Comparison(self.name, self._psi() if self.live else 0.0, shift.p_value,
+                          f"quantile z over the last {shift.window} values", shift.z, True, shift.critical)
+
+    def _psi(self) -> float:
+        ref, live = self.reference, self.live_counts
+        n, m = sum(ref), sum(live)
+        return sum((q - p) * math.log(q / p) for p, q in ((max(r / n, 1e-4), max(c / m, 1e-4)) for r, c in zip(
+            ref, live, strict=True)))
 
     def rebaseline(self) -> None:
         """The live window becomes the reference (bins are recomputed from its values)."""

@@ -63,7 +63,7 @@ class Episodes:
     def update(self, comparisons: list[Comparison]) -> tuple[list[Transition], list[str]]:
         """Transitions at this check, and the features whose reference should be re-based."""
         significant = holm({c.feature: c.p_value for c in comparisons}, self.alpha)
-        moved = sorted((c for c in comparisons if c.psi >= self.min_psi and (c.feature in significant or c.adwin)),
+        moved = sorted((c for c in comparisons if c.psi >= self.min_psi and (c.feature in significant or c.fast)),
                        key=lambda c: -c.psi)
         moved_names = {c.feature for c in moved}
         transitions, rebase = [], []
@@ -87,6 +87,15 @@ class Episodes:
                     transitions.append(Transition(c.feature, "RESOLVED", c, moved[:5], rebaselined=True))
                     rebase.append(c.feature)
         return transitions, rebase
+
+    def open_now(self, c: Comparison, moved: list[Comparison]) -> Transition | None:
+        """A detector that decides alone (the fast lane) opens ``c``'s episode at once, if it is not open."""
+        e = self.episodes.setdefault(c.feature, Episode(c.feature))
+        e.last = c
+        if e.open:
+            return None
+        e.open, e.opened_checks, e.moving_checks, e.quiet_checks = True, 0, self.open_after, 0
+        return Transition(c.feature, "FIRING", c, moved[:5])
 
     def active(self) -> dict[str, bool]:
         return {name: e.open for name, e in self.episodes.items()}
