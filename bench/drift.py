@@ -241,19 +241,20 @@ def main() -> None:
               f"{mean['concept_drift']:7.1f} {mean['performance_drop']:5.1f} | {'':12} {mean['river_data']:6.1f} "
               f"{mean['river_score']:6.1f} {mean['river_error']:6.1f}")
     print()
-    print(f"{'generator':11} | data drift: found {'weir':>6} {'river':>6} named right | "
-          f"concept drift: found {'weir':>6} {'river':>6} ratio")
+    print(f"{'generator':11} | data drift: found weir/river {'weir':>6} {'river':>6} named right | "
+          f"concept drift: found weir/river {'weir':>6} {'river':>6} ratio")
     for g in generators:
         data = [r["data"] for r in results if r["generator"] == g]
         concept = [r["concept"] for r in results if r["generator"] == g]
         wd, rd = _delays(data, "weir"), _delays(data, "river")
         wc, rc = _delays(concept, "weir"), _delays(concept, "river")
         ratio = f"{statistics.median(wc) / statistics.median(rc):.2f}" if wc and rc and statistics.median(rc) else "-"
-        print(f"{g:11} | {'':12} {len(wd):2}/{len(data):<2} {_median(wd):>6} {_median(rd):>6} "
-              f"{sum(d['named_right'] for d in data):4}/{len(data):<4} | {'':15} {len(wc):2}/{len(concept):<2} "
+        print(f"{g:11} | {'':12} {len(wd):5}/{len(rd):<5} {_median(wd):>6} {_median(rd):>6} "
+              f"{sum(d['named_right'] for d in data):4}/{len(data):<4} | {'':15} {len(wc):5}/{len(rc):<5} "
               f"{_median(wc):>6} {_median(rc):>6} {ratio:>5}")
     print()
-    print("median delays in events after the drift point; goals: <= 1 false alert per 100k for every kind; data "
+    print(f"found: runs (of {args.seeds}) with a detection after the drift point; median delays in events after "
+          "it; goals: <= 1 false alert per 100k for every kind; data "
           "drift no slower than river's per-feature ADWIN; concept drift <= 1.2x river's ADWIN on the error")
 
 
