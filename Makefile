@@ -9,7 +9,7 @@ BENCH_EVENTS ?= 200000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-drift kafka-up kafka-down clean venv
+.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-drift bench-policy kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
@@ -47,6 +47,9 @@ bench-e2e: $(STAMP)
 
 bench-drift: $(STAMP)
 	$(VENV)/bin/python -m bench.drift
+
+bench-policy: $(STAMP)
+	$(VENV)/bin/python -m bench.policy
 
 bench-serve: $(STAMP)
 	$(VENV)/bin/python -m bench.serve

@@ -49,8 +49,9 @@ from producers.event import LabelledEvent
 from producers.schedule import DriftSchedule
 from producers.sources import open_source
 from streams.features import feature_vector
-from streams.monitor.detectors import DriftMonitor, prediction_error
+from streams.monitor.detectors import DriftMonitor
 from streams.serve.scorer import positive_score
+from weir.contract.feedback import prediction_error
 from weir.contract.records import Alert, Label, Prediction
 from weir.registry.factories import Model, as_classifier, build_model
 from weir.settings import Settings

@@ -35,8 +35,8 @@ from streams.monitor.budget import level_per_test, one_sided_z
 from streams.monitor.estimate import AccuracyEstimate, confidence
 from weir.clock import now_ms
 from weir.contract.features import attributes_of
-from weir.contract.feedback import is_regression
-from weir.contract.records import Alert, FeatureVector, Feedback, Label, Prediction
+from weir.contract.feedback import is_regression, prediction_error
+from weir.contract.records import Alert, FeatureVector, Feedback, Prediction
 from weir.settings import Settings
 from weir.state.join import PendingEvent, PendingJoin
 from weir.stats.distribution import Comparison, FeatureDistribution
@@ -106,14 +106,6 @@ class ConceptEpisode:
             return error
         scale = 2.0 * float(self.warmup_errors.get() or 0.0)
         return min(1.0, error / scale) if scale > 0 else min(1.0, error)
-
-
-def prediction_error(predicted: Label | None, label: Label | None) -> float:
-    """What concept drift and performance watch: a regressor's absolute error, a classifier's miss (0 or 1)."""
-    if is_regression(predicted, label):
-        assert isinstance(predicted, float) and isinstance(label, int | float)
-        return abs(predicted - label)
-    return 0.0 if predicted == label else 1.0
 
 
 @dataclass

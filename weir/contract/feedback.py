@@ -59,6 +59,15 @@ def is_regression(predicted: Label | None, label: Label | None) -> bool:
             and not isinstance(label, bool) and not isinstance(predicted, bool))
 
 
+def prediction_error(predicted: Label | None, label: Label | None) -> float:
+    """One prediction's loss: a regressor's absolute error, a classifier's miss (0 or 1). Concept drift,
+    performance drops and the controller's comparisons all watch it."""
+    if is_regression(predicted, label):
+        assert isinstance(predicted, float) and isinstance(label, int | float)
+        return abs(predicted - label)
+    return 0.0 if predicted == label else 1.0
+
+
 def parse_positive(text: str | None) -> Label | None:
     """The declared positive class: JSON where it parses (true, 1), else the string itself ("churned")."""
     if text is None:

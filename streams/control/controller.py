@@ -1,0 +1,245 @@
+"""The controller: a challenger moves from shadow to canary to champion, or out, on sequential evidence.
+
+It hears every labelled event of one model with all its versions'
+predictions (in the learner's order) and the monitor's alerts, and decides.
+It has no I/O: the back turns its decisions into registry records and
+``decision`` alerts, and ``bench/policy.py`` drives the same code with no
+broker.
+
+* **Retrain:** an alert the policy names (kind and severity, about this
+  model or its features), or its label schedule, while no challenger runs and
+  the cool-down has passed. Whoever builds the challenger calls ``start``.
+* **Shadow:** the challenger scores every event beside the champion. Each
+  labelled event adds the paired loss difference, champion minus challenger,
+  to a confidence sequence valid at every look
+  (``weir.stats.sequential``). Once its lower bound passes ``min_gain``, the
+  challenger becomes a canary at the first step; once its upper bound is
+  below zero, or it has not proved itself by ``give_up_labels``, it retires.
+* **Canary:** the same sequence goes on. The canary is rolled back when it is
+  worse: when the upper bound falls below zero of a sequence over every
+  paired event, or of one over the canary's own entities only (its served
+  quality). Each of the two runs at half the policy's false-rollback rate, so
+  together they hold it. Each step lasts ``step_labels`` of the canary's own
+  labels; after the last, the canary is promoted if the first sequence still
+  excludes ``min_gain``.
+* **Holds:** nothing is decided on fewer than ``min_labels`` pairs, while
+  labels have stopped (``label_outage_events`` served events without one,
+  and until 100 labels have come back),
+  during a data-quality incident, or while a person's routing change has
+  paused automation (until ``resume``). In ``propose`` mode a decision waits
+  for approval before the controller moves on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from weir.contract.feedback import prediction_error
+from weir.contract.records import Alert
+from weir.registry.policy import Policy
+from weir.state.join import PendingEvent
+from weir.stats.sequential import ConfidenceSequence, Interval
+
+Action = Literal["retrain", "canary", "promote", "retire", "rollback"]
+RECOVERY_LABELS = 100  # labels after an outage before the controller decides again
+TEST = "asymptotic confidence sequence on paired loss (champion - challenger), valid at every look"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One step the controller takes (or proposes), with the evidence it rests on."""
+
+    action: Action
+    model: str
+    champion: str
+    challenger: str | None
+    percent: float  # the canary's share after the decision (0: none)
+    at_label: int  # the controller's count of labelled events when it decided
+    policy_version: int
+    evidence: dict[str, str]
+    trigger: str | None = None  # the alert that started a retraining, or "schedule"
+    proposed: bool = False  # propose mode: waiting for `weir policy approve`
+
+    def describe(self) -> str:
+        who = f" {self.challenger}" if self.challenger else ""
+        share = f" at {self.percent:g}%" if self.action == "canary" else ""
+        return f"{self.action}{who}{share} (champion {self.champion}; {self.evidence.get('effect', '-')})"
+
+
+@dataclass
+class Trial:
+    """One challenger's evidence against the champion."""
+
+    challenger: str
+    promote: ConfidenceSequence  # every paired event, at the false-promotion rate
+    worse: ConfidenceSequence  # every paired event, at half the false-rollback rate
+    rollback: ConfidenceSequence  # the canary's own entities, at the other half
+    started_at: int
+    steps: tuple[float, ...]  # the canary's shares, percent
+    step: int = -1  # index into the steps; -1 while in shadow
+    step_started: int = 0  # the rollback sequence's count when the step began
+    trigger: str | None = None
+
+
+class Controller:
+    """The policy's decisions for one model, from its labelled events and its alerts."""
+
+    def __init__(self, policy: Policy, champion: str) -> None:
+        self.policy = policy
+        self.champion = champion
+        self.labels = 0
+        self.trial: Trial | None = None
+        self.retraining = False  # a retrain was decided; waiting for ``start``
+        self.cooldown_until = 0
+        self.paused = False
+        self.incident = False
+        self.unlabelled = 0  # served events since the last label
+        self.recovering = 0  # labels still to come after an outage before deciding again
+        self.pending: Decision | None = None  # propose mode: the decision awaiting approval
+        self.decisions: list[Decision] = []
+
+    # --- what happens to the model ----------------------------------------------------------------------------
+
+    def on_served(self) -> None:
+        self.unlabelled += 1
+        if self.unlabelled == self.policy.limits.label_outage_events:  # labels stopped: the first ones back may
+            self.recovering = RECOVERY_LABELS  # be a biased few (the fastest to come), so wait for more
+
+    def on_alert(self, alert: Alert) -> list[Decision]:
+        """A monitor alert; a retraining if the policy names it and nothing else runs."""
+        rule = self.policy.retrain
+        if (alert["status"] != "FIRING" or alert["kind"] not in rule.on_alerts
+                or alert["severity"] not in rule.on_severities or not self._about_this_model(alert)):
+            return []
+        return self._retrain(alert["alert_id"], f"{alert['kind']} ({alert['severity']}) on {alert['subject']}")
+
+    def on_labelled(self, event: PendingEvent) -> list[Decision]:
+        """One labelled event with its versions' predictions, in the learning order."""
+        self.labels += 1
+        self.unlabelled = 0
+        self.recovering = max(0, self.recovering - 1)
+        schedule = self.policy.retrain.every_labels
+        if schedule and self.labels % schedule == 0:
+            return self._retrain("schedule", f"every {schedule} labels")
+        trial = self.trial
+        if trial is None or self.incident:
+            return []
+        champion = event.predictions.get(self.champion)
+        challenger = event.predictions.get(trial.challenger)
+        if champion is None or challenger is None or champion["error"] or challenger["error"]:
+            return []
+        difference = (prediction_error(champion["predicted_label"], event.label)
+                      - prediction_error(challenger["predicted_label"], event.label))
+        trial.promote.update(difference)
+        trial.worse.update(difference)
+        if trial.step >= 0 and event.served_version == trial.challenger:
+            trial.rollback.update(difference)
+        return self._judge(trial)
+
+    def start(self, challenger: str, *, canary: bool = False, trigger: str | None = None) -> None:
+        """A challenger now shadows the champion (or, for a test, is a canary at the first step)."""
+        policy = self.policy
+        self.retraining = False
+        self.trial = Trial(challenger, ConfidenceSequence(policy.promotion.false_promotion),
+                           ConfidenceSequence(policy.rollback.false_rollback / 2),
+                           ConfidenceSequence(policy.rollback.false_rollback / 2), self.labels,
+                           policy.promotion.canary_steps, trigger=trigger)
+        if canary:
+            self.trial.step = 0
+
+    def pause(self) -> None:
+        """A person routed this model: automation waits until ``resume``, and the running trial ends."""
+        self.paused, self.trial, self.pending, self.retraining = True, None, None, False
+
+    def resume(self, champion: str) -> None:
+        self.paused, self.champion = False, champion
+        self.cooldown_until = self.labels + self.policy.limits.cooldown_labels
+
+    def approve(self) -> Decision | None:
+        """Propose mode: the pending decision is approved; it takes effect as if just decided."""
+        decision, self.pending = self.pending, None
+        if decision is None:
+            return None
+        self._apply(decision)
+        return decision
+
+    # --- deciding -------------------------------------------------------------------------------------------------
+
+    def _judge(self, trial: Trial) -> list[Decision]:
+        if self.paused or self.pending is not None or self.recovering:
+            return []
+        promotion, limits = self.policy.promotion, self.policy.limits
+        evidence = trial.promote.interval()
+        if evidence.n < promotion.min_labels:
+            return []
+        if trial.step < 0:  # shadow
+            if evidence.lower > promotion.min_gain:
+                return self._decide("canary", trial, evidence, percent=trial.steps[0])
+            if evidence.upper < 0:
+                return self._decide("retire", trial, evidence, why="the challenger is worse")
+        else:  # canary
+            own, overall = trial.rollback.interval(), trial.worse.interval()
+            if own.n >= promotion.min_labels and own.upper < 0:
+                return self._decide("rollback", trial, own, why="worse on the canary's own entities")
+            if overall.upper < 0:
+                return self._decide("rollback", trial, overall, why="worse on every paired event")
+            if own.n - trial.step_started >= promotion.step_labels and evidence.lower > promotion.min_gain:
+                if trial.step + 1 < len(trial.steps):
+                    return self._decide("canary", trial, evidence, percent=trial.steps[trial.step + 1])
+                return self._decide("promote", trial, evidence)
+        if self.labels - trial.started_at >= limits.give_up_labels:
+            action: Action = "rollback" if trial.step >= 0 else "retire"
+            return self._decide(action, trial, evidence, why=f"not proven better in {limits.give_up_labels} labels")
+        return []
+
+    def _retrain(self, trigger: str, why: str) -> list[Decision]:
+        if (self.paused or self.trial is not None or self.retraining or self.pending is not None or self.incident
+                or self.labels < self.cooldown_until):
+            return []
+        decision = Decision("retrain", self.policy.model, self.champion, None, 0.0, self.labels,
+                            self.policy.version, {"why": why, "method": self.policy.retrain.method,
+                                                  "window_labels": str(self.policy.retrain.window_labels)},
+                            trigger=trigger, proposed=self.policy.mode == "propose")
+        return self._emit(decision)
+
+    def _decide(self, action: Action, trial: Trial, interval: Interval, *, percent: float = 0.0,
+                why: str | None = None) -> list[Decision]:
+        alpha = self.policy.rollback.false_rollback if action == "rollback" else self.policy.promotion.false_promotion
+        evidence = {"labels": str(interval.n), "effect": interval.describe(), "test": TEST,
+                    "alpha": f"{alpha:g}", "threshold": f"{self.policy.promotion.min_gain:g}",
+                    "trial_labels": str(self.labels - trial.started_at)}
+        if why:
+            evidence["why"] = why
+        decision = Decision(action, self.policy.model, self.champion, trial.challenger, percent, self.labels,
+                            self.policy.version, evidence, trigger=trial.trigger,
+                            proposed=self.policy.mode == "propose")
+        return self._emit(decision)
+
+    def _emit(self, decision: Decision) -> list[Decision]:
+        self.decisions.append(decision)
+        if decision.proposed:
+            self.pending = decision
+        else:
+            self._apply(decision)
+        return [decision]
+
+    def _apply(self, decision: Decision) -> None:
+        trial = self.trial
+        if decision.action == "retrain":
+            self.retraining = True
+            return
+        assert trial is not None
+        if decision.action == "canary":
+            trial.step += 1
+            trial.step_started = trial.rollback.n
+            return
+        if decision.action == "promote":
+            self.champion = trial.challenger
+        self.trial = None
+        self.cooldown_until = self.labels + self.policy.limits.cooldown_labels
+
+    def _about_this_model(self, alert: Alert) -> bool:
+        """Alerts about this model's versions or score, or about its features (data drift has no model)."""
+        subject = alert["subject"]
+        return alert["kind"] == "data_drift" or subject.split(":", 1)[0] == self.policy.model

@@ -1,0 +1,169 @@
+"""The closed loop's decisions: the always-valid test, the policy file, and the controller's moves and holds."""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+import pytest
+
+from streams.control.controller import Controller, Decision
+from tests import support
+from weir.contract.records import Alert
+from weir.errors import ConfigError
+from weir.registry.policy import Policy, parse_policy
+from weir.registry.routing import canary_bucket
+from weir.state.join import PendingEvent
+from weir.stats.sequential import ConfidenceSequence
+
+# --- the confidence sequence ---------------------------------------------------------------------------------------
+
+
+def _ever_excludes_zero(seed: int, looks: int, alpha: float) -> bool:
+    draw = random.Random(seed)
+    sequence = ConfidenceSequence(alpha, tuned_for=500)
+    for _ in range(looks):
+        champion, challenger = draw.random() < 0.2, draw.random() < 0.2  # equal models
+        sequence.update(float(champion) - float(challenger))
+        interval = sequence.interval()
+        if interval.lower > 0 or interval.upper < 0:
+            return True
+    return False
+
+
+def test_looking_after_every_pair_keeps_the_error_rate() -> None:
+    """Equal models, 2,000 looks each, 150 runs: a fixed-sample 90% interval checked at every look would exclude
+    the truth in most runs; the sequence does so in at most about 10% (with room for chance)."""
+    crossed = sum(_ever_excludes_zero(seed, 2_000, alpha=0.1) for seed in range(150))
+    assert crossed / 150 <= 0.16, crossed
+
+
+def test_a_real_difference_is_found_and_bounded() -> None:
+    draw = random.Random(3)
+    sequence = ConfidenceSequence(0.05)
+    for _ in range(5_000):
+        sequence.update(float(draw.random() < 0.3) - float(draw.random() < 0.2))  # the challenger errs 10 pts less
+    interval = sequence.interval()
+    assert 0 < interval.lower < 0.1 < interval.upper and interval.n == 5_000
+
+
+# --- the policy file -----------------------------------------------------------------------------------------------
+
+
+def test_a_policy_takes_defaults_and_round_trips() -> None:
+    policy = parse_policy("model: churn\nversion: 2\nmode: propose\npromotion: {canary_steps: [5, 25]}\n")
+    assert (policy.model, policy.version, policy.mode, policy.promotion.canary_steps) == ("churn", 2, "propose",
+                                                                                          (5.0, 25.0))
+    assert policy.retrain.method == "incremental" and policy.rollback.false_rollback == 0.01
+    assert parse_policy(policy.to_yaml()) == policy
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("model: churn\npromotion: {min_lables: 10}\n", "promotion.min_lables"),
+    ("model: churn\npromotion: {canary_steps: [50, 10]}\n", "canary_steps must rise"),
+    ("model: churn\npromotion: {canary_steps: [10, 80]}\n", "max_canary_percent"),
+    ("model: churn\nretrain: {method: magic}\n", "retrain.method"),
+    ("- not a mapping\n", "YAML mapping"),
+])
+def test_a_bad_policy_is_refused_naming_the_problem(text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        parse_policy(text)
+
+
+# --- the controller ------------------------------------------------------------------------------------------------
+
+
+def _event(i: int, champion_right: bool, challenger_right: bool, percent: float) -> PendingEvent:
+    entity = f"c{i % 997}"
+    served = "v2" if percent and canary_bucket("churn", entity) < percent else "v1"
+    predictions = {v: support.prediction(f"e{i}", version=v, entity_id=entity, model_name="churn",
+                                         predicted_label=right)
+                   for v, right in (("v1", champion_right), ("v2", challenger_right))}
+    return PendingEvent(f"e{i}", i, predictions=predictions, served_version=served, label=True, has_label=True,
+                        complete=True)
+
+
+def _drive(controller: Controller, champion: float, challenger: float, labels: int, seed: int = 1) -> list[Decision]:
+    """Labelled events where the champion and challenger are right with the given rates; every decision."""
+    draw = random.Random(seed)
+    percent, out = 0.0, []
+    if controller.trial is not None and controller.trial.step >= 0:
+        percent = controller.trial.steps[controller.trial.step]
+    for i in range(labels):
+        controller.on_served()
+        for decision in controller.on_labelled(_event(i, draw.random() < champion, draw.random() < challenger,
+                                                      percent)):
+            out.append(decision)
+            percent = decision.percent if decision.action == "canary" else 0.0
+    return out
+
+
+def test_a_better_challenger_goes_shadow_canary_champion_with_its_evidence() -> None:
+    controller = Controller(Policy(model="churn"), "v1")
+    controller.start("v2", trigger="alert-1")
+    decisions = _drive(controller, 0.70, 0.85, 6_000)
+    assert [(d.action, d.percent) for d in decisions] == [("canary", 10.0), ("canary", 50.0), ("promote", 0.0)]
+    first = decisions[0]
+    assert int(first.evidence["labels"]) >= 300 and first.trigger == "alert-1" and first.policy_version == 1
+    effect = first.evidence["effect"]  # "+0.1500 [+0.0400, +0.2600] over 412"
+    assert float(effect.split("[")[1].split(",")[0]) > 0 and "valid at every look" in first.evidence["test"]
+    assert controller.champion == "v2" and controller.trial is None
+
+
+def test_a_worse_canary_is_rolled_back() -> None:
+    controller = Controller(Policy(model="churn"), "v1")
+    controller.start("v2", canary=True)
+    decisions = _drive(controller, 0.85, 0.70, 6_000)
+    assert [d.action for d in decisions] == ["rollback"] and "worse on" in decisions[0].evidence["why"]
+    assert controller.champion == "v1"
+
+
+def test_nothing_is_decided_on_too_few_labels_or_while_labels_have_stopped() -> None:
+    controller = Controller(Policy(model="churn"), "v1")
+    controller.start("v2")
+    assert _drive(controller, 0.0, 1.0, 299) == []  # a perfect challenger, yet fewer than min_labels pairs
+    for _ in range(5_000):  # labels stop while events are served
+        controller.on_served()
+    assert _drive(controller, 0.0, 1.0, 99) == []  # the first labels back are not enough
+    assert _drive(controller, 0.0, 1.0, 1)[0].action == "canary"  # 100 of them are: it acts
+
+
+def test_propose_mode_waits_for_approval() -> None:
+    controller = Controller(Policy(model="churn", mode="propose"), "v1")
+    controller.start("v2")
+    decisions = _drive(controller, 0.6, 0.9, 3_000)
+    assert [(d.action, d.proposed) for d in decisions] == [("canary", True)]  # one proposal, then it waits
+    approved = controller.approve()
+    assert approved is decisions[0] and controller.trial is not None and controller.trial.step == 0
+
+
+def _alert(kind: str, subject: str, severity: str = "warning",
+           status: Literal["FIRING", "RESOLVED"] = "FIRING") -> Alert:
+    return {"alert_id": f"{kind}-{subject}", "kind": kind, "severity": severity, "subject": subject,
+            "status": status, "statistic": None, "threshold": None, "evidence": {}, "runbook": "", "detected_at": 0}
+
+
+def test_retraining_starts_on_the_alerts_the_policy_names_once_and_after_the_cooldown() -> None:
+    controller = Controller(parse_policy("model: churn\nretrain: {on_alerts: [concept_drift]}\n"), "v1")
+    assert controller.on_alert(_alert("performance_drop", "churn:v1")) == []  # not a trigger in this policy
+    assert controller.on_alert(_alert("concept_drift", "other:v1")) == []  # another model's
+    assert controller.on_alert(_alert("concept_drift", "churn:v1", status="RESOLVED")) == []
+    retrain = controller.on_alert(_alert("concept_drift", "churn:v1"))
+    assert [(d.action, d.trigger) for d in retrain] == [("retrain", "concept_drift-churn:v1")]
+    assert controller.on_alert(_alert("concept_drift", "churn:v1")) == []  # one retraining at a time
+    controller.start("v2")
+    _drive(controller, 0.85, 0.50, 700)  # v2 is much worse: retired soon after min_labels
+    assert controller.trial is None
+    assert controller.on_alert(_alert("concept_drift", "churn:v1")) == []  # cooling down
+
+
+def test_a_persons_routing_pauses_automation_until_resumed() -> None:
+    controller = Controller(Policy(model="churn"), "v1")
+    controller.start("v2")
+    controller.pause()
+    assert _drive(controller, 0.5, 0.9, 2_000) == [] and controller.trial is None
+    assert controller.on_alert(_alert("concept_drift", "churn:v1")) == []
+    controller.resume("v3")
+    assert controller.champion == "v3" and controller.on_alert(_alert("concept_drift", "churn:v3")) == []  # cooldown
+    _drive(controller, 0.8, 0.8, 2_000)
+    assert [d.action for d in controller.on_alert(_alert("concept_drift", "churn:v3"))] == ["retrain"]

@@ -1,0 +1,118 @@
+"""A model's automation policy: when to retrain, how, and what evidence moves a challenger to champion.
+
+A policy is YAML a person writes and reads (``weir policy show``); it is
+versioned by its own ``version`` number, and every decision the controller
+takes names the policy version it acted under. Unknown keys are refused, so a
+misspelt gate fails loudly instead of being ignored.
+
+    model: churn
+    version: 3
+    mode: automatic            # or propose: decisions wait for `weir policy approve`
+    retrain:
+      on_alerts: [concept_drift, performance_drop]
+      every_labels: null       # also retrain on a schedule, in labels
+      method: incremental      # full, incremental or online
+      window_labels: 3000
+    promotion:
+      min_labels: 300
+      false_promotion: 0.05    # the error rate the sequential test holds
+      canary_steps: [10, 50]   # percent of entities
+      step_labels: 300
+    rollback:
+      false_rollback: 0.01
+    limits:
+      max_challengers: 1
+      max_canary_percent: 50
+      cooldown_labels: 2000
+      give_up_labels: 20000    # a challenger not proven better by then is retired
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from weir.errors import ConfigError
+
+Method = Literal["full", "incremental", "online"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Retrain(_Strict):
+    on_alerts: tuple[str, ...] = ("concept_drift", "performance_drop")
+    on_severities: tuple[Literal["warning", "critical"], ...] = ("warning", "critical")
+    every_labels: int | None = Field(default=None, ge=100)
+    method: Method = "incremental"
+    window_labels: int = Field(default=3_000, ge=100)
+    factory: str | None = None  # full and online: the challenger's factory (default: the champion's)
+    params: dict[str, Any] = Field(default_factory=dict)  # and its hyperparameters
+
+
+class Promotion(_Strict):
+    min_labels: int = Field(default=300, ge=30)
+    false_promotion: float = Field(default=0.05, gt=0, lt=0.5)
+    min_gain: float = Field(default=0.0, ge=0)  # loss the challenger must save per event (accuracy points)
+    canary_steps: tuple[float, ...] = (10.0, 50.0)
+    step_labels: int = Field(default=300, ge=30)
+
+
+class Rollback(_Strict):
+    false_rollback: float = Field(default=0.01, gt=0, lt=0.5)
+
+
+class Limits(_Strict):
+    max_challengers: int = Field(default=1, ge=1)
+    max_canary_percent: float = Field(default=50.0, gt=0, lt=100)
+    cooldown_labels: int = Field(default=2_000, ge=0)
+    give_up_labels: int = Field(default=20_000, ge=100)
+    label_outage_events: int = Field(default=5_000, ge=1)  # served events without a label: labels stopped
+
+
+class Policy(_Strict):
+    model: str
+    version: int = Field(default=1, ge=1)
+    mode: Literal["automatic", "propose"] = "automatic"
+    retrain: Retrain = Field(default_factory=Retrain)
+    promotion: Promotion = Field(default_factory=Promotion)
+    rollback: Rollback = Field(default_factory=Rollback)
+    limits: Limits = Field(default_factory=Limits)
+
+    @model_validator(mode="after")
+    def _steps_within_limits(self) -> Policy:
+        steps = self.promotion.canary_steps
+        if not steps or list(steps) != sorted(steps) or not all(0 < s < 100 for s in steps):
+            raise ValueError("promotion.canary_steps must rise, each between 0 and 100 percent")
+        if steps[-1] > self.limits.max_canary_percent:
+            raise ValueError(f"the last canary step ({steps[-1]:g}%) is above limits.max_canary_percent "
+                             f"({self.limits.max_canary_percent:g}%)")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_policy(text: str, origin: str = "policy") -> Policy:
+    """A policy from YAML, or a ConfigError naming every problem."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin} is not YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"{origin} must be a YAML mapping with at least `model:`")
+    try:
+        return Policy.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{origin}: {problems}") from exc
+
+
+def load_policy(path: Path) -> Policy:
+    if not path.exists():
+        raise ConfigError(f"no policy file at {path}")
+    return parse_policy(path.read_text(), str(path))
