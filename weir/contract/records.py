@@ -110,6 +110,8 @@ class ModelRecord(TypedDict):
     created_at: int
     note: str | None
     signature: bytes | None
+    actor: str | None  # person, controller, approved or resume (v5)
+    evidence: dict[str, str]  # a controller's decision: what it rests on (v5)
 
 
 class Alert(TypedDict):

@@ -60,7 +60,7 @@ def signed_model_file(settings: Settings, path: Path) -> bytes:
 def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: str | None = None,
              params: dict[str, Any] | None = None, pickle_path: Path | None = None, version: str | None = None,
              parent: str | None = None, training_window: tuple[int, int] | None = None,
-             note: str | None = None) -> ModelRecord:
+             note: str | None = None, actor: str = "person") -> ModelRecord:
     """Register a new version, built by a named factory or uploaded as a pickled river model."""
     registry = current(settings, catalog, name)
     version = version or next_version(registry)
@@ -83,7 +83,7 @@ def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: 
     elif factory not in FACTORIES:
         raise ConfigError(f"unknown model factory {factory!r}; known: {', '.join(sorted(FACTORIES))}")
     record = version_record(name, version, factory, params or {}, parent_version=parent,
-                            training_window=training_window, pickled=pickled, note=note)
+                            training_window=training_window, pickled=pickled, note=note, actor=actor)
     view = ModelRegistry(name)
     view.apply(record)
     _ = view.versions[version].model  # build it now: bad parameters fail here, not in every serve worker
@@ -92,8 +92,10 @@ def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: 
 
 
 def route(settings: Settings, catalog: SchemaCatalog, name: str, mode: str, *, champion: str | None = None,
-          challengers: list[str] | None = None, percent: float = 0.0, note: str | None = None) -> ModelRecord:
-    """Set the routing of ``name``: who is champion, who shadows or serves a canary share."""
+          challengers: list[str] | None = None, percent: float = 0.0, note: str | None = None,
+          actor: str = "person", evidence: dict[str, str] | None = None) -> ModelRecord:
+    """Set the routing of ``name``: who is champion, who shadows or serves a canary share. A person's routing
+    (``actor`` "person") pauses the model's automation until ``weir policy resume``."""
     registry = current(settings, catalog, name)
     champion = champion or (registry.routing.champion if registry.routing else None)
     if champion is None:
@@ -111,7 +113,8 @@ def route(settings: Settings, catalog: SchemaCatalog, name: str, mode: str, *, c
         raise ConfigError(f"{mode} routing needs at least one challenger")
     if mode == "canary" and not 0 < percent < 100:
         raise ConfigError("a canary takes more than 0% and less than 100% of the entities")
-    record = routing_record(name, mode, champion, challengers, percent if mode == "canary" else 0.0, note=note)
+    record = routing_record(name, mode, champion, challengers, percent if mode == "canary" else 0.0, note=note,
+                            actor=actor, evidence=evidence)
     publish_records(settings, catalog, [record])
     return record
 
@@ -145,6 +148,15 @@ def rollback(settings: Settings, catalog: SchemaCatalog, name: str, note: str | 
         raise ConfigError(f"{name} has had no other champion than {routing.champion}: nothing to roll back to")
     return route(settings, catalog, name, "basic", champion=previous,
                  note=note or f"rollback: {previous} replaces {routing.champion}")
+
+
+def restate(settings: Settings, catalog: SchemaCatalog, name: str, actor: str, note: str) -> ModelRecord:
+    """The routing as it is, written again by ``actor``: ``resume`` hands the model back to its controller,
+    ``approved`` has the controller carry out what it proposed. Traffic does not move."""
+    routing = _routing(settings, catalog, name)
+    return route(settings, catalog, name, routing.mode, champion=routing.champion,
+                 challengers=list(routing.challengers), percent=getattr(routing.router, "percent", 0.0), note=note,
+                 actor=actor)
 
 
 def _routing(settings: Settings, catalog: SchemaCatalog, name: str) -> Routing:

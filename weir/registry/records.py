@@ -23,18 +23,21 @@ def record_key(record: ModelRecord) -> str:
     return f"{name}:{record['version']}"
 
 
-def _record(name: str, kind: RecordKind, *, version: str | None = None, note: str | None = None) -> ModelRecord:
+def _record(name: str, kind: RecordKind, *, version: str | None = None, note: str | None = None,
+            actor: str | None = None, evidence: dict[str, str] | None = None) -> ModelRecord:
     return {
         "model_name": name, "kind": kind, "version": version, "status": None, "spec": None, "parent_version": None,
         "training_window": None, "routing": None, "metrics": {}, "counters": {}, "snapshot": None,
-        "created_at": now_ms(), "note": note, "signature": None,
+        "created_at": now_ms(), "note": note, "signature": None, "actor": actor,
+        "evidence": dict(evidence or {}),
     }
 
 
 def version_record(name: str, version: str, factory: str, params: dict[str, Any], *,
                    parent_version: str | None = None, training_window: tuple[int, int] | None = None,
-                   pickled: bytes | None = None, note: str | None = None) -> ModelRecord:
-    record = _record(name, "VERSION", version=version, note=note)
+                   pickled: bytes | None = None, note: str | None = None, actor: str | None = None,
+                   evidence: dict[str, str] | None = None) -> ModelRecord:
+    record = _record(name, "VERSION", version=version, note=note, actor=actor, evidence=evidence)
     record["spec"] = {"factory": factory, "params": encode_params(params), "pickle": pickled}
     record["parent_version"] = parent_version
     if training_window is not None:
@@ -43,10 +46,11 @@ def version_record(name: str, version: str, factory: str, params: dict[str, Any]
 
 
 def routing_record(name: str, mode: str, champion: str, challengers: list[str] | None = None,
-                   canary_percent: float = 0.0, *, note: str | None = None) -> ModelRecord:
+                   canary_percent: float = 0.0, *, note: str | None = None, actor: str | None = None,
+                   evidence: dict[str, str] | None = None) -> ModelRecord:
     if mode not in MODES:
         raise ConfigError(f"routing mode must be one of {MODES}, not {mode!r}")
-    record = _record(name, "ROUTING", note=note)
+    record = _record(name, "ROUTING", note=note, actor=actor, evidence=evidence)
     record["routing"] = {"mode": mode, "champion": champion, "challengers": list(challengers or []),
                          "canary_percent": canary_percent}
     return record

@@ -148,6 +148,7 @@ class Routing:
     challengers: tuple[str, ...]
     created_at: int = 0
     note: str | None = None
+    actor: str | None = None  # person, controller, approved, resume (None: written before actors were kept)
 
     @property
     def champion(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import cast
 
@@ -56,10 +56,16 @@ class HistoryEntry:
     created_at: int
     what: str
     note: str | None
+    actor: str | None = None
+    evidence: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
+        """One line, and the evidence of a controller's decision indented below it."""
         when = dt.datetime.fromtimestamp(self.created_at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        return f"{when}  {self.what}" + (f"  -- {self.note}" if self.note else "")
+        by = f" [{self.actor}]" if self.actor else ""
+        lines = [f"{when}{by}  {self.what}" + (f"  -- {self.note}" if self.note else "")]
+        lines += [f"    {k}: {v}" for k, v in sorted(self.evidence.items())]
+        return "\n".join(lines)
 
 
 class ModelRegistry:
@@ -84,9 +90,10 @@ class ModelRegistry:
         elif kind == "ROUTING" and record["routing"] is not None:
             spec = record["routing"]
             self.routing = Routing(router_of(self.model_name, spec), tuple(spec["challengers"]),
-                                   record["created_at"], record["note"])
+                                   record["created_at"], record["note"], record.get("actor"))
             self.decisions.append(self.routing)
-            self._history.append(HistoryEntry(record["created_at"], self.routing.describe(), record["note"]))
+            self._history.append(HistoryEntry(record["created_at"], self.routing.describe(), record["note"],
+                                              record.get("actor"), dict(record.get("evidence") or {})))
         elif kind == "METRICS" and version in self.versions:
             self.versions[version].learned = record["counters"].get("learned", 0)
             self.metrics[version] = record
@@ -109,7 +116,7 @@ class ModelRegistry:
             spec["pickle"], record["parent_version"], record["training_window"], record["note"],
         )
         self._history.append(HistoryEntry(record["created_at"], f"register {version} ({spec['factory']})",
-                                          record["note"]))
+                                          record["note"], record.get("actor"), dict(record.get("evidence") or {})))
 
     @property
     def champion(self) -> ModelVersion | None:
