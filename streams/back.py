@@ -8,6 +8,10 @@ learner's transactions. The monitor's windows live in memory: a restart, or a
 session the learner starts again from its snapshot, begins them afresh from
 the kept data-drift reference. ``WEIR_FUSED=false`` runs the two apart.
 
+With a policy (``WEIR_POLICY_FILE``), the controller rides along too
+(``streams.control.part``): it hears the same events and the monitor's
+alerts, and its decisions commit in the same transactions.
+
 Run one back per deployment: like the learner, it reads every partition, so
 each further replica would raise the same alerts again. Scale the front.
 """
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from streams.control.part import ControlPart
 from streams.learn.stage import LearnStage
 from streams.monitor.detectors import DriftMonitor
 from streams.monitor.stage import MonitorStage, build_monitor
@@ -25,6 +30,8 @@ from streams.runtime.stage import Partition
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, FeatureVector, Prediction
 from weir.contract.serde import SchemaCatalog
+from weir.errors import ConfigError
+from weir.registry.policy import Policy, load_policy
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingEvent, PendingJoin
@@ -38,7 +45,11 @@ class BackStage:
     def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
                  metrics: CollectorRegistry | None = None, kept_reference: Path | None = None) -> None:
         self.settings = settings
+        self.catalog = catalog
+        self.registry = registry
         self.kept_reference = kept_reference
+        self.policy = _policy_for(settings, registry)
+        self.control: ControlPart | None = None  # built by each restore, as the monitor is
         # Its metrics and its alert records; the monitor itself is built by each restore.
         idle = DriftMonitor(settings, PendingJoin(window_ms=0, needs_features=False, hot_events=1))
         self.watch = MonitorStage(settings, catalog, metrics, monitor=idle)
@@ -50,13 +61,22 @@ class BackStage:
     # --- what the learner shows the monitor ------------------------------------------------------------------
 
     def on_features(self, vector: FeatureVector) -> None:
-        self.raised += self.watch.monitor.on_features(vector)
+        self._raise(self.watch.monitor.on_features(vector))
 
     def on_prediction(self, prediction: Prediction) -> None:
-        self.raised += self.watch.monitor.on_served(prediction)
+        self._raise(self.watch.monitor.on_served(prediction))
+        if self.control is not None:
+            self.control.on_served(prediction)
 
     def on_learned(self, event: PendingEvent) -> None:
-        self.raised += self.watch.monitor.on_joined(event)
+        self._raise(self.watch.monitor.on_joined(event))
+        if self.control is not None:
+            self.control.on_learned(event)
+
+    def _raise(self, alerts: list[Alert]) -> None:
+        self.raised += alerts
+        if self.control is not None and alerts:
+            self.control.on_alerts(alerts)
 
     # --- the stage -------------------------------------------------------------------------------------------
 
@@ -71,13 +91,15 @@ class BackStage:
 
     def _alerts(self) -> list[OutRecord]:
         raised, self.raised = self.raised, []
-        return self.watch.emit(raised)
+        return self.watch.emit(raised) + (self.control.take() if self.control is not None else [])
 
     # --- state: the learner's; the monitor starts afresh with each restore -----------------------------------
 
     def restore(self) -> dict[tuple[str, int], int] | None:
         self.watch.monitor = build_monitor(self.settings, self.kept_reference)
         self.raised = []
+        if self.policy is not None:
+            self.control = ControlPart(self.settings, self.catalog, self.registry, self.policy)
         return self.learn.restore()
 
     def snapshot_due(self, final: bool = False) -> bool:
@@ -91,3 +113,14 @@ class BackStage:
 
     def close(self) -> None:
         self.learn.close()
+
+
+def _policy_for(settings: Settings, registry: ModelRegistry) -> Policy | None:
+    """The automation policy of the back's model, if one is configured."""
+    if settings.policy_file is None:
+        return None
+    policy = load_policy(settings.policy_file)
+    if policy.model != registry.model_name:
+        raise ConfigError(f"{settings.policy_file} is the policy of {policy.model!r}; this worker's model is "
+                          f"{registry.model_name!r} (WEIR_MODEL_NAME)")
+    return policy

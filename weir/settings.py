@@ -177,6 +177,10 @@ class Settings(BaseSettings):
     prediction_drift_min_psi: float = Field(
         default=0.25, ge=0, description="smallest PSI of the served scores that counts as prediction drift"
     )
+    policy_file: Path | None = Field(
+        default=None, description="the model's automation policy (YAML, see docs/automation.md); unset: no "
+        "automatic retraining, promotion or rollback",
+    )
     drift_profile: Path | None = Field(
         default=None, description="stored data-drift reference (`weir monitor profile`); default: the first events"
     )

@@ -18,6 +18,7 @@ from apps.cli.demo import demo
 from apps.cli.dlq import dlq
 from apps.cli.kafka import kafka
 from apps.cli.models import deploy, models
+from apps.cli.policy import policy
 from apps.cli.processes import produce, worker
 from weir.settings import Settings
 
@@ -43,7 +44,8 @@ def cli(ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, app
                                                 partitions=partitions), debug=debug)
 
 
-for command in (kafka, topics, schemas, worker, produce, models, deploy, replay, monitor, dlq, alerts, demo):
+for command in (kafka, topics, schemas, worker, produce, models, deploy, policy, replay, monitor, dlq, alerts,
+                demo):
     cli.add_command(command)
 
 

@@ -457,6 +457,8 @@ class DriftMonitor:
             self.impacts[(kind, subject)] = value
         if value is None:
             return {}
+        if status == "RESOLVED":
+            return {"impact": f"{value:+.4f}"}
         rank = 1 + sum(other > value for other in self.impacts.values())
         return {"impact": f"{value:+.4f}", "impact_rank": f"{rank} of {len(self.impacts)} open with a known impact"}
 

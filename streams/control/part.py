@@ -1,0 +1,238 @@
+"""The controller inside the back: its decisions become registry records and ``decision`` alerts.
+
+The back shows it what it shows the monitor (served predictions, each
+labelled event in the learning order) and the monitor's alerts. A decision
+goes out in the back's own transaction, with the input offsets it came from:
+
+* retrain: a new version (built here from the recent joined window, see
+  ``retrain``) with its lineage, and a shadow routing for it;
+* canary, promote, retire, rollback: a routing record;
+* every decision, proposed or taken: an alert of kind ``decision`` with its
+  evidence, for the sinks and the people on call.
+
+The registry stays the truth. Each labelled event, the part compares the
+routing it sees with what it expects: a person's routing (actor ``person``)
+pauses automation, a ``resume`` record hands the model back, an ``approved``
+one carries out the pending proposal, and a trial whose challenger no longer
+routes ends. So a restarted back, which starts with a fresh controller, picks
+up a running trial from the routing and counts its evidence again.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import uuid
+from collections import deque
+from importlib.metadata import version as installed
+from typing import Any
+
+import weir
+from streams.control.controller import Controller, Decision
+from weir.clock import now_ms
+from weir.contract.messages import OutRecord
+from weir.contract.records import Alert, Label, ModelRecord, Prediction
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.topics import ALERTS, MODELS
+from weir.registry.decisions import next_version
+from weir.registry.factories import Model
+from weir.registry.policy import Policy
+from weir.registry.records import PICKLE_FACTORY, record_key, routing_record, version_record
+from weir.registry.routing import Routing
+from weir.registry.signing import model_signer
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+from weir.state import pickling
+from weir.state.join import PendingEvent
+
+log = logging.getLogger("weir.control")
+
+CONTROLLER = "controller"
+
+
+class ControlPart:
+    """One model's controller, fed by the back, writing its decisions as records."""
+
+    def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry, policy: Policy) -> None:
+        self.policy = policy
+        self.registry = registry
+        self.models = topic_serde(catalog, settings, MODELS)
+        self.alerts = topic_serde(catalog, settings, ALERTS)
+        self.signer = model_signer(settings)
+        self.controller: Controller | None = None
+        self.seen: Routing | None = None  # the routing last accounted for
+        # the recent joined events a retraining learns from: features, label, and where the label was read
+        self.window: deque[tuple[dict[str, Any], Label, int, tuple[str, int, int] | None]] = deque(
+            maxlen=policy.retrain.window_labels)
+        self.out: list[OutRecord] = []
+
+    # --- what the back shows it ---------------------------------------------------------------------------------
+
+    def on_served(self, prediction: Prediction) -> None:
+        if self._reconciled() and prediction["served"] and prediction["model_name"] == self.policy.model:
+            assert self.controller is not None
+            self.controller.on_served()
+
+    def on_learned(self, event: PendingEvent) -> None:
+        if event.features is not None and event.label is not None:
+            source = event.label_source
+            where = (source.topic, source.partition, source.offset) if source is not None else None
+            self.window.append((dict(event.features["features"]), event.label, event.label_time_ms, where))
+        if self._reconciled():
+            assert self.controller is not None
+            self._act(self.controller.on_labelled(event), event.event_id)
+
+    def on_alerts(self, alerts: list[Alert]) -> None:
+        if self._reconciled():
+            assert self.controller is not None
+            for alert in alerts:
+                self._act(self.controller.on_alert(alert), alert["evidence"].get("event_id", "-"))
+
+    def take(self) -> list[OutRecord]:
+        out, self.out = self.out, []
+        return out
+
+    # --- the registry is the truth ------------------------------------------------------------------------------
+
+    def _reconciled(self) -> bool:
+        """Bring the controller in line with the routing now; False while the model has none."""
+        routing = self.registry.routing
+        if routing is None:
+            return False
+        if self.controller is None:
+            self.controller = Controller(self.policy, routing.champion)
+            self._adopt(routing)
+        elif routing is not self.seen:
+            self._follow(routing)
+        self.seen = routing
+        return True
+
+    def _follow(self, routing: Routing) -> None:
+        controller = self.controller
+        assert controller is not None
+        if routing.actor == "person":
+            if not controller.paused:
+                log.warning("a person routed %s (%s): automation paused until `weir policy resume`",
+                            self.policy.model, routing.describe())
+            controller.pause()
+        elif routing.actor == "resume":
+            controller.resume(routing.champion)
+            self._adopt(routing)
+        elif routing.actor == "approved":
+            decision = controller.approve()
+            if decision is None:
+                log.warning("an approval for %s came, but no proposal waits (proposals do not outlive a restart of "
+                            "the back; the controller proposes again when the evidence holds)", self.policy.model)
+            else:
+                self._carry_out(decision)
+        elif routing.actor == CONTROLLER:
+            controller.champion = routing.champion
+        trial = controller.trial
+        if trial is not None and trial.challenger in self.registry.versions and \
+                trial.challenger not in routing.challengers and routing.champion != trial.challenger:
+            controller.trial = None  # its challenger no longer routes: the trial is over
+
+    def _adopt(self, routing: Routing) -> None:
+        """A controller's trial the routing shows (after a restart, or a resume) goes on from its step."""
+        controller = self.controller
+        assert controller is not None
+        if routing.actor not in (CONTROLLER, "approved", "resume") or not routing.challengers:
+            return
+        challenger = routing.challengers[0]
+        controller.start(challenger, canary=routing.canary is not None)
+        if routing.canary is not None and controller.trial is not None:
+            steps = controller.trial.steps
+            percent = getattr(routing.router, "percent", steps[0])
+            controller.trial.step = max(i for i, s in enumerate(steps) if s <= percent) if percent >= steps[0] else 0
+
+    # --- decisions into records -----------------------------------------------------------------------------------
+
+    def _act(self, decisions: list[Decision], event_id: str) -> None:
+        """Carry out (or propose) each decision; ``event_id``: the event it was decided on, for a timeline."""
+        for decision in decisions:
+            if decision.proposed:
+                self._announce(decision, {**decision.evidence, "event_id": event_id})
+            else:
+                self._carry_out(decision, event_id)
+
+    def _carry_out(self, decision: Decision, event_id: str = "-") -> None:
+        """The decision's registry records, and its alert."""
+        evidence = {**decision.evidence, "event_id": event_id}
+        records = self._records(decision, evidence)
+        self.out += [OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(self.signer.sign(r)))
+                     for r in records]
+        self._announce(decision, evidence, proposed=False)
+
+    def _announce(self, decision: Decision, evidence: dict[str, str], proposed: bool | None = None) -> None:
+        alert = decision_alert(decision, evidence, decision.proposed if proposed is None else proposed)
+        self.out.append(OutRecord(self.alerts.topic, f"decision:{alert['subject']}".encode(),
+                                  self.alerts.encode(alert)))
+        log.info("%s %s: %s", "proposed" if alert["evidence"]["proposed"] == "true" else "decided",
+                 self.policy.model, decision.describe())
+
+    def _records(self, decision: Decision, evidence: dict[str, str]) -> list[ModelRecord]:
+        name, note = self.policy.model, f"policy v{decision.policy_version}: {decision.action}"
+        if decision.action == "retrain":
+            return self._retrain(decision, evidence)
+        assert decision.challenger is not None
+        if decision.action == "canary":
+            return [routing_record(name, "canary", decision.champion, [decision.challenger], decision.percent,
+                                   note=note, actor=CONTROLLER, evidence=evidence)]
+        champion = decision.challenger if decision.action == "promote" else decision.champion
+        return [routing_record(name, "basic", champion, note=note, actor=CONTROLLER, evidence=evidence)]
+
+    def _retrain(self, decision: Decision, evidence: dict[str, str]) -> list[ModelRecord]:
+        champion = self.registry.champion
+        controller = self.controller
+        assert champion is not None and controller is not None
+        rule = self.policy.retrain
+        model = retrained(champion.model, rule.method, [(x, y) for x, y, _, _ in self.window])
+        version = next_version(self.registry)
+        times = [t for _, _, t, _ in self.window]
+        window = (min(times), max(times)) if times else None
+        evidence.update({"parent": champion.version, "window": f"{len(self.window)} labels" + (
+            f", label times {window[0]}-{window[1]}" if window else ""), "offsets": offsets_of(self.window),
+            "trigger": decision.trigger or "-", "weir": weir.__version__, "river": installed("river")})
+        note = f"policy v{decision.policy_version}: {rule.method} retrain of {champion.version}"
+        records = [version_record(self.policy.model, version, PICKLE_FACTORY, {}, parent_version=champion.version,
+                                  training_window=window, pickled=pickling.dumps(model), note=note,
+                                  actor=CONTROLLER, evidence=evidence),
+                   routing_record(self.policy.model, "shadow", champion.version, [version], note=note,
+                                  actor=CONTROLLER, evidence={"action": "shadow", "trigger": decision.trigger or "-"})]
+        controller.start(version, trigger=decision.trigger)
+        return records
+
+
+def retrained(champion: Model, method: str, window: list[tuple[dict[str, Any], Label]]) -> Model:
+    """A challenger: ``full`` a fresh copy of the champion's estimator fit on the window; ``incremental`` the
+    champion as it is now, trained on the window again; ``online`` a fresh copy that learns from now on."""
+    model: Model = copy.deepcopy(champion) if method == "incremental" else champion.clone()  # type: ignore[attr-defined]
+    if method != "online":
+        for x, y in window:
+            model.learn_one(x, y)
+    return model
+
+
+def offsets_of(window: deque[tuple[dict[str, Any], Label, int, tuple[str, int, int] | None]]) -> str:
+    """The feedback offset range per partition the window's labels were read from."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for _, _, _, where in window:
+        if where is not None:
+            spans.setdefault(where[:2], []).append(where[2])
+    return "; ".join(f"{t}[{p}] {min(o)}-{max(o)}" for (t, p), o in sorted(spans.items())) or "-"
+
+
+def decision_alert(decision: Decision, evidence: dict[str, str], proposed: bool) -> Alert:
+    """The ``decision`` alert: what the controller did (or proposes), and why."""
+    subject = f"{decision.model}:{decision.challenger or decision.champion}"
+    return {
+        "alert_id": str(uuid.uuid4()), "kind": "decision", "severity": "info", "subject": subject,
+        "status": "FIRING", "statistic": None, "threshold": None,
+        "evidence": {**evidence, "action": decision.action, "proposed": str(proposed).lower(),
+                     "champion": decision.champion, "challenger": decision.challenger or "-",
+                     "percent": f"{decision.percent:g}", "at_label": str(decision.at_label),
+                     "policy_version": str(decision.policy_version), "trigger": decision.trigger or "-"},
+        "runbook": "The policy acted on this model (or proposes to: approve with `weir policy approve`). Undo with "
+                   "`weir deploy rollback`, which also pauses automation until `weir policy resume`.",
+        "detected_at": now_ms(),
+    }

@@ -1,0 +1,126 @@
+"""The controller inside the back: decisions as signed registry records and decision alerts; the registry as truth."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from streams.control.part import ControlPart
+from streams.features import feature_vector
+from tests import support
+from weir.contract.messages import OutRecord
+from weir.contract.records import Alert, AttributeValue, ModelRecord
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.topics import ALERTS, MODELS
+from weir.registry.policy import parse_policy
+from weir.registry.records import routing_record, version_record
+from weir.registry.signing import model_signer
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+from weir.state.join import PendingEvent
+
+POLICY = "model: m\nretrain: {method: full, window_labels: 500}\npromotion: {min_labels: 100, step_labels: 100}\n"
+
+
+class Back:
+    """A registry view and a control part, as the back holds them; records it writes are applied, as the
+    registry follower would once they commit."""
+
+    def __init__(self, tmp_path: Path, catalog: SchemaCatalog) -> None:
+        self.settings = Settings(home=tmp_path / "home", model_key=SecretStr("k" * 32))
+        self.registry = ModelRegistry("m")
+        self.registry.apply(version_record("m", "v1", "logistic_regression", {}, actor="person"))
+        self.registry.apply(routing_record("m", "basic", "v1", actor="person"))
+        self.part = ControlPart(self.settings, catalog, self.registry, parse_policy(POLICY))
+        self.models = topic_serde(catalog, self.settings, MODELS)
+        self.alerts = topic_serde(catalog, self.settings, ALERTS)
+        self.written: list[ModelRecord] = []
+        self.decisions: list[Alert] = []
+        self.draw = random.Random(5)
+        self.i = 0
+
+    def deliver(self, out: list[OutRecord]) -> None:
+        for record in out:
+            if record.topic == self.models.topic:
+                model_record = self.models.decode(record.value)
+                self.written.append(model_record)
+                assert model_signer(self.settings).refusal(model_record) is None  # signed like the learner's copies
+                self.registry.apply(model_record)
+            else:
+                self.decisions.append(self.alerts.decode(record.value))
+
+    def labelled(self, n: int, right: dict[str, float]) -> None:
+        """``n`` labelled events; each version present is right with its rate; served by the routing."""
+        for _ in range(n):
+            self.i += 1
+            x: dict[str, AttributeValue] = {"a": self.draw.random()}
+            entity = f"c{self.i % 500}"
+            served = self.registry.serving(entity) or "v1"
+            predictions = {v: support.prediction(f"e{self.i}", version=v, entity_id=entity, model_name="m",
+                                                 predicted_label=self.draw.random() < p)
+                           for v, p in right.items() if v in self.registry.versions}
+            vector = feature_vector({"event_id": f"e{self.i}", "entity_id": entity, "event_time": self.i,
+                                     "source": "t", "attributes": x})
+            self.part.on_served(predictions["v1"])
+            self.part.on_learned(PendingEvent(f"e{self.i}", self.i, features=vector, predictions=predictions,
+                                              served_version=served, label=True, has_label=True,
+                                              label_time_ms=self.i, complete=True))
+            self.deliver(self.part.take())
+
+
+def _alert(kind: str, subject: str) -> Alert:
+    return {"alert_id": "a-1", "kind": kind, "severity": "warning", "subject": subject, "status": "FIRING",
+            "statistic": None, "threshold": None, "evidence": {"event_id": "e7"}, "runbook": "", "detected_at": 0}
+
+
+def test_a_drift_alert_retrains_shadows_canaries_and_promotes_with_lineage_and_evidence(
+        tmp_path: Path, catalog: SchemaCatalog) -> None:
+    back = Back(tmp_path, catalog)
+    back.labelled(600, {"v1": 0.7})
+    back.part.on_alerts([_alert("concept_drift", "m:v1")])
+    back.deliver(back.part.take())
+    version, shadow = back.written
+    assert (version["kind"], version["version"], version["parent_version"], version["actor"]) == (
+        "VERSION", "v2", "v1", "controller")
+    evidence = version["evidence"]
+    assert evidence["method"] == "full" and evidence["trigger"] == "a-1" and evidence["window"].startswith("500 ")
+    assert {"weir", "river", "offsets", "policy_version"} <= set(back.decisions[0]["evidence"])
+    assert shadow["routing"] == {"mode": "shadow", "champion": "v1", "challengers": ["v2"], "canary_percent": 0.0}
+    assert back.registry.versions["v2"].model is not None  # the pickled challenger loads from its signed record
+
+    back.labelled(4_000, {"v1": 0.7, "v2": 0.9})
+    actions = [(a["evidence"]["action"], a["evidence"]["percent"]) for a in back.decisions]
+    assert actions == [("retrain", "0"), ("canary", "10"), ("canary", "50"), ("promote", "0")], actions
+    assert back.registry.routing is not None and back.registry.routing.champion == "v2"
+    assert all(r["actor"] == "controller" for r in back.written)
+    promote = back.decisions[-1]["evidence"]
+    assert "valid at every look" in promote["test"] and float(promote["effect"].split("[")[1].split(",")[0]) > 0
+    shown = [entry.describe() for entry in back.registry.history()]  # what `weir models history` prints
+    assert "[controller]  basic: v2 serves  -- policy v1: promote" in shown[-1] and "    effect: +" in shown[-1]
+    assert "[person]  register v1" in shown[0]
+
+
+def test_a_persons_routing_pauses_the_controller_and_resume_hands_it_back(tmp_path: Path,
+                                                                           catalog: SchemaCatalog) -> None:
+    back = Back(tmp_path, catalog)
+    back.labelled(10, {"v1": 0.7})
+    back.registry.apply(routing_record("m", "basic", "v1", actor="person"))  # someone typed `weir deploy basic v1`
+    back.labelled(10, {"v1": 0.7})
+    back.part.on_alerts([_alert("concept_drift", "m:v1")])
+    assert back.part.take() == [] and back.part.controller is not None and back.part.controller.paused
+    back.registry.apply(routing_record("m", "basic", "v1", actor="resume"))
+    back.labelled(3_000, {"v1": 0.7})  # the cool-down after a resume
+    back.part.on_alerts([_alert("concept_drift", "m:v1")])
+    back.deliver(back.part.take())
+    assert [a["evidence"]["action"] for a in back.decisions] == ["retrain"]
+
+
+def test_a_restarted_back_picks_up_the_trial_the_routing_shows(tmp_path: Path, catalog: SchemaCatalog) -> None:
+    back = Back(tmp_path, catalog)
+    back.registry.apply(version_record("m", "v2", "logistic_regression", {}, actor="controller"))
+    back.registry.apply(routing_record("m", "canary", "v1", ["v2"], 50.0, actor="controller"))
+    back.labelled(1, {"v1": 0.7, "v2": 0.7})
+    trial = back.part.controller.trial if back.part.controller else None
+    assert trial is not None and trial.challenger == "v2" and trial.steps[trial.step] == 50.0
