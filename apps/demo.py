@@ -45,12 +45,35 @@ from weir.settings import Settings
 
 MODEL = "default"
 MAX_WORKER_RESTARTS = 3
+# The demo's automation: retrain on a concept drift or a performance drop (a fresh Hoeffding tree on the last 2,000
+# labels), then shadow, a 20% and a 50% canary, and promotion, each on sequential evidence. Steps are short so that
+# the loop closes within the demo's stream; docs/automation.md explains every key.
+DEMO_POLICY = f"""\
+model: {MODEL}
+version: 1
+mode: automatic
+retrain:
+  on_alerts: [concept_drift, performance_drop]
+  method: full
+  window_labels: 2000
+promotion:
+  min_labels: 200
+  false_promotion: 0.05
+  canary_steps: [20, 50]
+  step_labels: 150
+rollback:
+  false_rollback: 0.01
+limits:
+  cooldown_labels: 3000
+  give_up_labels: 8000
+"""
 
 
-def run_settings(settings: Settings, run_id: str) -> Settings:
+def run_settings(settings: Settings, run_id: str, policy: Path | None = None) -> Settings:
     return settings.with_overrides(
         topic_prefix=f"{settings.topic_prefix}demo-{run_id}.", app_id=f"weir-demo-{run_id}", web_port=free_port(),
         snapshot_every_s=2.0,  # serve workers see the learner's models within seconds
+        policy_file=policy,
     )
 
 
@@ -148,7 +171,7 @@ def drift_report(schedule: list[dict[str, Any]], alerts: list[Alert]) -> dict[st
     points = [{**p, "alerts": []} for p in sorted(schedule, key=lambda p: p["at"])]
     unexplained = []
     for alert in alerts:
-        if alert["status"] != "FIRING":
+        if alert["status"] != "FIRING" or alert["kind"] == "decision":  # decisions have a report of their own
             continue
         index = _event_index(alert["evidence"].get("event_id", ""))
         brief = {"kind": alert["kind"], "subject": alert["subject"], "event": index}
@@ -158,6 +181,24 @@ def drift_report(schedule: list[dict[str, Any]], alerts: list[Alert]) -> dict[st
         else:
             owner["alerts"].append({**brief, "delay_events": index - owner["at"]})
     return {"points": points, "alerts_before_any_drift": unexplained}
+
+
+def decision_report(schedule: list[dict[str, Any]], alerts: list[Alert]) -> list[dict[str, Any]]:
+    """Each decision the policy took, in order, with its evidence and where it fell against the drift points."""
+    points = sorted(schedule, key=lambda p: p["at"])
+    out = []
+    for alert in alerts:
+        if alert["kind"] != "decision":
+            continue
+        evidence = alert["evidence"]
+        index = _event_index(evidence.get("event_id", ""))
+        after = next((p for p in reversed(points) if index is not None and p["at"] <= index), None)
+        out.append({"action": evidence.get("action"), "challenger": evidence.get("challenger"),
+                    "champion": evidence.get("champion"), "percent": evidence.get("percent"), "event": index,
+                    "after_drift": None if after is None else {"kind": after["kind"], "at": after["at"],
+                                                                "delay_events": (index or 0) - after["at"]},
+                    "evidence": {k: v for k, v in evidence.items() if k not in ("event_id", "event_time")}})
+    return out
 
 
 def _event_index(event_id: str) -> int | None:
@@ -206,9 +247,10 @@ class DemoRun:
         created = create_topics(self.settings)
         say(f"topics: {sum(o.action == 'created' for o in created)} created")
         self.tally = TopicTally(self.settings, self.catalog)  # from here on, a failed run still reports counts
-        register(self.settings, self.catalog, MODEL, factory="logistic_regression", note="demo champion")
+        register(self.settings, self.catalog, MODEL, factory="hoeffding_tree", note="demo champion")
         route(self.settings, self.catalog, MODEL, "basic", champion="v1", note="demo start")
-        say("registered v1 (logistic regression) as champion")
+        say("registered v1 (Hoeffding tree) as champion; from here on the policy decides "
+            f"({self.settings.policy_file})")
         grouped = [stage for stage in default_stages(self.settings) if stage not in STATEFUL_STAGES]
         stateful = [stage for stage in default_stages(self.settings) if stage in STATEFUL_STAGES]
         self.worker = start_worker(self.settings, self.run_dir / "worker.log", *grouped)
@@ -234,8 +276,7 @@ class DemoRun:
         publisher = EventPublisher(self.settings, self.catalog)
         publisher.summary = self.produced
         total = self.source.total or 0
-        milestones = {total // 4: self._shadow_challenger, total // 2: self._canary_challenger,
-                      total * 3 // 5: self._kill_learner}
+        milestones = {total * 3 // 5: self._kill_learner}
         if self.outage_s > 0:
             milestones[total * 7 // 10] = self._broker_outage
         publish(publisher, self.source, policy=policy, rate=rate, stop=stop, milestones=milestones)
@@ -287,17 +328,6 @@ class DemoRun:
         self.outage = threading.Thread(target=come_back, name="broker-outage")
         self.outage.start()
 
-    def _shadow_challenger(self) -> None:
-        register(self.settings, self.catalog, MODEL, factory="hoeffding_tree", params={"grace_period": 100},
-                 parent="v1", note="demo challenger")
-        route(self.settings, self.catalog, MODEL, "shadow", challengers=["v2"], note="demo: v2 in shadow")
-        tqdm.write("weir demo: deployed v2 (Hoeffding tree) in shadow")
-
-    def _canary_challenger(self) -> None:
-        route(self.settings, self.catalog, MODEL, "canary", challengers=["v2"], percent=10.0,
-              note="demo: v2 as a 10% canary")
-        tqdm.write("weir demo: v2 now serves a 10% canary")
-
     def wait(self, stop: threading.Event, timeout_s: float) -> None:
         assert self.tally is not None
         self.drained = wait_for_pipeline(self.tally, self.produced, self.processes, self._revive, stop=stop,
@@ -348,7 +378,8 @@ class DemoRun:
                        versions=self._versions(t), learner_restarts=self.learner_restarts,
                        worker_restarts=self.worker_restarts,
                        broker_outage_s=self.outage_s,
-                       drift=drift_report(self.source.schedule.to_dict(), t.alerts), problems=self.problems)
+                       drift=drift_report(self.source.schedule.to_dict(), t.alerts),
+                       decisions=decision_report(self.source.schedule.to_dict(), t.alerts), problems=self.problems)
         return summary
 
     def _read_versions(self) -> None:
@@ -396,7 +427,9 @@ def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: 
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
     source = open_source("churn", events, schedule=DriftSchedule.parse(drift, events))
-    run = DemoRun(run_id, run_dir, run_settings(settings, run_id), source, open_catalog(settings),
+    policy = run_dir / "policy.yaml"
+    policy.write_text(DEMO_POLICY)
+    run = DemoRun(run_id, run_dir, run_settings(settings, run_id, policy), source, open_catalog(settings),
                   outage_s=broker_outage_s)
     (run_dir / "metadata.json").write_text(json.dumps(
         {"run_id": run_id, **source.metadata(), "feedback_delay_s": feedback_delay_s, "rate": rate,
@@ -426,6 +459,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     say(f"events {s['events_produced']}: served {s['served']}, dead-lettered {s['events_dead_lettered']}; "
         f"feedback {s['feedback_sent']}: learned {s['feedback_learned']}; alerts {s['alerts']}; "
         f"served accuracy {accuracy}; reconciled: {'yes' if s['reconciled'] else 'NO'}")
+    steps = [f"{d['action']} {d['challenger'] if d['challenger'] != '-' else ''}".strip() + f" @{d['event']}"
+             for d in s.get("decisions", [])]
+    say(f"policy decisions: {', '.join(steps) or 'none'}")
 
 
 def say(message: str) -> None:

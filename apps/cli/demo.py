@@ -17,7 +17,9 @@ from weir.errors import WeirError
 @click.option("--events", "count", type=COUNT, default=30_000, show_default=True,
               help="Events in the bounded demo stream.")
 @click.option("--feedback-delay", default=1.0, show_default=True, help="Seconds between an event and its label.")
-@click.option("--rate", type=POSITIVE, default=1500.0, show_default=True, help="Events/s the producer sends.")
+@click.option("--rate", type=POSITIVE, default=500.0, show_default=True,
+              help="Events/s the producer sends; the back (learning a Hoeffding tree) keeps up at this rate, so the "
+                   "policy's retraining and promotion land while the stream still runs.")
 @click.option("--drift", default=DEFAULT_DRIFT, show_default=True,
               help="Drift schedule of the churn stream (see `weir produce --help`).")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
