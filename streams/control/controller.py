@@ -24,8 +24,7 @@ broker.
   excludes ``min_gain``.
 * **Holds:** nothing is decided on fewer than ``min_labels`` pairs, while
   labels have stopped (``label_outage_events`` served events without one,
-  and until 100 labels have come back),
-  during a data-quality incident, or while a person's routing change has
+  and until 100 labels have come back), or while a person's routing change has
   paused automation (until ``resume``). In ``propose`` mode a decision waits
   for approval before the controller moves on.
 """
@@ -93,7 +92,6 @@ class Controller:
         self.retraining = False  # a retrain was decided; waiting for ``start``
         self.cooldown_until = 0
         self.paused = False
-        self.incident = False
         self.unlabelled = 0  # served events since the last label
         self.recovering = 0  # labels still to come after an outage before deciding again
         self.pending: Decision | None = None  # propose mode: the decision awaiting approval
@@ -123,7 +121,7 @@ class Controller:
         if schedule and self.labels % schedule == 0:
             return self._retrain("schedule", f"every {schedule} labels")
         trial = self.trial
-        if trial is None or self.incident:
+        if trial is None:
             return []
         champion = event.predictions.get(self.champion)
         challenger = event.predictions.get(trial.challenger)
@@ -194,7 +192,7 @@ class Controller:
         return []
 
     def _retrain(self, trigger: str, why: str) -> list[Decision]:
-        if (self.paused or self.trial is not None or self.retraining or self.pending is not None or self.incident
+        if (self.paused or self.trial is not None or self.retraining or self.pending is not None
                 or self.labels < self.cooldown_until):
             return []
         decision = Decision("retrain", self.policy.model, self.champion, None, 0.0, self.labels,

@@ -1,5 +1,7 @@
 """A model's automation policy: when to retrain, how, and what evidence moves a challenger to champion.
 
+One challenger runs at a time: a retraining waits until the trial before it ended.
+
 A policy is YAML a person writes and reads (``weir policy show``); it is
 versioned by its own ``version`` number, and every decision the controller
 takes names the policy version it acted under. Unknown keys are refused, so a
@@ -21,7 +23,6 @@ misspelt gate fails loudly instead of being ignored.
     rollback:
       false_rollback: 0.01
     limits:
-      max_challengers: 1
       max_canary_percent: 50
       cooldown_labels: 2000
       give_up_labels: 20000    # a challenger not proven better by then is retired
@@ -67,7 +68,6 @@ class Rollback(_Strict):
 
 
 class Limits(_Strict):
-    max_challengers: int = Field(default=1, ge=1)
     max_canary_percent: float = Field(default=50.0, gt=0, lt=100)
     cooldown_labels: int = Field(default=2_000, ge=0)
     give_up_labels: int = Field(default=20_000, ge=100)
