@@ -118,22 +118,22 @@ class Controller:
         self.unlabelled = 0
         self.recovering = max(0, self.recovering - 1)
         schedule = self.policy.retrain.every_labels
-        if schedule and self.labels % schedule == 0:
-            return self._retrain("schedule", f"every {schedule} labels")
+        scheduled = self._retrain("schedule", f"every {schedule} labels") if (
+            schedule and self.labels % schedule == 0) else []
         trial = self.trial
         if trial is None:
-            return []
+            return scheduled
         champion = event.predictions.get(self.champion)
         challenger = event.predictions.get(trial.challenger)
         if champion is None or challenger is None or champion["error"] or challenger["error"]:
-            return []
+            return scheduled
         difference = (prediction_error(champion["predicted_label"], event.label)
                       - prediction_error(challenger["predicted_label"], event.label))
         trial.promote.update(difference)
         trial.worse.update(difference)
         if trial.step >= 0 and event.served_version == trial.challenger:
             trial.rollback.update(difference)
-        return self._judge(trial)
+        return scheduled + self._judge(trial)
 
     def start(self, challenger: str, *, canary: bool = False, trigger: str | None = None) -> None:
         """A challenger now shadows the champion (or, for a test, is a canary at the first step)."""

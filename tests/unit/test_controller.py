@@ -167,3 +167,11 @@ def test_a_persons_routing_pauses_automation_until_resumed() -> None:
     assert controller.champion == "v3" and controller.on_alert(_alert("concept_drift", "churn:v3")) == []  # cooldown
     _drive(controller, 0.8, 0.8, 2_000)
     assert [d.action for d in controller.on_alert(_alert("concept_drift", "churn:v3"))] == ["retrain"]
+
+
+def test_a_schedule_retrains_every_n_labels_when_nothing_else_runs() -> None:
+    controller = Controller(parse_policy("model: churn\nretrain: {every_labels: 500}\nlimits: {cooldown_labels: 0}\n"),
+                            "v1")
+    decisions = _drive(controller, 0.8, 0.8, 1_200)
+    assert [(d.action, d.at_label, d.trigger) for d in decisions] == [("retrain", 500, "schedule")]  # then waits
+
