@@ -30,6 +30,7 @@ from producers.labels import FeedbackPolicy
 from producers.publisher import EventPublisher, ProduceSummary, publish
 from producers.schedule import DriftSchedule
 from producers.sources import open_source
+from streams.features import feature_vector
 from streams.validate.quality import summarize_metrics
 from streams.worker import EXIT_GAVE_UP, STATEFUL_STAGES, default_stages
 from weir.clock import poll_until
@@ -39,12 +40,15 @@ from weir.errors import WeirError
 from weir.kafka import local as local_kafka
 from weir.kafka.admin import create_topics
 from weir.kafka.reading import assigned_members
-from weir.registry.decisions import current, register, route
+from weir.registry.decisions import current, register, route, sign_model_file
+from weir.registry.factories import build_model
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
+from weir.state import pickling
 
 MODEL = "default"
 MAX_WORKER_RESTARTS = 3
+HISTORY_EVENTS, HISTORY_SEED = 2_000, 7  # what the champion was trained on before the demo
 # The demo's automation: retrain on a concept drift or a performance drop (a fresh Hoeffding tree on the last 2,000
 # labels), then shadow, a 20% and a 50% canary, and promotion, each on sequential evidence. Steps are short so that
 # the loop closes within the demo's stream; docs/automation.md explains every key.
@@ -247,10 +251,12 @@ class DemoRun:
         created = create_topics(self.settings)
         say(f"topics: {sum(o.action == 'created' for o in created)} created")
         self.tally = TopicTally(self.settings, self.catalog)  # from here on, a failed run still reports counts
-        register(self.settings, self.catalog, MODEL, factory="hoeffding_tree", note="demo champion")
+        champion = self._train_champion()
+        register(self.settings, self.catalog, MODEL, pickle_path=champion,
+                 note=f"demo champion: a Hoeffding tree trained on {HISTORY_EVENTS} historical events")
         route(self.settings, self.catalog, MODEL, "basic", champion="v1", note="demo start")
-        say("registered v1 (Hoeffding tree) as champion; from here on the policy decides "
-            f"({self.settings.policy_file})")
+        say(f"registered v1 (a Hoeffding tree trained on {HISTORY_EVENTS:,} historical events) as champion; from "
+            f"here on the policy decides ({self.settings.policy_file})")
         grouped = [stage for stage in default_stages(self.settings) if stage not in STATEFUL_STAGES]
         stateful = [stage for stage in default_stages(self.settings) if stage in STATEFUL_STAGES]
         self.worker = start_worker(self.settings, self.run_dir / "worker.log", *grouped)
@@ -280,6 +286,19 @@ class DemoRun:
         if self.outage_s > 0:
             milestones[total * 7 // 10] = self._broker_outage
         publish(publisher, self.source, policy=policy, rate=rate, stop=stop, milestones=milestones)
+
+    def _train_champion(self) -> Path:
+        """v1 as a real deployment has it: trained offline on history (another stretch of the same domain), pickled
+        and signed where it was made."""
+        model = build_model("hoeffding_tree", {})
+        history = open_source("churn", HISTORY_EVENTS, seed=HISTORY_SEED, event_time=lambda i: i)
+        for e in history.events:
+            assert e.label is not None
+            model.learn_one(feature_vector(e.raw("churn"))["features"], e.label)
+        path = self.run_dir / "champion.pkl"
+        path.write_bytes(pickling.dumps(model))
+        sign_model_file(self.settings, path)
+        return path
 
     def processes(self) -> dict[Path, subprocess.Popen[bytes]]:
         running = {self.run_dir / "worker.log": self.worker, self.run_dir / "learner.log": self.learner}

@@ -294,3 +294,30 @@ class RunsCode:
 
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return os.system, (f"touch {self.marker}",)
+
+
+def test_who_routed_is_kept_and_the_policy_commands_hand_a_model_back(kafka: Settings, catalog: SchemaCatalog,
+                                                                      tmp_path: Path) -> None:
+    """A person's deploy is recorded as theirs (it pauses automation); `weir policy resume` restates the routing
+    as a resume, and `weir policy show` says which one holds."""
+    from click.testing import CliRunner
+
+    from apps.cli import cli
+
+    register(kafka, catalog, "default", factory="logistic_regression")
+    route(kafka, catalog, "default", "basic", champion="v1")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("model: default\nversion: 4\n")
+    runner = CliRunner()
+    base = ["--bootstrap", kafka.bootstrap, "--prefix", kafka.topic_prefix]
+    shown = runner.invoke(cli, [*base, "policy", "show", "--file", str(policy)])
+    assert shown.exit_code == 0 and "version: 4" in shown.output and "(by person)" in shown.output, shown.output
+    assert "paused until `weir policy resume`" in shown.output
+    resumed = runner.invoke(cli, [*base, "policy", "resume", "--model", "default"])
+    assert resumed.exit_code == 0, resumed.output
+    registry = ModelRegistry("default")
+    load_registry(kafka, catalog, registry)
+    assert registry.routing is not None and (registry.routing.actor, registry.routing.champion) == ("resume", "v1")
+    assert [e.actor for e in registry.history()] == ["person", "person", "resume"]
+    shown = runner.invoke(cli, [*base, "policy", "show", "--file", str(policy)])
+    assert "(by resume)" in shown.output and "paused" not in shown.output
