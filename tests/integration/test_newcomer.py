@@ -73,11 +73,14 @@ def test_make_demo_on_a_fresh_machine_starts_and_stops_its_own_broker(tmp_path: 
     assert started, "the demo did not start a broker of its own:\n" + done.stdout[-3000:]
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("summary: "), last
-    summary = json.loads(Path(last.removeprefix("summary: ")).read_text())
+    path = Path(last.removeprefix("summary: "))
+    summary = json.loads(path.read_text())
     assert summary["reconciled"] is True and summary["drained"] is True, summary
     assert summary["events_produced"] == 1500 == summary["served"] + summary["events_dead_lettered"]
     assert summary["served_twice"] == 0
-    assert summary["versions"]["v1"]["served"] > 0 and summary["versions"]["v2"]["predictions"] > 0
+    # v1, trained on history, serves from the first event (1,500 events are too few for the policy to act)
+    assert summary["versions"]["v1"]["served"] == summary["served"] and summary["accuracy"] is not None
+    assert (path.parent / "policy.yaml").exists() and isinstance(summary["decisions"], list)
     assert summary["problems"] == []
 
     assert not _alive(int(started.group(1))), "the broker the demo started is still running"
