@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from streams.features import feature_vector
 from streams.validate.quality import summarize_metrics
 from streams.worker import EXIT_GAVE_UP, STATEFUL_STAGES, default_stages
 from weir.clock import poll_until
-from weir.contract.records import Alert
+from weir.contract.records import Alert, Label
 from weir.contract.serde import SchemaCatalog, open_catalog
 from weir.errors import WeirError
 from weir.kafka import local as local_kafka
@@ -164,6 +165,26 @@ def served_accuracy(t: Tally) -> float | None:
               if "served_accuracy" in r["metrics"]]
     total = sum(n for _, n in served)
     return sum(a * n for a, n in served) / total if total else None
+
+
+def served_accuracy_timeline(answers: dict[str, tuple[str, Label | None]], labels: dict[str, Label | None],
+                              total: int, stretches: int = 12) -> list[dict[str, Any]]:
+    """Per stretch of events: the served accuracy and which versions served."""
+    size = max(1, -(-total // stretches))
+    out: list[dict[str, Any]] = []
+    for start in range(0, total, size):
+        right = counted = 0
+        by: Counter[str] = Counter()
+        for event_id, (version, answer) in answers.items():
+            index = _event_index(event_id)
+            if index is None or not start <= index < start + size or answer is None:
+                continue
+            counted += 1
+            right += answer == labels.get(event_id)
+            by[version] += 1
+        out.append({"from": start, "to": min(total, start + size) - 1, "served": counted,
+                    "accuracy": round(right / counted, 4) if counted else None, "by_version": dict(by)})
+    return out
 
 
 def drift_report(schedule: list[dict[str, Any]], alerts: list[Alert]) -> dict[str, Any]:
@@ -398,8 +419,17 @@ class DemoRun:
                        worker_restarts=self.worker_restarts,
                        broker_outage_s=self.outage_s,
                        drift=drift_report(self.source.schedule.to_dict(), t.alerts),
-                       decisions=decision_report(self.source.schedule.to_dict(), t.alerts), problems=self.problems)
+                       decisions=decision_report(self.source.schedule.to_dict(), t.alerts),
+                       served_accuracy_timeline=self._timeline(t), problems=self.problems)
         return summary
+
+    def _timeline(self, t: Tally) -> list[dict[str, Any]]:
+        """Served accuracy stretch by stretch (a twelfth of the stream each): whether quality fell at a drift and
+        came back after the policy acted. The labels are the source's own, generated again from its seed."""
+        total = self.source.total or 0
+        again = open_source(self.source.name, total, schedule=self.source.schedule, event_time=lambda i: i)
+        labels = {e.event_id: e.label for e in again.events}
+        return served_accuracy_timeline(t.served_answers, labels, total)
 
     def _read_versions(self) -> None:
         self.registry = current(self.settings, self.catalog, MODEL)
@@ -481,6 +511,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     steps = [f"{d['action']} {d['challenger'] if d['challenger'] != '-' else ''}".strip() + f" @{d['event']}"
              for d in s.get("decisions", [])]
     say(f"policy decisions: {', '.join(steps) or 'none'}")
+    timeline = " ".join("-" if w["accuracy"] is None else f"{w['accuracy']:.2f}"
+                        for w in s.get("served_accuracy_timeline", []))
+    say(f"served accuracy, stretch by stretch: {timeline}")
 
 
 def say(message: str) -> None:

@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from weir.clock import poll_until
 from weir.contract.deadletter import read_headers
 from weir.contract.messages import InRecord
-from weir.contract.records import Alert, ModelRecord, Prediction
+from weir.contract.records import Alert, Label, ModelRecord, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, EVENTS_DLQ, MODELS, PREDICTIONS
 from weir.kafka.reading import reader, watermarks
@@ -28,6 +28,7 @@ from weir.settings import Settings
 class Tally:
     predictions: int = 0
     served_ids: set[str] = field(default_factory=set)
+    served_answers: dict[str, tuple[str, Label | None]] = field(default_factory=dict)  # event -> version, answer
     served_twice: int = 0
     served_by_version: Counter[str] = field(default_factory=Counter)
     predictions_by_version: Counter[str] = field(default_factory=Counter)
@@ -104,6 +105,7 @@ class TopicTally:
             else:
                 t.served_ids.add(prediction["event_id"])
                 t.served_by_version[version] += 1
+                t.served_answers[prediction["event_id"]] = (version, prediction["predicted_label"])
 
     def poll_to_end(self, timeout_s: float = 30.0) -> None:
         """Fold in everything written so far: poll until every partition is read up to its end as of now."""
