@@ -73,6 +73,10 @@ class BackStage:
         if self.control is not None:
             self.control.on_learned(event)
 
+    def on_label_refused(self, reason: str) -> None:
+        if self.control is not None:
+            self.control.on_label_refused()
+
     def _raise(self, alerts: list[Alert]) -> None:
         self.raised += alerts
         if self.control is not None and alerts:

@@ -24,13 +24,16 @@ broker.
   excludes ``min_gain``.
 * **Holds:** nothing is decided on fewer than ``min_labels`` pairs, while
   labels have stopped (``label_outage_events`` served events without one,
-  and until 100 labels have come back), or while a person's routing change has
+  and until 100 labels have come back), during a data-quality incident (more
+  than ``max_refused_labels`` of the last 1,000 labels refused), or while a
+  person's routing change has
   paused automation (until ``resume``). In ``propose`` mode a decision waits
   for approval before the controller moves on.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +45,7 @@ from weir.stats.sequential import ConfidenceSequence, Interval
 
 Action = Literal["retrain", "canary", "promote", "retire", "rollback"]
 RECOVERY_LABELS = 100  # labels after an outage before the controller decides again
+QUALITY_LABELS, QUALITY_MIN_LABELS = 1_000, 200  # the recent labels a quality hold looks at, and the fewest
 TEST = "asymptotic confidence sequence on paired loss (champion - challenger), valid at every look"
 
 
@@ -94,10 +98,24 @@ class Controller:
         self.paused = False
         self.unlabelled = 0  # served events since the last label
         self.recovering = 0  # labels still to come after an outage before deciding again
+        self.label_outcomes: deque[bool] = deque(maxlen=QUALITY_LABELS)  # recent labels: used (True) or refused
         self.pending: Decision | None = None  # propose mode: the decision awaiting approval
         self.decisions: list[Decision] = []
 
     # --- what happens to the model ----------------------------------------------------------------------------
+
+    def on_label_refused(self) -> None:
+        """A label the learner could not use (rejected, unmatched, late, unlearnable)."""
+        self.label_outcomes.append(False)
+
+    @property
+    def incident(self) -> bool:
+        """A data-quality incident on the labels' path: too many of the recent labels refused. Labels of events
+        the front dead-lettered come back unmatched once the join window has passed, so an incident on the
+        events' path shows here too, a join window later."""
+        seen = len(self.label_outcomes)
+        refused = seen - sum(self.label_outcomes)
+        return seen >= QUALITY_MIN_LABELS and refused / seen > self.policy.limits.max_refused_labels
 
     def on_served(self) -> None:
         self.unlabelled += 1
@@ -115,6 +133,7 @@ class Controller:
     def on_labelled(self, event: PendingEvent) -> list[Decision]:
         """One labelled event with its versions' predictions, in the learning order."""
         self.labels += 1
+        self.label_outcomes.append(True)
         self.unlabelled = 0
         self.recovering = max(0, self.recovering - 1)
         schedule = self.policy.retrain.every_labels
@@ -165,7 +184,7 @@ class Controller:
     # --- deciding -------------------------------------------------------------------------------------------------
 
     def _judge(self, trial: Trial) -> list[Decision]:
-        if self.paused or self.pending is not None or self.recovering:
+        if self.paused or self.pending is not None or self.recovering or self.incident:
             return []
         promotion, limits = self.policy.promotion, self.policy.limits
         evidence = trial.promote.interval()
@@ -192,7 +211,7 @@ class Controller:
         return []
 
     def _retrain(self, trigger: str, why: str) -> list[Decision]:
-        if (self.paused or self.trial is not None or self.retraining or self.pending is not None
+        if (self.paused or self.trial is not None or self.retraining or self.pending is not None or self.incident
                 or self.labels < self.cooldown_until):
             return []
         decision = Decision("retrain", self.policy.model, self.champion, None, 0.0, self.labels,

@@ -82,6 +82,11 @@ class ControlPart:
             assert self.controller is not None
             self._act(self.controller.on_labelled(event), event.event_id)
 
+    def on_label_refused(self) -> None:
+        if self._reconciled():
+            assert self.controller is not None
+            self.controller.on_label_refused()
+
     def on_alerts(self, alerts: list[Alert]) -> None:
         if self._reconciled():
             assert self.controller is not None

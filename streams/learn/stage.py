@@ -54,6 +54,10 @@ class LearnObserver(Protocol):
 
     def on_learned(self, event: PendingEvent) -> None: ...
 
+    def on_label_refused(self, reason: str) -> None:
+        """A label the stage could not use: rejected as it came, or a stray (unmatched, late, unlearnable)."""
+        ...
+
 
 class LearnStage:
     """features + predictions + feedback -> learned models; late labels to feedback.late, unmatched to the DLQ."""
@@ -123,8 +127,12 @@ class LearnStage:
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
         self._read_since_snapshot += len(batch)
-        out = dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic)
+        out = dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic, on_rejected=self._rejected)
         return out + self._route_strays(self._advance(now_ms()))
+
+    def _rejected(self, record: InRecord, rejection: Rejection) -> None:
+        if record.topic == self.feedback_topic and self.observer is not None:
+            self.observer.on_label_refused(rejection.reason)
 
     def _advance(self, now: int) -> list[Stray]:
         """Learn what the order allows; a label whose event never came holds it back only so long."""
@@ -162,22 +170,23 @@ class LearnStage:
             record: InRecord | None = stray.source
             if record is None:
                 continue
+            topic = self.dlq_topic
             if stray.kind == "unlearnable":
                 why = Rejection("unlearnable-label", STAGE, f"label of {stray.event_id} refused by {stray.why}",
                                 dimension="validity")
-                out.append(dead_letter(self.dlq_topic, record, why))
             elif stray.kind == "before-event":
                 why = Rejection("label-before-event", STAGE, f"label of {stray.event_id}: {stray.why}",
                                 dimension="timeliness")
-                out.append(dead_letter(self.dlq_topic, record, why))
             elif stray.kind == "late":
                 why = Rejection("late-feedback", STAGE, f"label for {stray.event_id} came after its event "
                                 f"left the {self.settings.join_window_ms} ms join window", dimension="timeliness")
-                out.append(dead_letter(self.late_topic, record, why))
+                topic = self.late_topic
             else:
                 why = Rejection("unmatched-feedback", STAGE, f"no event {stray.event_id} was seen within "
                                 f"{self.settings.join_window_ms} ms of its label", dimension="consistency")
-                out.append(dead_letter(self.dlq_topic, record, why))
+            out.append(dead_letter(topic, record, why))
+            if self.observer is not None:
+                self.observer.on_label_refused(why.reason)
         return out
 
     # --- state -------------------------------------------------------------------------

@@ -200,12 +200,13 @@ class Route(Generic[R]):
 
 
 def dispatch(batch: list[InRecord], routes: Mapping[str, Route[Any]], *, stage: str, dlq_topic: str | None,
-             rejected: Counter[str] | None = None) -> list[OutRecord]:
+             rejected: Counter[str] | None = None,
+             on_rejected: Callable[[InRecord, Rejection], None] | None = None) -> list[OutRecord]:
     """Decode each record with its topic's route and handle it; anything rejected goes to the DLQ.
 
     ``dlq_topic`` None: another stage reading the same topics dead-letters
     these records, so one bad record makes one dead letter; they are only
-    counted, by reason, in ``rejected``.
+    counted, by reason, in ``rejected``. ``on_rejected`` hears every rejection.
     """
     out: list[OutRecord] = []
     for record in batch:
@@ -215,7 +216,10 @@ def dispatch(batch: list[InRecord], routes: Mapping[str, Route[Any]], *, stage: 
             result = route.handle(record, result)
         if not isinstance(result, Rejection):
             out.extend(result)
-        elif dlq_topic is not None:
+            continue
+        if on_rejected is not None:
+            on_rejected(record, result)
+        if dlq_topic is not None:
             out.append(dead_letter(dlq_topic, record, result))
         elif rejected is not None:
             rejected[result.reason] += 1

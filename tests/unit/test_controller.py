@@ -175,3 +175,16 @@ def test_a_schedule_retrains_every_n_labels_when_nothing_else_runs() -> None:
     decisions = _drive(controller, 0.8, 0.8, 1_200)
     assert [(d.action, d.at_label, d.trigger) for d in decisions] == [("retrain", 500, "schedule")]  # then waits
 
+
+
+def test_a_data_quality_incident_on_the_labels_holds_every_decision_until_it_passes() -> None:
+    controller = Controller(Policy(model="churn"), "v1")
+    controller.start("v2")
+    _drive(controller, 0.5, 0.5, 250)
+    for _ in range(50):  # 50 refused among 300 recent labels: 17%, above the 5% the policy allows
+        controller.on_label_refused()
+    assert controller.incident
+    assert _drive(controller, 0.0, 1.0, 100) == []  # a clear winner, yet nothing is decided
+    assert controller.on_alert(_alert("concept_drift", "churn:v1")) == []
+    assert [d.action for d in _drive(controller, 0.0, 1.0, 900)][:1] == ["canary"]  # the refused share fell
+    assert not controller.incident

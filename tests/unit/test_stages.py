@@ -28,13 +28,13 @@ from weir.clock import now_ms
 from weir.contract.deadletter import RESENT_HEADER, RESENT_SIGNATURE, read_headers, resend_signature
 from weir.contract.features import compute_features
 from weir.contract.messages import InRecord, OutRecord
-from weir.contract.records import AttributeValue, Label, RawEvent
+from weir.contract.records import AttributeValue, FeatureVector, Label, Prediction, RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_RAW, FEATURES, FEEDBACK, PREDICTIONS
 from weir.registry.records import STAGE_COUNTERS, routing_record, version_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
-from weir.state.join import PendingJoin
+from weir.state.join import PendingEvent, PendingJoin
 
 SETTINGS = Settings(topic_prefix="u.")
 
@@ -252,7 +252,8 @@ def test_a_label_no_model_can_take_is_dead_lettered_and_the_next_ones_are_learne
 def _dead_letter_of_bad_label(catalog: SchemaCatalog, settings: Settings, bad: InRecord) -> str:
     """The reason the learner dead-letters the label ``bad`` of event "bad" with, having learned the next label
     and kept its stream time where the clock is."""
-    learn = LearnStage(settings, catalog, registry_with("v1"))
+    observer = RefusalObserver()
+    learn = LearnStage(settings, catalog, registry_with("v1"), observer=observer)
     learn.restore()
     out = learn.process([*_event_at(catalog, settings, "bad", now_ms(), 0),
                          *_event_at(catalog, settings, "good", now_ms(), 1), bad,
@@ -261,7 +262,28 @@ def _dead_letter_of_bad_label(catalog: SchemaCatalog, settings: Settings, bad: I
     learn.learner.finish()
     assert learn.learner.labels_learned == 1 and learn.learner.join.stream_time_ms < now_ms() + 60_000
     learn.close()
-    return read_headers(dead.headers)["reason"]
+    reason = read_headers(dead.headers)["reason"]
+    assert observer.refused == [reason]  # the controller's quality hold hears of every refused label
+    return reason
+
+
+class RefusalObserver:
+    """What the back hears of the learner: here, only the labels it refused."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def on_features(self, vector: FeatureVector) -> None:
+        pass
+
+    def on_prediction(self, prediction: Prediction) -> None:
+        pass
+
+    def on_learned(self, event: PendingEvent) -> None:
+        pass
+
+    def on_label_refused(self, reason: str) -> None:
+        self.refused.append(reason)
 
 
 def _forged_label(catalog: SchemaCatalog, settings: Settings, event_id: str, label_type: object,
