@@ -171,20 +171,18 @@ def served_accuracy_timeline(answers: dict[str, tuple[str, Label | None]], label
                               total: int, stretches: int = 12) -> list[dict[str, Any]]:
     """Per stretch of events: the served accuracy and which versions served."""
     size = max(1, -(-total // stretches))
-    out: list[dict[str, Any]] = []
-    for start in range(0, total, size):
-        right = counted = 0
-        by: Counter[str] = Counter()
-        for event_id, (version, answer) in answers.items():
-            index = _event_index(event_id)
-            if index is None or not start <= index < start + size or answer is None:
-                continue
-            counted += 1
-            right += answer == labels.get(event_id)
-            by[version] += 1
-        out.append({"from": start, "to": min(total, start + size) - 1, "served": counted,
-                    "accuracy": round(right / counted, 4) if counted else None, "by_version": dict(by)})
-    return out
+    starts = range(0, total, size)
+    right, by = Counter[int](), {start: Counter[str]() for start in starts}
+    for event_id, (version, answer) in answers.items():
+        index = _event_index(event_id)
+        if index is None or not 0 <= index < total or answer is None:
+            continue
+        start = index - index % size
+        right[start] += answer == labels.get(event_id)
+        by[start][version] += 1
+    return [{"from": start, "to": min(total, start + size) - 1, "served": by[start].total(),
+             "accuracy": round(right[start] / by[start].total(), 4) if by[start] else None,
+             "by_version": dict(by[start])} for start in starts]
 
 
 def drift_report(schedule: list[dict[str, Any]], alerts: list[Alert]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from weir.settings import Settings
 @dataclass
 class Tally:
     predictions: int = 0
-    served_ids: set[str] = field(default_factory=set)
     served_answers: dict[str, tuple[str, Label | None]] = field(default_factory=dict)  # event -> version, answer
     served_twice: int = 0
     served_by_version: Counter[str] = field(default_factory=Counter)
@@ -40,7 +39,7 @@ class Tally:
 
     @property
     def served(self) -> int:
-        return len(self.served_ids)
+        return len(self.served_answers)
 
     def learner_counter(self, name: str) -> int:
         """A join counter of the learn stage (the same on every version's record; the newest wins)."""
@@ -100,10 +99,9 @@ class TopicTally:
         if prediction["error"] is not None:
             t.errors_by_version[version] += 1
         if prediction["served"]:
-            if prediction["event_id"] in t.served_ids:
+            if prediction["event_id"] in t.served_answers:
                 t.served_twice += 1
             else:
-                t.served_ids.add(prediction["event_id"])
                 t.served_by_version[version] += 1
                 t.served_answers[prediction["event_id"]] = (version, prediction["predicted_label"])
 

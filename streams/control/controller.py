@@ -99,14 +99,20 @@ class Controller:
         self.unlabelled = 0  # served events since the last label
         self.recovering = 0  # labels still to come after an outage before deciding again
         self.label_outcomes: deque[bool] = deque(maxlen=QUALITY_LABELS)  # recent labels: used (True) or refused
+        self.refused = 0  # of the label outcomes held
         self.pending: Decision | None = None  # propose mode: the decision awaiting approval
-        self.decisions: list[Decision] = []
 
     # --- what happens to the model ----------------------------------------------------------------------------
 
     def on_label_refused(self) -> None:
         """A label the learner could not use (rejected, unmatched, late, unlearnable)."""
-        self.label_outcomes.append(False)
+        self._label_outcome(False)
+
+    def _label_outcome(self, used: bool) -> None:
+        if len(self.label_outcomes) == self.label_outcomes.maxlen and not self.label_outcomes[0]:
+            self.refused -= 1  # the oldest outcome, about to leave, was a refusal
+        self.label_outcomes.append(used)
+        self.refused += not used
 
     @property
     def incident(self) -> bool:
@@ -114,8 +120,7 @@ class Controller:
         the front dead-lettered come back unmatched once the join window has passed, so an incident on the
         events' path shows here too, a join window later."""
         seen = len(self.label_outcomes)
-        refused = seen - sum(self.label_outcomes)
-        return seen >= QUALITY_MIN_LABELS and refused / seen > self.policy.limits.max_refused_labels
+        return seen >= QUALITY_MIN_LABELS and self.refused / seen > self.policy.limits.max_refused_labels
 
     def on_served(self) -> None:
         self.unlabelled += 1
@@ -133,7 +138,7 @@ class Controller:
     def on_labelled(self, event: PendingEvent) -> list[Decision]:
         """One labelled event with its versions' predictions, in the learning order."""
         self.labels += 1
-        self.label_outcomes.append(True)
+        self._label_outcome(True)
         self.unlabelled = 0
         self.recovering = max(0, self.recovering - 1)
         schedule = self.policy.retrain.every_labels
@@ -234,7 +239,6 @@ class Controller:
         return self._emit(decision)
 
     def _emit(self, decision: Decision) -> list[Decision]:
-        self.decisions.append(decision)
         if decision.proposed:
             self.pending = decision
         else:

@@ -145,10 +145,8 @@ class ControlPart:
             return
         challenger = routing.challengers[0]
         controller.start(challenger, canary=routing.canary is not None)
-        if routing.canary is not None and controller.trial is not None:
-            steps = controller.trial.steps
-            percent = getattr(routing.router, "percent", steps[0])
-            controller.trial.step = max(i for i, s in enumerate(steps) if s <= percent) if percent >= steps[0] else 0
+        if routing.canary is not None and controller.trial is not None:  # the last step the share has reached
+            controller.trial.step = max(0, sum(s <= routing.percent for s in controller.trial.steps) - 1)
 
     # --- decisions into records -----------------------------------------------------------------------------------
 

@@ -196,7 +196,7 @@ class DistributionWatch:
         # The fast lane's tests: every feature at every window size, at each check (Bonferroni), within its half
         # of the budget.
         fast_level = level_per_test(self.settings.alert_budget / 2, FAST_EVERY,
-                                    family=len(values) * len(FAST_SCALES)) if self.fast_lane else None
+                                    family=len(values) * len(FAST_SCALES)) if self.fast_lane and new else None
         for name in new:
             distribution = FeatureDistribution(name, reference_size=self.settings.drift_reference_events,
                                                window=self.settings.drift_window, fast_level=fast_level)

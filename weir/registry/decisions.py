@@ -155,7 +155,7 @@ def restate(settings: Settings, catalog: SchemaCatalog, name: str, actor: str, n
     ``approved`` has the controller carry out what it proposed. Traffic does not move."""
     routing = _routing(settings, catalog, name)
     return route(settings, catalog, name, routing.mode, champion=routing.champion,
-                 challengers=list(routing.challengers), percent=getattr(routing.router, "percent", 0.0), note=note,
+                 challengers=list(routing.challengers), percent=routing.percent, note=note,
                  actor=actor)
 
 

@@ -162,5 +162,10 @@ class Routing:
     def canary(self) -> str | None:
         return self.router.canary if isinstance(self.router, Canary) else None
 
+    @property
+    def percent(self) -> float:
+        """The canary's share of entities (0 without a canary)."""
+        return self.router.percent if isinstance(self.router, Canary) else 0.0
+
     def describe(self) -> str:
         return self.router.describe()
