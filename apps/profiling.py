@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apps.replay import END_OF_TIME, index_time, read_topic_range
+from apps.replay import END_OF_TIME, index_time
 from producers.sources import SourceSpec
 from weir.contract.features import attributes_of, compute_features
 from weir.contract.serde import SchemaCatalog
+from weir.kafka.ranges import read_topic_range
 from weir.settings import Settings
 from weir.stats.profile import FeatureProfiles, build_profile, fingerprint, save_profile
 

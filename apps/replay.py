@@ -8,7 +8,7 @@ same label delay, so the two give the same metric, and the same replay gives
 the same result every time.
 
 A dataset's labels come a fixed delay after their events. A topic range
-(``read_topic_range``) replays what really happened: the feature vectors the
+(``weir.kafka.ranges.read_topic_range``) replays what really happened: the feature vectors the
 models saw on ``features`` and the labels of ``feedback`` at their real label
 times, in an order that does not depend on partitions or arrival.
 """
@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections import Counter
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client import CollectorRegistry
-from tqdm import tqdm
 
 from producers.event import LabelledEvent
 from streams.features import feature_vector
@@ -34,13 +32,9 @@ from streams.serve.scorer import Scorer
 from weir.contract.features import compute_features
 from weir.contract.feedback import fits
 from weir.contract.records import FeatureVector, Feedback, Label
-from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
-from weir.contract.topics import FEATURES, FEEDBACK
-from weir.errors import SerdeError
-from weir.kafka.reading import read_topic
+from weir.kafka.ranges import Labels
 from weir.registry.records import routing_record, version_record
 from weir.registry.view import ModelRegistry
-from weir.settings import Settings
 from weir.state.join import PendingJoin
 
 MODEL = "replay"
@@ -48,8 +42,6 @@ END_OF_TIME = 2**63 - 1  # the largest event time a topic range can end at
 
 log = logging.getLogger("weir.replay")
 
-Labels = dict[str, tuple[int, Label]]
-R = TypeVar("R")  # event id -> (label time, label)
 
 
 def index_time(index: int) -> int:
@@ -110,64 +102,6 @@ def replay_vectors(vectors: Iterable[FeatureVector], labels: Labels, *, factory:
 def _learn(learner: Learner, feedback: Feedback) -> None:
     learner.on_feedback(feedback)
     learner.advance(0)
-
-
-@dataclass
-class TopicRange:
-    """What a topic range holds, ready to replay, and what was left out of it."""
-
-    vectors: list[FeatureVector]  # in (event time, event id) order
-    labels: Labels  # the earliest label of each event
-    counts: dict[str, int]  # read, outside the range, repeated, undecodable, labels without event
-
-
-def read_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: int, until_ms: int,
-                     progress: bool = True, timeout_s: float = 600.0, with_labels: bool = True) -> TopicRange:
-    """The feature vectors with event time in [since, until) and (``with_labels``) their labels, read from the
-    topics as they are.
-
-    Repeated vectors (a stage that crashed and re-sent) count once; of several
-    labels for one event the one with the earliest label time counts. The order
-    is (event time, event id), so how records fell on partitions does not
-    matter.
-    """
-    vectors: dict[str, FeatureVector] = {}
-    counts: Counter[str] = Counter()
-    for vector in _read(settings, topic_serde(catalog, settings, FEATURES), "features", counts, progress, timeout_s):
-        if not since_ms <= vector["event_time"] < until_ms:
-            counts["features_outside_range"] += 1
-        elif vector["event_id"] in vectors:
-            counts["features_repeated"] += 1
-        else:
-            vectors[vector["event_id"]] = vector
-    labels: Labels = {}
-    feedback = topic_serde(catalog, settings, FEEDBACK)
-    for label in _read(settings, feedback, "feedback", counts, progress, timeout_s) if with_labels else []:
-        event_id, taken = label["event_id"], labels.get(label["event_id"])
-        if event_id not in vectors:
-            counts["feedback_without_event"] += 1
-        elif taken is not None:
-            counts["feedback_repeated"] += 1
-            labels[event_id] = min(taken, (label["label_time"], label["label"]), key=lambda t: t[0])
-        else:
-            labels[event_id] = (label["label_time"], label["label"])
-    ordered = sorted(vectors.values(), key=lambda v: (v["event_time"], v["event_id"]))
-    return TopicRange(ordered, labels, dict(counts))
-
-
-def _read(settings: Settings, serde: AvroSerde[R], what: str, counts: Counter[str], progress: bool,
-          timeout_s: float) -> Iterator[R]:
-    """The decoded records of one topic, to its current end; a record that does not decode is counted, logged
-    and skipped."""
-    with tqdm(desc=f"reading {serde.topic}", unit="rec", disable=not progress, dynamic_ncols=True) as bar:
-        for msg in read_topic(settings, serde.topic, timeout_s=timeout_s):
-            bar.update()
-            counts[f"{what}_read"] += 1
-            try:
-                yield serde.decode(msg.value)
-            except SerdeError as e:
-                counts[f"{what}_undecodable"] += 1
-                log.warning("%s[%d]@%d skipped: %s", serde.topic, msg.partition, msg.offset, e)
 
 
 def river_progressive_scores(events: list[LabelledEvent], factory: str, params: dict[str, Any], delay: int,

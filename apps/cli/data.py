@@ -42,11 +42,12 @@ def replay(session: Session, source: SourceSpec, since: int | None, until: int |
     source are refused, not ignored.
     """
     from apps import replay as replaying  # river and pandas take seconds to import
+    from weir.kafka.ranges import read_topic_range
 
     _refuse_what_does_not_apply(source, since, until, delay_rows, delay_ms, compare_river)
     if source.name == "topics":
-        span = replaying.read_topic_range(session.settings, session.catalog, since_ms=since or 0,
-                                          until_ms=until or replaying.END_OF_TIME, progress=progress)
+        span = read_topic_range(session.settings, session.catalog, since_ms=since or 0,
+                                 until_ms=until or replaying.END_OF_TIME, progress=progress)
         result = replaying.replay_vectors(span.vectors, span.labels, factory=factory, params=params,
                                           positive=parse_positive(session.settings.positive_label))
         click.echo(f"replayed {result.events} events, learned {result.labels} labels at their recorded times; "

@@ -170,6 +170,11 @@ class Controller:
         if canary:
             self.trial.step = 0
 
+    def retrain_failed(self) -> None:
+        """The retraining decided could not be built: wait out the cool-down, then try again."""
+        self.retraining = False
+        self.cooldown_until = self.labels + self.policy.limits.cooldown_labels
+
     def pause(self) -> None:
         """A person routed this model: automation waits until ``resume``, and the running trial ends."""
         self.paused, self.trial, self.pending, self.retraining = True, None, None, False

@@ -4,8 +4,11 @@ The back shows it what it shows the monitor (served predictions, each
 labelled event in the learning order) and the monitor's alerts. A decision
 goes out in the back's own transaction, with the input offsets it came from:
 
-* retrain: a new version (built here from the recent joined window, see
-  ``retrain``) with its lineage, and a shadow routing for it;
+* retrain: a new version with its lineage, and a shadow routing for it. Its
+  data is the recent window of joined events, read back from ``features`` and
+  ``feedback`` at the offsets those records sit at, with the rules of
+  `weir replay` (``weir.kafka.ranges``); the offsets go into the lineage, so
+  the same data can be read again;
 * canary, promote, retire, rollback: a routing record;
 * every decision, proposed or taken: an alert of kind ``decision`` with its
   evidence, for the sinks and the people on call.
@@ -21,11 +24,15 @@ up a running trial from the routing and counts its evidence again.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from importlib.metadata import version as installed
 from typing import Any
+
+from confluent_kafka import KafkaException
 
 import weir
 from streams.control.controller import Controller, Decision
@@ -33,10 +40,13 @@ from weir.clock import now_ms
 from weir.contract.messages import OutRecord
 from weir.contract.records import Alert, Label, ModelRecord, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
-from weir.contract.topics import ALERTS, MODELS
+from weir.contract.topics import ALERTS, FEEDBACK, MODELS
+from weir.errors import WeirError
+from weir.kafka.ranges import TopicRange, read_offset_range
+from weir.kafka.reading import Positions
 from weir.registry.decisions import next_version
-from weir.registry.factories import Model
-from weir.registry.policy import Policy
+from weir.registry.factories import Model, build_model, encode_params
+from weir.registry.policy import Policy, Retrain
 from weir.registry.records import PICKLE_FACTORY, record_key, routing_record, version_record
 from weir.registry.routing import Routing
 from weir.registry.signing import model_signer
@@ -61,9 +71,9 @@ class ControlPart:
         self.signer = model_signer(settings)
         self.controller: Controller | None = None
         self.seen: Routing | None = None  # the routing last accounted for
-        # the recent joined events a retraining learns from: features, label, and where the label was read
-        self.window: deque[tuple[dict[str, Any], Label, int, tuple[str, int, int] | None]] = deque(
-            maxlen=policy.retrain.window_labels)
+        self.settings, self.catalog = settings, catalog
+        self.feedback_topic = topic_serde(catalog, settings, FEEDBACK).topic
+        self.window: deque[Joined] = deque(maxlen=policy.retrain.window_labels)  # the recent joined events
         self.out: list[OutRecord] = []
 
     # --- what the back shows it ---------------------------------------------------------------------------------
@@ -74,10 +84,9 @@ class ControlPart:
             self.controller.on_served()
 
     def on_learned(self, event: PendingEvent) -> None:
-        if event.features is not None and event.label is not None:
-            source = event.label_source
-            where = (source.topic, source.partition, source.offset) if source is not None else None
-            self.window.append((dict(event.features["features"]), event.label, event.label_time_ms, where))
+        source = event.label_source
+        if event.features_at is not None and source is not None and source.topic == self.feedback_topic:
+            self.window.append(Joined(event.features_at, (source.partition, source.offset), event.label_time_ms))
         if self._reconciled():
             assert self.controller is not None
             self._act(self.controller.on_labelled(event), event.event_id)
@@ -161,13 +170,21 @@ class ControlPart:
     def _carry_out(self, decision: Decision, event_id: str = "-") -> None:
         """The decision's registry records, and its alert."""
         evidence = {**decision.evidence, "event_id": event_id}
-        records = self._records(decision, evidence)
+        try:
+            records = self._records(decision, evidence)
+        except WeirError as exc:  # a retraining that could not be done: said, and tried again later
+            assert self.controller is not None
+            self.controller.retrain_failed()
+            log.error("%s: %s failed, tried again after the cool-down: %s", self.policy.model, decision.action, exc)
+            self._announce(decision, {**evidence, "outcome": f"failed: {exc}"}, proposed=False, severity="warning")
+            return
         self.out += [OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(self.signer.sign(r)))
                      for r in records]
         self._announce(decision, evidence, proposed=False)
 
-    def _announce(self, decision: Decision, evidence: dict[str, str], proposed: bool | None = None) -> None:
-        alert = decision_alert(decision, evidence, decision.proposed if proposed is None else proposed)
+    def _announce(self, decision: Decision, evidence: dict[str, str], proposed: bool | None = None,
+                  severity: str = "info") -> None:
+        alert = decision_alert(decision, evidence, decision.proposed if proposed is None else proposed, severity)
         self.out.append(OutRecord(self.alerts.topic, f"decision:{alert['subject']}".encode(),
                                   self.alerts.encode(alert)))
         log.info("%s %s: %s", "proposed" if alert["evidence"]["proposed"] == "true" else "decided",
@@ -189,13 +206,20 @@ class ControlPart:
         controller = self.controller
         assert champion is not None and controller is not None
         rule = self.policy.retrain
-        model = retrained(champion.model, rule.method, [(x, y) for x, y, _, _ in self.window])
+        try:
+            data = self._read_window() if rule.method != "online" else None
+        except KafkaException as exc:
+            raise WeirError(f"reading the window back failed: {exc}") from exc
+        model = retrained(champion.model, rule, data.learning_order() if data is not None else [])
         version = next_version(self.registry)
-        times = [t for _, _, t, _ in self.window]
+        times = [label_time for label_time, _ in data.labels.values()] if data is not None else []
         window = (min(times), max(times)) if times else None
-        evidence.update({"parent": champion.version, "window": f"{len(self.window)} labels" + (
-            f", label times {window[0]}-{window[1]}" if window else ""), "offsets": offsets_of(self.window),
-            "trigger": decision.trigger or "-", "weir": weir.__version__, "river": installed("river")})
+        evidence.update({
+            "parent": champion.version, "window": f"{len(times)} labels" + (
+                f", label times {window[0]}-{window[1]}" if window else " (online: learns from now on)"),
+            "offsets": data.describe_spans() if data is not None else "-", "trigger": decision.trigger or "-",
+            "factory": rule.factory or "the champion's", "params": json.dumps(rule.params, sort_keys=True),
+            "weir": weir.__version__, "river": installed("river")})
         note = f"policy v{decision.policy_version}: {rule.method} retrain of {champion.version}"
         records = [version_record(self.policy.model, version, PICKLE_FACTORY, {}, parent_version=champion.version,
                                   training_window=window, pickled=pickling.dumps(model), note=note,
@@ -205,31 +229,62 @@ class ControlPart:
         controller.start(version, trigger=decision.trigger)
         return records
 
+    def _read_window(self) -> TopicRange:
+        """The window's joined events, read back from the topics at their offsets."""
+        if len(self.window) < MIN_WINDOW:
+            raise WeirError(f"{len(self.window)} joined events seen since the back started; a retraining needs "
+                            f"{MIN_WINDOW}")
+        features: Positions = {}
+        feedback: Positions = {}
+        for joined in self.window:
+            _widen(features, joined.features_at)
+            _widen(feedback, joined.label_at)
+        data = read_offset_range(self.settings, self.catalog, features, feedback)
+        log.info("%s: retraining on %d labels read back from %s", self.policy.model, len(data.labels),
+                 data.describe_spans())
+        return data
 
-def retrained(champion: Model, method: str, window: list[tuple[dict[str, Any], Label]]) -> Model:
-    """A challenger: ``full`` a fresh copy of the champion's estimator fit on the window; ``incremental`` the
-    champion as it is now, trained on the window again; ``online`` a fresh copy that learns from now on."""
-    model: Model = copy.deepcopy(champion) if method == "incremental" else champion.clone()  # type: ignore[attr-defined]
-    if method != "online":
+
+@dataclass(frozen=True)
+class Joined:
+    """Where one joined event's records sit: (partition, offset) of its features and of its label."""
+
+    features_at: tuple[int, int]
+    label_at: tuple[int, int]
+    label_time_ms: int
+
+
+MIN_WINDOW = 100  # joined events a full or incremental retraining needs
+
+
+def _widen(positions: Positions, at: tuple[int, int]) -> None:
+    partition, offset = at
+    first, last = positions.get(partition, (offset, offset))
+    positions[partition] = (min(first, offset), offset if last is None else max(last, offset))
+
+
+def retrained(champion: Model, rule: Retrain, window: list[tuple[dict[str, Any], Label]]) -> Model:
+    """A challenger: ``full`` a fresh estimator (the policy's factory, or a copy of the champion's) fit on the
+    window; ``incremental`` the champion as it is now, trained on the window again; ``online`` a fresh estimator
+    that learns from now on."""
+    model: Model
+    if rule.method == "incremental":
+        model = copy.deepcopy(champion)
+    elif rule.factory is not None:
+        model = build_model(rule.factory, encode_params(rule.params))
+    else:
+        model = champion.clone()  # type: ignore[attr-defined]
+    if rule.method != "online":
         for x, y in window:
             model.learn_one(x, y)
     return model
 
 
-def offsets_of(window: deque[tuple[dict[str, Any], Label, int, tuple[str, int, int] | None]]) -> str:
-    """The feedback offset range per partition the window's labels were read from."""
-    spans: dict[tuple[str, int], list[int]] = {}
-    for _, _, _, where in window:
-        if where is not None:
-            spans.setdefault(where[:2], []).append(where[2])
-    return "; ".join(f"{t}[{p}] {min(o)}-{max(o)}" for (t, p), o in sorted(spans.items())) or "-"
-
-
-def decision_alert(decision: Decision, evidence: dict[str, str], proposed: bool) -> Alert:
-    """The ``decision`` alert: what the controller did (or proposes), and why."""
+def decision_alert(decision: Decision, evidence: dict[str, str], proposed: bool, severity: str = "info") -> Alert:
+    """The ``decision`` alert: what the controller did (or proposes), and why; a warning if it could not be done."""
     subject = f"{decision.model}:{decision.challenger or decision.champion}"
     return {
-        "alert_id": str(uuid.uuid4()), "kind": "decision", "severity": "info", "subject": subject,
+        "alert_id": str(uuid.uuid4()), "kind": "decision", "severity": severity, "subject": subject,
         "status": "FIRING", "statistic": None, "threshold": None,
         "evidence": {**evidence, "action": decision.action, "proposed": str(proposed).lower(),
                      "champion": decision.champion, "challenger": decision.challenger or "-",

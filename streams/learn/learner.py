@@ -50,8 +50,8 @@ class Learner:
         self._failed: list[Stray] = []  # labels some version could not learn, for the DLQ
         self._reported: set[tuple[str, str]] = set()  # (version, error class) already logged
 
-    def on_features(self, vector: FeatureVector) -> None:
-        self._joined(self.join.add_features(vector))
+    def on_features(self, vector: FeatureVector, at: tuple[int, int] | None = None) -> None:
+        self._joined(self.join.add_features(vector, at))
 
     def on_prediction(self, prediction: Prediction) -> None:
         self._joined(self.join.add_prediction(prediction))

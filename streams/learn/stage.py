@@ -103,7 +103,7 @@ class LearnStage:
 
     def _features(self, record: InRecord, vector: FeatureVector) -> list[OutRecord]:
         self.pacer.event(record.partition, vector["event_time"])
-        self.learner.on_features(vector)
+        self.learner.on_features(vector, (record.partition, record.offset))
         if self.observer is not None:
             self.observer.on_features(vector)
         return []

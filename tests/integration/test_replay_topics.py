@@ -10,13 +10,14 @@ from river import evaluate, metrics
 
 from apps.cli import cli
 from apps.processes import settings_env
-from apps.replay import read_topic_range, replay_vectors
+from apps.replay import replay_vectors
 from streams.features import feature_vector
 from tests.support import events, label_of, river_dataset
 from weir.contract.records import FeatureVector, Feedback
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, FEEDBACK
 from weir.kafka.clients import flush_or_raise, make_producer, produce
+from weir.kafka.ranges import read_topic_range
 from weir.registry.factories import build_model
 from weir.settings import Settings
 

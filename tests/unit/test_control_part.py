@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
+from river.tree import HoeffdingTreeClassifier
 
 from streams.control.part import ControlPart
 from streams.features import feature_vector
@@ -21,19 +23,20 @@ from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingEvent
 
-POLICY = "model: m\nretrain: {method: full, window_labels: 500}\npromotion: {min_labels: 100, step_labels: 100}\n"
+POLICY = ("model: m\nretrain: {method: online, factory: hoeffding_tree, params: {grace_period: 50}}\n"
+          "promotion: {min_labels: 100, step_labels: 100}\n")
 
 
 class Back:
     """A registry view and a control part, as the back holds them; records it writes are applied, as the
     registry follower would once they commit."""
 
-    def __init__(self, tmp_path: Path, catalog: SchemaCatalog) -> None:
+    def __init__(self, tmp_path: Path, catalog: SchemaCatalog, policy: str = POLICY) -> None:
         self.settings = Settings(home=tmp_path / "home", model_key=SecretStr("k" * 32))
         self.registry = ModelRegistry("m")
         self.registry.apply(version_record("m", "v1", "logistic_regression", {}, actor="person"))
         self.registry.apply(routing_record("m", "basic", "v1", actor="person"))
-        self.part = ControlPart(self.settings, catalog, self.registry, parse_policy(POLICY))
+        self.part = ControlPart(self.settings, catalog, self.registry, parse_policy(policy))
         self.models = topic_serde(catalog, self.settings, MODELS)
         self.alerts = topic_serde(catalog, self.settings, ALERTS)
         self.written: list[ModelRecord] = []
@@ -85,10 +88,12 @@ def test_a_drift_alert_retrains_shadows_canaries_and_promotes_with_lineage_and_e
     assert (version["kind"], version["version"], version["parent_version"], version["actor"]) == (
         "VERSION", "v2", "v1", "controller")
     evidence = version["evidence"]
-    assert evidence["method"] == "full" and evidence["trigger"] == "a-1" and evidence["window"].startswith("500 ")
+    assert evidence["method"] == "online" and evidence["trigger"] == "a-1" and evidence["factory"] == "hoeffding_tree"
+    assert evidence["params"] == '{"grace_period": 50}' and evidence["window"].startswith("0 labels (online")
     assert {"weir", "river", "offsets", "policy_version"} <= set(back.decisions[0]["evidence"])
     assert shadow["routing"] == {"mode": "shadow", "champion": "v1", "challengers": ["v2"], "canary_percent": 0.0}
-    assert back.registry.versions["v2"].model is not None  # the pickled challenger loads from its signed record
+    challenger: Any = back.registry.versions["v2"].model  # the pickled challenger loads from its signed record
+    assert isinstance(challenger, HoeffdingTreeClassifier) and challenger.grace_period == 50
 
     back.labelled(4_000, {"v1": 0.7, "v2": 0.9})
     actions = [(a["evidence"]["action"], a["evidence"]["percent"]) for a in back.decisions]
@@ -100,6 +105,25 @@ def test_a_drift_alert_retrains_shadows_canaries_and_promotes_with_lineage_and_e
     shown = [entry.describe() for entry in back.registry.history()]  # what `weir models history` prints
     assert "[controller]  basic: v2 serves  -- policy v1: promote" in shown[-1] and "    effect: +" in shown[-1]
     assert "[person]  register v1" in shown[0]
+
+
+def test_a_retraining_that_cannot_read_its_window_says_so_and_waits_out_the_cool_down(
+        tmp_path: Path, catalog: SchemaCatalog) -> None:
+    """A back just started holds no window to read back: no version, a warning, and the next alert is heard
+    only after the cool-down."""
+    back = Back(tmp_path, catalog, "model: m\nretrain: {method: full}\nlimits: {cooldown_labels: 500}\n")
+    back.labelled(10, {"v1": 0.7})  # events with no position on the topics: nothing to read back
+    back.part.on_alerts([_alert("concept_drift", "m:v1")])
+    back.deliver(back.part.take())
+    assert back.written == [] and len(back.decisions) == 1
+    failed = back.decisions[0]
+    assert failed["severity"] == "warning" and failed["evidence"]["outcome"].startswith("failed: 0 joined events")
+    back.part.on_alerts([_alert("concept_drift", "m:v1")])
+    assert back.part.take() == []  # in the cool-down
+    back.labelled(500, {"v1": 0.7})
+    back.part.on_alerts([_alert("concept_drift", "m:v1")])
+    back.deliver(back.part.take())
+    assert [a["severity"] for a in back.decisions] == ["warning", "warning"]  # tried again, failed again
 
 
 def test_a_persons_routing_pauses_the_controller_and_resume_hands_it_back(tmp_path: Path,

@@ -63,6 +63,10 @@ def test_a_policy_takes_defaults_and_round_trips() -> None:
     ("model: churn\npromotion: {canary_steps: [50, 10]}\n", "canary_steps must rise"),
     ("model: churn\npromotion: {canary_steps: [10, 80]}\n", "max_canary_percent"),
     ("model: churn\nretrain: {method: magic}\n", "retrain.method"),
+    ("model: churn\nretrain: {method: full, factory: magic}\n", "unknown model factory 'magic'"),
+    ("model: churn\nretrain: {method: full, factory: hoeffding_tree, params: {grace: 5}}\n", "bad parameters"),
+    ("model: churn\nretrain: {method: incremental, factory: hoeffding_tree}\n", "continues the champion"),
+    ("model: churn\nretrain: {params: {l2: 0.1}}\n", "needs retrain.factory"),
     ("- not a mapping\n", "YAML mapping"),
 ])
 def test_a_bad_policy_is_refused_naming_the_problem(text: str, named: str) -> None:

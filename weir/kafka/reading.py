@@ -6,12 +6,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from weir.contract.messages import InRecord
 from weir.errors import WeirError
 from weir.kafka.logs import with_log
 from weir.settings import Settings
+
+Positions = dict[int, tuple[int, int | None]]  # partition -> (first offset, last offset or None: to the end)
 
 
 def read_topic(
@@ -20,8 +22,10 @@ def read_topic(
     *,
     timeout_s: float = 30.0,
     batch: int = 1000,
+    positions: Positions | None = None,
 ) -> Iterator[InRecord]:
-    """Every committed record of ``topic`` from the beginning to the end it had when called.
+    """Every committed record of ``topic`` from the beginning to the end it had when called; with ``positions``,
+    of those offset ranges only (partition -> (first, last), both included).
 
     Uses manual assignment, so it joins no group and commits nothing: reading
     a topic to count or inspect it never moves anybody's offsets. It reads
@@ -35,14 +39,17 @@ def read_topic(
         metadata = consumer.list_topics(topic, timeout=15).topics[topic]
         if metadata.error is not None:
             raise WeirError(f"cannot read {topic}: {metadata.error.str()}")
+        wanted: Positions = positions if positions is not None else {p: (0, None) for p in metadata.partitions}
+        starts: dict[int, int] = {}
         ends: dict[int, int] = {}
-        for p in metadata.partitions:
+        for p, (first, last) in wanted.items():
             low, high = watermarks(consumer, TopicPartition(topic, p))
-            if high > low:
-                ends[p] = high
+            start, end = max(low, first), high if last is None else min(high, last + 1)
+            if end > start:
+                starts[p], ends[p] = start, end
         if not ends:
             return
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
         deadline = time.monotonic() + timeout_s
         while ends:
             if time.monotonic() > deadline:

@@ -15,6 +15,8 @@ misspelt gate fails loudly instead of being ignored.
       every_labels: null       # also retrain on a schedule, in labels
       method: incremental      # full, incremental or online
       window_labels: 3000
+      factory: null            # full or online: a challenger of another kind (default: the champion's)
+      params: {}               # its hyperparameters
     promotion:
       min_labels: 300
       false_promotion: 0.05    # the error rate the sequential test holds
@@ -37,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from weir.errors import ConfigError
+from weir.registry.factories import build_model, encode_params
 
 Method = Literal["full", "incremental", "online"]
 
@@ -53,6 +56,22 @@ class Retrain(_Strict):
     window_labels: int = Field(default=3_000, ge=100)
     factory: str | None = None  # full and online: the challenger's factory (default: the champion's)
     params: dict[str, Any] = Field(default_factory=dict)  # and its hyperparameters
+
+    @model_validator(mode="after")
+    def _factory_builds(self) -> Retrain:
+        """A challenger that cannot be built fails when the policy is read, not at the first retraining."""
+        if self.factory is None:
+            if self.params:
+                raise ValueError("retrain.params needs retrain.factory (the champion's own parameters stay)")
+            return self
+        if self.method == "incremental":
+            raise ValueError("an incremental retraining continues the champion; retrain.factory applies to full "
+                             "and online")
+        try:
+            build_model(self.factory, encode_params(self.params))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
 
 
 class Promotion(_Strict):

@@ -52,14 +52,17 @@ class PendingEvent:
     label_time_ms: int = 0
     label_source: InRecord | None = None  # the feedback record as read, to route it on if it goes astray
     complete: bool = False  # joined: it can be learned
+    features_at: tuple[int, int] | None = None  # (partition, offset) of the features record, for lineage
 
     def plain(self) -> dict[str, Any]:
         """This event as plain data, for saved state."""
-        return {**{f: getattr(self, f) for f in _EVENT_FIELDS}, "label_source": _plain_source(self.label_source)}
+        return {**{f: getattr(self, f) for f in _EVENT_FIELDS}, "label_source": _plain_source(self.label_source),
+                "features_at": self.features_at}
 
     @classmethod
     def from_plain(cls, plain: dict[str, Any]) -> PendingEvent:
-        return cls(**{f: plain[f] for f in _EVENT_FIELDS}, label_source=_source(plain["label_source"]))
+        return cls(**{f: plain[f] for f in _EVENT_FIELDS}, label_source=_source(plain["label_source"]),
+                   features_at=plain.get("features_at"))  # none in state saved before it was kept
 
 
 _EVENT_FIELDS = ("event_id", "first_seen_ms", "features", "predictions", "served_version", "label", "has_label",
@@ -158,12 +161,12 @@ class PendingJoin:
         self.strays = [Stray(kind, event_id, _source(source), time) for kind, event_id, source, time in state["strays"]]
         self._hot = OrderedDict((plain["event_id"], PendingEvent.from_plain(plain)) for plain in state["hot"])
 
-    def add_features(self, vector: FeatureVector) -> PendingEvent | None:
-        """The event, if these features completed it."""
+    def add_features(self, vector: FeatureVector, at: tuple[int, int] | None = None) -> PendingEvent | None:
+        """The event, if these features completed it; ``at``: the (partition, offset) they were read at."""
         if self._done(vector["event_id"], vector["event_time"]) == JOINED:
             return None
         pending, where = self._slot(vector["event_id"], vector["event_time"])
-        pending.features = vector
+        pending.features, pending.features_at = vector, at
         return self._settle(pending, where)
 
     def add_prediction(self, prediction: Prediction) -> PendingEvent | None:
