@@ -185,6 +185,34 @@ def served_accuracy_timeline(answers: dict[str, tuple[str, Label | None]], label
              "by_version": dict(by[start])} for start in starts]
 
 
+def recovery_report(answers: dict[str, tuple[str, Label | None]], labels: dict[str, Label | None],
+                    decisions: list[dict[str, Any]], span: int = 2_000) -> list[dict[str, Any]]:
+    """Per promotion that followed a drift point: the served accuracy over the ``span`` events before the drift
+    and over the ``span`` events after the promotion, and the gap (issue 15's goal: within 2 points)."""
+    right: dict[int, bool] = {}
+    for event_id, (_, answer) in answers.items():
+        index = _event_index(event_id)
+        if index is not None and answer is not None:
+            right[index] = answer == labels.get(event_id)
+
+    def accuracy(first: int, end: int) -> tuple[float | None, int]:
+        hits = [right[i] for i in range(first, end) if i in right]
+        return (round(sum(hits) / len(hits), 4) if hits else None), len(hits)
+
+    out = []
+    for decision in decisions:
+        drift, at = decision["after_drift"], decision["event"]
+        if decision["action"] != "promote" or drift is None or at is None:
+            continue
+        before, n_before = accuracy(max(0, drift["at"] - span), drift["at"])
+        after, n_after = accuracy(at + 1, at + 1 + span)
+        out.append({"drift": drift, "promoted": decision["challenger"], "at": at,
+                    "before_drift": {"accuracy": before, "served": n_before},
+                    "after_promotion": {"accuracy": after, "served": n_after},
+                    "gap": None if before is None or after is None else round(after - before, 4)})
+    return out
+
+
 def drift_report(schedule: list[dict[str, Any]], alerts: list[Alert]) -> dict[str, Any]:
     """Each drift point of the schedule with the alerts that opened after it (and before the next point).
 
@@ -417,17 +445,13 @@ class DemoRun:
                        worker_restarts=self.worker_restarts,
                        broker_outage_s=self.outage_s,
                        drift=drift_report(self.source.schedule.to_dict(), t.alerts),
-                       decisions=decision_report(self.source.schedule.to_dict(), t.alerts),
-                       served_accuracy_timeline=self._timeline(t), problems=self.problems)
-        return summary
-
-    def _timeline(self, t: Tally) -> list[dict[str, Any]]:
-        """Served accuracy stretch by stretch (a twelfth of the stream each): whether quality fell at a drift and
-        came back after the policy acted. The labels are the source's own, generated again from its seed."""
+                       decisions=decision_report(self.source.schedule.to_dict(), t.alerts), problems=self.problems)
         total = self.source.total or 0
         again = open_source(self.source.name, total, schedule=self.source.schedule, event_time=lambda i: i)
-        labels = {e.event_id: e.label for e in again.events}
-        return served_accuracy_timeline(t.served_answers, labels, total)
+        labels = {e.event_id: e.label for e in again.events}  # the source's own, generated again from its seed
+        summary.update(served_accuracy_timeline=served_accuracy_timeline(t.served_answers, labels, total),
+                       recovery=recovery_report(t.served_answers, labels, summary["decisions"]))
+        return summary
 
     def _read_versions(self) -> None:
         self.registry = current(self.settings, self.catalog, MODEL)
@@ -512,6 +536,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     timeline = " ".join("-" if w["accuracy"] is None else f"{w['accuracy']:.2f}"
                         for w in s.get("served_accuracy_timeline", []))
     say(f"served accuracy, stretch by stretch: {timeline}")
+    for r in s.get("recovery", []):
+        before, after = r["before_drift"]["accuracy"], r["after_promotion"]["accuracy"]
+        say(f"recovery: {r['promoted']} promoted @{r['at']}, {r['drift']['delay_events']} events after the "
+            f"{r['drift']['kind']} drift: served accuracy {after} over the {r['after_promotion']['served']} events "
+            f"after it, {before} over the {r['before_drift']['served']} before the drift (gap {r['gap']})")
 
 
 def say(message: str) -> None:

@@ -97,7 +97,7 @@ def test_a_drift_alert_retrains_shadows_canaries_and_promotes_with_lineage_and_e
 
     back.labelled(4_000, {"v1": 0.7, "v2": 0.9})
     actions = [(a["evidence"]["action"], a["evidence"]["percent"]) for a in back.decisions]
-    assert actions == [("retrain", "0"), ("canary", "10"), ("canary", "50"), ("promote", "0")], actions
+    assert actions == [("retrain", "0"), ("canary", "20"), ("canary", "50"), ("promote", "0")], actions
     assert back.registry.routing is not None and back.registry.routing.champion == "v2"
     assert all(r["actor"] == "controller" for r in back.written)
     promote = back.decisions[-1]["evidence"]

@@ -19,23 +19,29 @@ from weir.stats.sequential import ConfidenceSequence
 # --- the confidence sequence ---------------------------------------------------------------------------------------
 
 
-def _ever_excludes_zero(seed: int, looks: int, alpha: float) -> bool:
+def _ever_crosses(seed: int, looks: int, alpha: float) -> tuple[bool, bool]:
+    """Whether the lower bound ever went above zero, and whether the upper bound ever went below it, looking
+    after every pair from the 300th on (the policy's fewest labels: the sequence is asymptotic, and its plug-in
+    variance is poor on the first few pairs)."""
     draw = random.Random(seed)
     sequence = ConfidenceSequence(alpha, tuned_for=500)
-    for _ in range(looks):
+    above = below = False
+    for i in range(looks):
         champion, challenger = draw.random() < 0.2, draw.random() < 0.2  # equal models
         sequence.update(float(champion) - float(challenger))
-        interval = sequence.interval()
-        if interval.lower > 0 or interval.upper < 0:
-            return True
-    return False
+        if i >= 300:
+            interval = sequence.interval()
+            above, below = above or interval.lower > 0, below or interval.upper < 0
+    return above, below
 
 
-def test_looking_after_every_pair_keeps_the_error_rate() -> None:
-    """Equal models, 2,000 looks each, 150 runs: a fixed-sample 90% interval checked at every look would exclude
-    the truth in most runs; the sequence does so in at most about 10% (with room for chance)."""
-    crossed = sum(_ever_excludes_zero(seed, 2_000, alpha=0.1) for seed in range(150))
-    assert crossed / 150 <= 0.16, crossed
+def test_looking_after_every_pair_keeps_the_error_rate_of_each_side() -> None:
+    """Equal models, 2,000 pairs each, 200 runs: a fixed-sample one-sided 90% bound checked at every look would
+    cross zero in most runs; each bound of the sequence does so in at most about 10% (with room for chance)."""
+    runs = [_ever_crosses(seed, 2_000, alpha=0.1) for seed in range(200)]
+    above, below = sum(a for a, _ in runs), sum(b for _, b in runs)
+    assert above / 200 <= 0.15 and below / 200 <= 0.15, (above, below)
+    assert above + below >= 2  # and it is not so wide that it never errs
 
 
 def test_a_real_difference_is_found_and_bounded() -> None:
@@ -106,7 +112,7 @@ def test_a_better_challenger_goes_shadow_canary_champion_with_its_evidence() -> 
     controller = Controller(Policy(model="churn"), "v1")
     controller.start("v2", trigger="alert-1")
     decisions = _drive(controller, 0.70, 0.85, 6_000)
-    assert [(d.action, d.percent) for d in decisions] == [("canary", 10.0), ("canary", 50.0), ("promote", 0.0)]
+    assert [(d.action, d.percent) for d in decisions] == [("canary", 20.0), ("canary", 50.0), ("promote", 0.0)]
     first = decisions[0]
     assert int(first.evidence["labels"]) >= 300 and first.trigger == "alert-1" and first.policy_version == 1
     effect = first.evidence["effect"]  # "+0.1500 [+0.0400, +0.2600] over 412"

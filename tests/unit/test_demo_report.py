@@ -1,8 +1,8 @@
-"""The demo's reports: decisions placed against drift points, and served accuracy stretch by stretch."""
+"""The demo's reports: decisions placed against drift points, served accuracy stretch by stretch, recovery."""
 
 from __future__ import annotations
 
-from apps.demo import decision_report, served_accuracy_timeline
+from apps.demo import decision_report, recovery_report, served_accuracy_timeline
 from weir.contract.records import Alert, Label
 
 
@@ -29,3 +29,18 @@ def test_a_decision_is_placed_after_the_drift_point_it_followed() -> None:
     assert (report["action"], report["event"], report["after_drift"]) == (
         "promote", 150, {"kind": "concept", "at": 100, "delay_events": 50})
     assert report["evidence"]["effect"] == "+0.06" and "event_id" not in report["evidence"]
+
+
+def test_recovery_compares_the_events_after_a_promotion_with_those_before_the_drift() -> None:
+    """Events 0..99 right 9 times in 10, the drift at 100; promoted at 150, then 8 in 10 right: gap -0.1."""
+    answers: dict[str, tuple[str, Label | None]] = {}
+    for i in range(300):
+        right = i % 10 != 0 if i < 100 else i % 5 != 0
+        answers[f"churn-42-{i:09d}"] = ("v2" if i > 150 else "v1", right)
+    labels: dict[str, Label | None] = {f"churn-42-{i:09d}": True for i in range(300)}
+    promote = {"action": "promote", "challenger": "v2", "event": 150,
+               "after_drift": {"kind": "concept", "at": 100, "delay_events": 50}}
+    retrain = {**promote, "action": "retrain", "challenger": "-"}
+    [report] = recovery_report(answers, labels, [retrain, promote], span=100)
+    assert report["before_drift"] == {"accuracy": 0.9, "served": 100}
+    assert report["after_promotion"] == {"accuracy": 0.8, "served": 100} and report["gap"] == -0.1

@@ -20,8 +20,8 @@ misspelt gate fails loudly instead of being ignored.
     promotion:
       min_labels: 300
       false_promotion: 0.05    # the error rate the sequential test holds
-      canary_steps: [10, 50]   # percent of entities
-      step_labels: 300
+      canary_steps: [20, 50]   # percent of entities
+      step_labels: 200
     rollback:
       false_rollback: 0.01
     limits:
@@ -78,8 +78,8 @@ class Promotion(_Strict):
     min_labels: int = Field(default=300, ge=30)
     false_promotion: float = Field(default=0.05, gt=0, lt=0.5)
     min_gain: float = Field(default=0.0, ge=0)  # loss the challenger must save per event (accuracy points)
-    canary_steps: tuple[float, ...] = (10.0, 50.0)
-    step_labels: int = Field(default=300, ge=30)
+    canary_steps: tuple[float, ...] = (20.0, 50.0)
+    step_labels: int = Field(default=200, ge=30)
 
 
 class Rollback(_Strict):

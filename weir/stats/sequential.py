@@ -12,6 +12,16 @@ confidence sequences", 2021): a normal-mixture boundary around the running
 mean with the running variance plugged in. The mixture is tuned to be
 tightest around ``tuned_for`` observations; it stays valid at every other
 count.
+
+Every decision here is one-sided (promote when the lower bound passes a
+gain, roll back when the upper bound falls below zero), so each bound is the
+one-sided normal-mixture boundary at ``alpha`` (Howard, Ramdas, McAuliffe
+and Sekhon, "Time-uniform, nonparametric, nonasymptotic confidence
+sequences", 2021): ``log(1 + sqrt(t rho^2 + 1) / (2 alpha))`` where the
+two-sided one has ``log(sqrt(t rho^2 + 1) / alpha)``. The lower bound is
+wrongly above the mean, at any look, with probability at most ``alpha``; so
+is the upper bound below it; the interval between them covers the mean with
+``1 - 2 alpha``.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ class Interval:
 
 
 class ConfidenceSequence:
-    """Running mean of paired differences with time-uniform bounds at level ``alpha`` (two-sided)."""
+    """Running mean of paired differences with time-uniform bounds, each one-sided at level ``alpha``."""
 
     def __init__(self, alpha: float, tuned_for: int = 2_000) -> None:
         if not 0 < alpha < 1:
@@ -60,5 +70,6 @@ class ConfidenceSequence:
             return Interval(n, mean, -math.inf, math.inf)
         sd = math.sqrt(max(float(self.moments.get()), 1e-12))
         t_rho2 = n * self.rho2
-        radius = sd * math.sqrt(2 * (t_rho2 + 1) / (n * n * self.rho2) * math.log(math.sqrt(t_rho2 + 1) / self.alpha))
+        radius = sd * math.sqrt(2 * (t_rho2 + 1) / (n * n * self.rho2)
+                                * math.log(1 + math.sqrt(t_rho2 + 1) / (2 * self.alpha)))
         return Interval(n, mean, mean - radius, mean + radius)
