@@ -37,12 +37,13 @@ from streams.worker import EXIT_GAVE_UP, STATEFUL_STAGES, default_stages
 from weir.clock import poll_until
 from weir.contract.records import Alert, Label
 from weir.contract.serde import SchemaCatalog, open_catalog
-from weir.errors import WeirError
+from weir.errors import ConfigError, WeirError
 from weir.kafka import local as local_kafka
 from weir.kafka.admin import create_topics
 from weir.kafka.reading import assigned_members
 from weir.registry.decisions import current, register, route, sign_model_file
 from weir.registry.factories import build_model
+from weir.registry.policy import parse_policy
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state import pickling
@@ -187,7 +188,7 @@ def served_accuracy_timeline(answers: dict[str, tuple[str, Label | None]], label
 
 def recovery_report(answers: dict[str, tuple[str, Label | None]], labels: dict[str, Label | None],
                     decisions: list[dict[str, Any]], span: int = 2_000) -> list[dict[str, Any]]:
-    """Per promotion that followed a drift point: the served accuracy over the ``span`` events before the drift
+    """Per promotion: the served accuracy over the ``span`` events before the drift point its retraining followed,
     and over the ``span`` events after the promotion, and the gap (issue 15's goal: within 2 points)."""
     right: dict[int, bool] = {}
     for event_id, (_, answer) in answers.items():
@@ -200,8 +201,11 @@ def recovery_report(answers: dict[str, tuple[str, Label | None]], labels: dict[s
         return (round(sum(hits) / len(hits), 4) if hits else None), len(hits)
 
     out = []
+    drift = None  # the drift point before the retraining that started the running trial
     for decision in decisions:
-        drift, at = decision["after_drift"], decision["event"]
+        if decision["action"] == "retrain":
+            drift = decision["after_drift"]
+        at = decision["event"]
         if decision["action"] != "promote" or drift is None or at is None:
             continue
         before, n_before = accuracy(max(0, drift["at"] - span), drift["at"])
@@ -490,17 +494,22 @@ class DemoOutcome:
 
 def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: float | None, drift: str,
              runs_dir: Path, stop: threading.Event, drain_timeout_s: float = 300.0,
-             broker_outage_s: float = 0.0) -> DemoOutcome:
-    """Run the demo; the summary is written in every case (failure and Ctrl-C included) and its outcome returned."""
+             broker_outage_s: float = 0.0, policy: Path | None = None) -> DemoOutcome:
+    """Run the demo; the summary is written in every case (failure and Ctrl-C included) and its outcome returned.
+    ``policy``: a policy file for the demo's model instead of ``DEMO_POLICY``; it is checked before anything
+    starts, and copied into the run's folder."""
     if broker_outage_s > 0 and not settings.uses_local_broker:
         raise WeirError("--broker-outage takes down the local broker; it cannot with WEIR_KAFKA_BOOTSTRAP set")
+    policy_text = DEMO_POLICY if policy is None else policy.read_text()
+    if parse_policy(policy_text, str(policy or "the demo's policy")).model != MODEL:
+        raise ConfigError(f"{policy} is not a policy of the demo's model: it needs `model: {MODEL}`")
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
     source = open_source("churn", events, schedule=DriftSchedule.parse(drift, events))
-    policy = run_dir / "policy.yaml"
-    policy.write_text(DEMO_POLICY)
-    run = DemoRun(run_id, run_dir, run_settings(settings, run_id, policy), source, open_catalog(settings),
+    policy_copy = run_dir / "policy.yaml"
+    policy_copy.write_text(policy_text)
+    run = DemoRun(run_id, run_dir, run_settings(settings, run_id, policy_copy), source, open_catalog(settings),
                   outage_s=broker_outage_s)
     (run_dir / "metadata.json").write_text(json.dumps(
         {"run_id": run_id, **source.metadata(), "feedback_delay_s": feedback_delay_s, "rate": rate,
@@ -538,9 +547,10 @@ def _print_summary(s: dict[str, Any]) -> None:
     say(f"served accuracy, stretch by stretch: {timeline}")
     for r in s.get("recovery", []):
         before, after = r["before_drift"]["accuracy"], r["after_promotion"]["accuracy"]
-        say(f"recovery: {r['promoted']} promoted @{r['at']}, {r['drift']['delay_events']} events after the "
-            f"{r['drift']['kind']} drift: served accuracy {after} over the {r['after_promotion']['served']} events "
-            f"after it, {before} over the {r['before_drift']['served']} before the drift (gap {r['gap']})")
+        say(f"recovery: {r['promoted']} promoted @{r['at']}, {r['at'] - r['drift']['at']} events after the "
+            f"{r['drift']['kind']} drift @{r['drift']['at']}: served accuracy {after} over the "
+            f"{r['after_promotion']['served']} events after it, {before} over the {r['before_drift']['served']} "
+            f"before the drift (gap {r['gap']})")
 
 
 def say(message: str) -> None:

@@ -195,7 +195,8 @@ class Settings(BaseSettings):
         default=64, ge=1, description="memory a stateful stage's state file (the join's pending parts) may cache"
     )
     max_snapshot_bytes: int = Field(
-        default=900_000, description="largest model copy put on the models topic for serve workers"
+        default=8_000_000, ge=1_000, le=100_000_000,
+        description="largest model copy put on the models topic for serve workers (the topic is created to take it)"
     )
     session_timeout_s: float = Field(default=10.0, description="consumer group session timeout of stream workers")
     default_factory: str | None = Field(

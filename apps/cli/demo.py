@@ -26,9 +26,12 @@ from weir.errors import WeirError
 @click.option("--broker-outage", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
               help="Also kill -9 the local broker at 70%% of the stream and start it again this many seconds later; "
                    "the run must still reconcile, with no one stepping in.")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The automation policy of the demo's model (`model: default`); by default the demo's own, written "
+                   "to runs/<id>/policy.yaml. See docs/automation.md.")
 @pass_session
 def demo(session: Session, count: int, feedback_delay: float, rate: float, drift: str, runs_dir: Path,
-         broker_outage: float) -> None:
+         broker_outage: float, policy_file: Path | None) -> None:
     """Run the whole loop end to end on a bounded churn stream and write runs/<id>/summary.json.
 
     Starts the local broker unless WEIR_KAFKA_BOOTSTRAP names a cluster,
@@ -44,7 +47,7 @@ def demo(session: Session, count: int, feedback_delay: float, rate: float, drift
 
     stop = stop_on_signals()
     outcome = run_demo(session.settings, events=count, feedback_delay_s=feedback_delay, rate=rate, drift=drift,
-                       runs_dir=runs_dir, stop=stop, broker_outage_s=broker_outage)
+                       runs_dir=runs_dir, stop=stop, broker_outage_s=broker_outage, policy=policy_file)
     if outcome.failure is not None and not isinstance(outcome.failure, WeirError | KeyboardInterrupt):
         traceback.print_exception(outcome.failure)
     if outcome.failure is not None:

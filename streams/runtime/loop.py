@@ -61,7 +61,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streams.runtime.metrics import StageMetrics
 from streams.runtime.stage import MAX_RECORD_BYTES, HoldsBack, Stage, StatefulStage, oversized_output, record_size
 from weir.contract.messages import InRecord, OutRecord, kafka_headers
-from weir.contract.topics import EVENTS_DLQ
+from weir.contract.topics import EVENTS_DLQ, MODELS, largest_record_bytes
 from weir.kafka.clients import (
     DeliveryReport,
     delivery_wait_s,
@@ -466,7 +466,7 @@ class StageLoop(mode.Service):
     async def _produce(self, session: Session, out: list[OutRecord]) -> None:
         producer, report = session.producer, session.report
         for o in out:
-            if record_size(o) > MAX_RECORD_BYTES:  # the broker would refuse it, and the stage never get past it
+            if record_size(o) > self._largest(o.topic):  # the broker would refuse it, and the stage never get past it
                 o = self._oversized(o)
             while True:
                 try:
@@ -478,10 +478,16 @@ class StageLoop(mode.Service):
                     await asyncio.sleep(0.001)
         producer.poll(0)  # serve error reports
 
+    def _largest(self, topic: str) -> int:
+        """The largest record ``topic`` takes: ``models`` is created to take a model copy, the rest Kafka's
+        default."""
+        return largest_record_bytes(self.settings) if topic == self.settings.topic(MODELS.name) else MAX_RECORD_BYTES
+
     def _oversized(self, record: OutRecord) -> OutRecord:
+        limit = self._largest(record.topic)
         log.error("stage %s: an output to %s is %d bytes, over the %d a record may have: dead-lettered without its "
-                  "value", self.stage.name, record.topic, record_size(record), MAX_RECORD_BYTES)
-        return oversized_output(self.settings.topic(EVENTS_DLQ.name), self.stage.name, record)
+                  "value", self.stage.name, record.topic, record_size(record), limit)
+        return oversized_output(self.settings.topic(EVENTS_DLQ.name), self.stage.name, record, limit)
 
     async def _settle(self, session: Session) -> None:
         """Wait for the commit in flight; its failure ends the session."""

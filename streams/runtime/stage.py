@@ -162,14 +162,14 @@ def dead_letter(dlq_topic: str, record: InRecord, rejection: Rejection) -> OutRe
     return OutRecord(dlq_topic, record.key, b"", kept)
 
 
-def oversized_output(dlq_topic: str, stage: str, record: OutRecord) -> OutRecord:
+def oversized_output(dlq_topic: str, stage: str, record: OutRecord, limit: int) -> OutRecord:
     """The dead letter that stands for an output too large to write: where it was going, its size and digest.
 
     The broker would refuse the output, and the stage could never commit past
     the batch that made it; its value is gone, so the letter says so.
     """
     rejection = Rejection("oversized-output", stage, f"an output to {record.topic} is {record_size(record)} bytes, "
-                          f"over the {MAX_RECORD_BYTES} a record may have")
+                          f"over the {limit} a record may have")
     headers: Headers = [*dead_letter_headers(rejection, None), (HEADER_PREFIX + "output.topic", record.topic.encode()),
                *value_dropped_headers(record.value or b"")]
     return OutRecord(dlq_topic, record.key, b"", headers)

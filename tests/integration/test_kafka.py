@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # aiokafka ships no type information
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource  # the package re-exports it without declaring it public
+from pydantic import SecretStr
 
+from weir.contract.serde import SchemaCatalog
 from weir.contract.topics import CONTRACT
 from weir.kafka import local as local_kafka
 from weir.kafka.admin import create_topics
 from weir.kafka.clients import make_producer
 from weir.kafka.reading import read_topic
+from weir.registry.decisions import current, register, sign_model_file
+from weir.registry.factories import build_model
 from weir.settings import Settings
+from weir.state import pickling
 
 
 def test_up_on_a_running_broker_starts_nothing(broker: Settings) -> None:
@@ -38,6 +45,31 @@ def test_a_topic_that_differs_from_the_contract_is_reported_not_altered(kafka: S
     outcomes = {o.topic: o for o in create_topics(wider)}
     raw = outcomes[kafka.topic("events.raw")]
     assert raw.action == "differs" and "3 partitions, the contract says 5" in raw.detail
+
+
+def test_a_models_topic_too_small_for_a_model_copy_is_reported(kafka: Settings) -> None:
+    """A ``models`` topic made before it took large copies (Kafka's default 1 MB) is named, with the fix."""
+    larger = kafka.with_overrides(max_snapshot_bytes=20_000_000)
+    outcomes = {o.topic: o for o in create_topics(larger)}
+    models = outcomes[kafka.topic("models")]
+    assert models.action == "differs" and "max.message.bytes=8065536, below 20065536" in models.detail, outcomes
+
+
+def test_a_model_larger_than_kafkas_default_message_is_registered_and_read_back(
+        kafka: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """Model copies outgrow 1 MB (the demo's Hoeffding tree passes 2 MB in 20,000 events): the ``models`` topic
+    and every producer take them, and a registry read back holds the model."""
+    settings = kafka.with_overrides(model_key=SecretStr("k" * 32))
+    model = build_model("logistic_regression", {})
+    model.learn_one({f"f{i}": 1.0 for i in range(60_000)}, True)  # a weight per feature
+    path = tmp_path / "wide.pkl"
+    path.write_bytes(pickling.dumps(model))
+    assert path.stat().st_size > 1_500_000
+    sign_model_file(settings, path)
+    register(settings, catalog, "wide", pickle_path=path)
+    loaded: Any = current(settings, catalog, "wide").versions["v1"].model
+    probe = {f"f{i}": float(i % 3) for i in range(60_000)}
+    assert loaded.predict_proba_one(probe) == model.predict_proba_one(probe)  # type: ignore[attr-defined]
 
 
 def test_confluent_and_aiokafka_producers_agree_on_the_partition_of_a_key(kafka: Settings) -> None:

@@ -32,15 +32,18 @@ def test_a_decision_is_placed_after_the_drift_point_it_followed() -> None:
 
 
 def test_recovery_compares_the_events_after_a_promotion_with_those_before_the_drift() -> None:
-    """Events 0..99 right 9 times in 10, the drift at 100; promoted at 150, then 8 in 10 right: gap -0.1."""
+    """Events 0..99 right 9 times in 10, the drift at 100, a retraining at 110; promoted at 150 (after another
+    drift point at 140), then 8 in 10 right: the gap, -0.1, is against the drift the retraining followed."""
     answers: dict[str, tuple[str, Label | None]] = {}
     for i in range(300):
         right = i % 10 != 0 if i < 100 else i % 5 != 0
         answers[f"churn-42-{i:09d}"] = ("v2" if i > 150 else "v1", right)
     labels: dict[str, Label | None] = {f"churn-42-{i:09d}": True for i in range(300)}
-    promote = {"action": "promote", "challenger": "v2", "event": 150,
-               "after_drift": {"kind": "concept", "at": 100, "delay_events": 50}}
-    retrain = {**promote, "action": "retrain", "challenger": "-"}
+    retrain = {"action": "retrain", "challenger": "-", "event": 110,
+               "after_drift": {"kind": "concept", "at": 100, "delay_events": 10}}
+    promote = {**retrain, "action": "promote", "challenger": "v2", "event": 150,
+               "after_drift": {"kind": "recurring", "at": 140, "delay_events": 10}}  # a later drift: not its cause
     [report] = recovery_report(answers, labels, [retrain, promote], span=100)
+    assert report["drift"]["kind"] == "concept"
     assert report["before_drift"] == {"accuracy": 0.9, "served": 100}
     assert report["after_promotion"] == {"accuracy": 0.8, "served": 100} and report["gap"] == -0.1

@@ -64,9 +64,21 @@ CONTRACT: tuple[ContractTopic[Any], ...] = (
 
 
 def topic_config(topic: ContractTopic[Any], settings: Settings) -> dict[str, str]:
+    if topic is MODELS:  # model copies grow with what they learn (a Hoeffding tree passes 1 MB, Kafka's default)
+        return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000",
+                "max.message.bytes": str(largest_record_bytes(settings))}
     if topic.compacted:
         return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
     retention = settings.retention_ms
     if topic in (EVENTS_DLQ, FEEDBACK_LATE):
         retention = max(retention, DEAD_LETTER_RETENTION_MS)
     return {"cleanup.policy": "delete", "retention.ms": str(retention)}
+
+
+RECORD_ENVELOPE_BYTES = 65_536  # a model record's fields, signature and batch header beside the model's bytes
+
+
+def largest_record_bytes(settings: Settings) -> int:
+    """The largest record Weir writes: a model copy of ``WEIR_MAX_SNAPSHOT_BYTES`` in its record. Producers and
+    the ``models`` topic accept it."""
+    return settings.max_snapshot_bytes + RECORD_ENVELOPE_BYTES

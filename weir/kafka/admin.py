@@ -135,6 +135,10 @@ def _compare(admin: AdminClient, physical: str, partitions: int, topic: Contract
     policy = actual["cleanup.policy"].value
     if policy != config["cleanup.policy"]:
         problems.append(f"cleanup.policy={policy}, contract says {config['cleanup.policy']}")
+    if "max.message.bytes" in config and int(actual["max.message.bytes"].value) < int(config["max.message.bytes"]):
+        problems.append(f"max.message.bytes={actual['max.message.bytes'].value}, below "
+                        f"{config['max.message.bytes']}: a model copy above it cannot be published (raise it with "
+                        f"kafka-configs --alter, or lower WEIR_MAX_SNAPSHOT_BYTES)")
     if problems:
         return TopicOutcome(physical, "differs", "; ".join(problems))
     return TopicOutcome(physical, "exists")

@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
+from weir.contract.topics import largest_record_bytes
 from weir.errors import WeirError
 from weir.kafka.logs import with_log
 from weir.settings import Settings
@@ -33,6 +34,7 @@ def make_producer(settings: Settings, **extra: Any) -> Producer:
                 "acks": "all",
                 "linger.ms": 5,
                 "compression.type": "lz4",
+                "message.max.bytes": largest_record_bytes(settings),  # a model copy is one record
                 # How long a record is retried before its delivery fails (a transactional producer: the
                 # transaction timeout, which librdkafka puts here itself unless this is given).
                 **({} if "transactional.id" in extra else {"message.timeout.ms": settings.delivery_timeout_ms}),

@@ -22,8 +22,6 @@ from weir.registry.store import load_registry, publish_records
 from weir.registry.view import ModelRegistry, unpickle_model
 from weir.settings import Settings
 
-MAX_PICKLE_BYTES = 900_000  # the broker's default max.message.bytes is 1 MiB, with room for the envelope
-
 
 def current(settings: Settings, catalog: SchemaCatalog, name: str) -> ModelRegistry:
     registry = ModelRegistry(name)
@@ -73,9 +71,9 @@ def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: 
         if factory is not None:
             raise ConfigError("give either a factory or a pickled model, not both")
         pickled = signed_model_file(settings, pickle_path)
-        if len(pickled) > MAX_PICKLE_BYTES:
+        if len(pickled) > settings.max_snapshot_bytes:
             raise ConfigError(f"{pickle_path} is {len(pickled)} bytes; a registry record holds at most "
-                              f"{MAX_PICKLE_BYTES} (the broker's message size limit)")
+                              f"{settings.max_snapshot_bytes} (WEIR_MAX_SNAPSHOT_BYTES)")
         unpickle_model(pickled)  # refuse what serve workers could not load
         factory = PICKLE_FACTORY
     elif factory is None:
