@@ -468,6 +468,8 @@ class DemoRun:
         return {
             v.version: {
                 "factory": v.factory,
+                "parent_version": v.parent_version,
+                "note": v.note,
                 "status": registry.status(v.version),
                 "served": t.served_by_version.get(v.version, 0),
                 "predictions": t.predictions_by_version.get(v.version, 0),

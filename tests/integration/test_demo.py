@@ -14,16 +14,29 @@ REQUIRED_KEYS = {"events_produced", "events_dead_lettered", "predictions", "serv
                  "feedback_learned", "alerts", "accuracy"}
 
 
+# A retraining every 400 labels: 1,500 events are too few for the drift alerts to trigger one, and the closed
+# loop's path through the real back (the window read back from the topics, the signed version) must run here.
+POLICY = """\
+model: default
+retrain: {on_alerts: [], every_labels: 400, method: full, window_labels: 300}
+promotion: {min_labels: 100, step_labels: 50}
+"""
+
+
 def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Settings, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
     done = subprocess.run(
-        [sys.executable, "-m", "apps", "demo", "--events", "1500", "--rate", "1500", "--runs-dir", str(tmp_path)],
+        [sys.executable, "-m", "apps", "demo", "--events", "1500", "--rate", "1500", "--runs-dir",
+         str(tmp_path / "runs"), "--policy", str(policy)],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("summary: ")
     path = Path(last.removeprefix("summary: "))
-    assert path.parent.parent == tmp_path and path.name == "summary.json"
+    assert path.parent.parent == tmp_path / "runs" and path.name == "summary.json"
+    assert (path.parent / "policy.yaml").read_text() == POLICY
     summary = json.loads(path.read_text())
     assert summary["problems"] == []
     try:
@@ -35,7 +48,12 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
             summary["feedback_duplicate"] == summary["feedback_sent"]
         assert [p["at"] for p in summary["drift"]["points"]] == [p["at"] for p in summary["drift_schedule"]]
         assert all("alerts" in p for p in summary["drift"]["points"])
-        assert isinstance(summary["decisions"], list)  # the policy's; 1,500 events are too few for one
+        retrain = next(d for d in summary["decisions"] if d["action"] == "retrain")  # on the schedule
+        lineage = retrain["evidence"]
+        assert lineage["trigger"] == "schedule" and lineage["window"].startswith("300 labels"), lineage
+        assert ".features[" in lineage["offsets"] and ".feedback[" in lineage["offsets"], lineage
+        v2 = summary["versions"]["v2"]
+        assert v2["parent_version"] == "v1", v2
         assert summary["learner_restarts"] == 1  # the demo kills the learn stage once and it loses nothing
         assert summary["reconciled"] is True and summary["drained"] is True
         assert 0.0 <= summary["accuracy"] <= 1.0
