@@ -42,8 +42,7 @@ from weir.contract.records import Alert, Label, ModelRecord, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, FEEDBACK, MODELS
 from weir.errors import WeirError
-from weir.kafka.ranges import TopicRange, read_offset_range
-from weir.kafka.reading import Positions
+from weir.kafka.ranges import Spans, TopicRange, read_offset_range, widen
 from weir.registry.decisions import next_version
 from weir.registry.factories import Model, build_model, encode_params
 from weir.registry.policy import Policy, Retrain
@@ -86,7 +85,7 @@ class ControlPart:
     def on_learned(self, event: PendingEvent) -> None:
         source = event.label_source
         if event.features_at is not None and source is not None and source.topic == self.feedback_topic:
-            self.window.append(Joined(event.features_at, (source.partition, source.offset), event.label_time_ms))
+            self.window.append(Joined(event.features_at, (source.partition, source.offset)))
         if self._reconciled():
             assert self.controller is not None
             self._act(self.controller.on_labelled(event), event.event_id)
@@ -234,12 +233,14 @@ class ControlPart:
         if len(self.window) < MIN_WINDOW:
             raise WeirError(f"{len(self.window)} joined events seen since the back started; a retraining needs "
                             f"{MIN_WINDOW}")
-        features: Positions = {}
-        feedback: Positions = {}
+        features: Spans = {}
+        feedback: Spans = {}
         for joined in self.window:
-            _widen(features, joined.features_at)
-            _widen(feedback, joined.label_at)
+            widen(features, joined.features_at)
+            widen(feedback, joined.label_at)
         data = read_offset_range(self.settings, self.catalog, features, feedback)
+        if not data.labels:
+            raise WeirError(f"no labelled event at {data.describe_spans()} (gone with the topics' retention?)")
         log.info("%s: retraining on %d labels read back from %s", self.policy.model, len(data.labels),
                  data.describe_spans())
         return data
@@ -251,16 +252,9 @@ class Joined:
 
     features_at: tuple[int, int]
     label_at: tuple[int, int]
-    label_time_ms: int
 
 
 MIN_WINDOW = 100  # joined events a full or incremental retraining needs
-
-
-def _widen(positions: Positions, at: tuple[int, int]) -> None:
-    partition, offset = at
-    first, last = positions.get(partition, (offset, offset))
-    positions[partition] = (min(first, offset), offset if last is None else max(last, offset))
 
 
 def retrained(champion: Model, rule: Retrain, window: list[tuple[dict[str, Any], Label]]) -> Model:

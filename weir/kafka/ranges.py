@@ -85,7 +85,7 @@ def _joined(settings: Settings, catalog: SchemaCatalog, in_range: Callable[[Feat
             counts["features_repeated"] += 1
         else:
             vectors[vector["event_id"]] = vector
-            _widen(spans.setdefault(serde.topic, {}), at)
+            widen(spans.setdefault(serde.topic, {}), at)
     labels: Labels = {}
     serde_feedback = topic_serde(catalog, settings, FEEDBACK)
     if with_labels:
@@ -94,7 +94,7 @@ def _joined(settings: Settings, catalog: SchemaCatalog, in_range: Callable[[Feat
             if event_id not in vectors:
                 counts["feedback_without_event"] += 1
                 continue
-            _widen(spans.setdefault(serde_feedback.topic, {}), at)
+            widen(spans.setdefault(serde_feedback.topic, {}), at)
             if taken is not None:
                 counts["feedback_repeated"] += 1
                 labels[event_id] = min(taken, (label["label_time"], label["label"]), key=lambda t: t[0])
@@ -104,7 +104,8 @@ def _joined(settings: Settings, catalog: SchemaCatalog, in_range: Callable[[Feat
     return TopicRange(ordered, labels, dict(counts), spans)
 
 
-def _widen(spans: Spans, at: tuple[int, int]) -> None:
+def widen(spans: Spans, at: tuple[int, int]) -> None:
+    """Stretch ``spans`` to hold ``at`` (partition, offset)."""
     partition, offset = at
     first, last = spans.get(partition, (offset, offset))
     spans[partition] = (min(first, offset), max(last, offset))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -13,7 +13,7 @@ from weir.errors import WeirError
 from weir.kafka.logs import with_log
 from weir.settings import Settings
 
-Positions = dict[int, tuple[int, int | None]]  # partition -> (first offset, last offset or None: to the end)
+Positions = Mapping[int, tuple[int, int | None]]  # partition -> (first offset, last offset or None: to the end)
 
 
 def read_topic(
