@@ -62,6 +62,7 @@ retrain:
   on_alerts: [concept_drift, performance_drop]
   method: full
   window_labels: 2000
+  factory: logistic_regression
 promotion:
   min_labels: 200
   false_promotion: 0.05
@@ -333,7 +334,7 @@ class DemoRun:
         publisher = EventPublisher(self.settings, self.catalog)
         publisher.summary = self.produced
         total = self.source.total or 0
-        milestones = {total * 3 // 5: self._kill_learner}
+        milestones = {total * 2 // 5: self._kill_learner}
         if self.outage_s > 0:
             milestones[total * 7 // 10] = self._broker_outage
         publish(publisher, self.source, policy=policy, rate=rate, stop=stop, milestones=milestones)

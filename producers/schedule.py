@@ -81,3 +81,6 @@ def _events(value: float, total: int) -> int:
 
 
 DEFAULT_DRIFT = "abrupt@0.3,gradual@0.45:0.1,concept@0.65,recurring@0.8:0.1"
+# The demo's: the data drifts first, then the concept drift with room after it for the policy to retrain, prove
+# and promote a challenger, and for served accuracy to be measured after the promotion, before the season.
+DEMO_DRIFT = "abrupt@0.2,gradual@0.3:0.1,concept@0.5,recurring@0.85:0.1"

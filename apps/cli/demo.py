@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from apps.cli.common import COUNT, POSITIVE, Session, pass_session, stop_on_signals
-from producers.schedule import DEFAULT_DRIFT
+from producers.schedule import DEMO_DRIFT
 from weir.errors import WeirError
 
 
@@ -20,7 +20,7 @@ from weir.errors import WeirError
 @click.option("--rate", type=POSITIVE, default=500.0, show_default=True,
               help="Events/s the producer sends; the back (learning a Hoeffding tree) keeps up at this rate, so the "
                    "policy's retraining and promotion land while the stream still runs.")
-@click.option("--drift", default=DEFAULT_DRIFT, show_default=True,
+@click.option("--drift", default=DEMO_DRIFT, show_default=True,
               help="Drift schedule of the churn stream (see `weir produce --help`).")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--broker-outage", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
