@@ -10,7 +10,10 @@ the kept data-drift reference. ``WEIR_FUSED=false`` runs the two apart.
 
 With a policy (``WEIR_POLICY_FILE``), the controller rides along too
 (``streams.control.part``): it hears the same events and the monitor's
-alerts, and its decisions commit in the same transactions.
+alerts, and its decisions commit in the same transactions. The back then
+also reads ``events.dlq``, for the events the front refused at the door: a
+data-quality incident holds the controller as it happens, not a join window
+later when their labels come back unmatched.
 
 Run one back per deployment: like the learner, it reads every partition, so
 each further replica would raise the same alerts again. Scale the front.
@@ -27,14 +30,19 @@ from streams.learn.stage import LearnStage
 from streams.monitor.detectors import DriftMonitor
 from streams.monitor.stage import MonitorStage, build_monitor
 from streams.runtime.stage import Partition
+from weir.clock import now_ms
+from weir.contract.deadletter import HEADER_PREFIX
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, FeatureVector, Prediction
 from weir.contract.serde import SchemaCatalog
+from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW
 from weir.errors import ConfigError
 from weir.registry.policy import Policy, load_policy
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingEvent, PendingJoin
+
+ORIGINAL_TOPIC_HEADER = HEADER_PREFIX + "original.topic"
 
 
 class BackStage:
@@ -55,7 +63,9 @@ class BackStage:
         self.watch = MonitorStage(settings, catalog, metrics, monitor=idle)
         self.learn = LearnStage(settings, catalog, registry, metrics, observer=self)
         self.raised: list[Alert] = []
-        self.inputs = self.learn.inputs
+        self.dlq_topic, self.raw_topic = settings.topic(EVENTS_DLQ.name), settings.topic(EVENTS_RAW.name)
+        self.started_ms = now_ms()
+        self.inputs = self.learn.inputs + ((self.dlq_topic,) if self.policy is not None else ())
         self.outputs = (*self.learn.outputs, self.watch.alerts.topic)
 
     # --- what the learner shows the monitor ------------------------------------------------------------------
@@ -85,7 +95,19 @@ class BackStage:
     # --- the stage -------------------------------------------------------------------------------------------
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
+        if self.policy is not None:
+            for record in batch:
+                if record.topic == self.dlq_topic and self._refused_at_the_door(record):
+                    assert self.control is not None
+                    self.control.on_event_refused()
+            batch = [r for r in batch if r.topic != self.dlq_topic]
         return self.learn.process(batch) + self._alerts()
+
+    def _refused_at_the_door(self, record: InRecord) -> bool:
+        """A dead letter of a raw event (the front's validation refused it), written since this back started: the
+        back's own dead letters are labels, and older ones (a first read of the topic) are no incident now."""
+        origin = dict(record.headers or []).get(ORIGINAL_TOPIC_HEADER)
+        return origin == self.raw_topic.encode() and record.timestamp_ms >= self.started_ms
 
     def tick(self) -> list[OutRecord]:
         return self.learn.tick() + self.watch.tick() + self._alerts()

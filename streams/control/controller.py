@@ -25,9 +25,10 @@ broker.
 * **Holds:** nothing is decided on fewer than ``min_labels`` pairs, while
   labels have stopped (``label_outage_events`` served events without one,
   and until 100 labels have come back), during a data-quality incident (more
-  than ``max_refused_labels`` of the last 1,000 labels refused), or while a
-  person's routing change has
-  paused automation (until ``resume``). In ``propose`` mode a decision waits
+  than ``max_refused_events`` of the last 1,000 events dead-lettered by the
+  front, or ``max_refused_labels`` of the last 1,000 labels refused by the
+  learner), or while a person's routing change has paused automation (until
+  ``resume``). In ``propose`` mode a decision waits
   for approval before the controller moves on.
 """
 
@@ -45,7 +46,7 @@ from weir.stats.sequential import ConfidenceSequence, Interval
 
 Action = Literal["retrain", "canary", "promote", "retire", "rollback"]
 RECOVERY_LABELS = 100  # labels after an outage before the controller decides again
-QUALITY_LABELS, QUALITY_MIN_LABELS = 1_000, 200  # the recent labels a quality hold looks at, and the fewest
+QUALITY_WINDOW, QUALITY_MIN_SEEN = 1_000, 200  # the recent labels (or events) a quality hold looks at, the fewest
 TEST = "asymptotic confidence sequence on paired loss (champion - challenger), valid at every look"
 
 
@@ -68,6 +69,25 @@ class Decision:
         who = f" {self.challenger}" if self.challenger else ""
         share = f" at {self.percent:g}%" if self.action == "canary" else ""
         return f"{self.action}{who}{share} (champion {self.champion}; {self.evidence.get('effect', '-')})"
+
+
+class RefusedShare:
+    """The share refused of the last ``QUALITY_WINDOW`` outcomes, counted as they come and go."""
+
+    def __init__(self) -> None:
+        self.outcomes: deque[bool] = deque(maxlen=QUALITY_WINDOW)  # True: refused
+        self.refused = 0
+
+    def add(self, *, refused: bool) -> None:
+        if len(self.outcomes) == QUALITY_WINDOW and self.outcomes[0]:
+            self.refused -= 1  # the oldest outcome, about to leave, was a refusal
+        self.outcomes.append(refused)
+        self.refused += refused
+
+    def above(self, limit: float) -> bool:
+        """More than ``limit`` of them refused, once there are enough to say."""
+        seen = len(self.outcomes)
+        return seen >= QUALITY_MIN_SEEN and self.refused / seen > limit
 
 
 @dataclass
@@ -98,31 +118,30 @@ class Controller:
         self.paused = False
         self.unlabelled = 0  # served events since the last label
         self.recovering = 0  # labels still to come after an outage before deciding again
-        self.label_outcomes: deque[bool] = deque(maxlen=QUALITY_LABELS)  # recent labels: used (True) or refused
-        self.refused = 0  # of the label outcomes held
+        self.labels_refused = RefusedShare()  # of the recent labels, the learner refused
+        self.events_refused = RefusedShare()  # of the recent events, the front dead-lettered
         self.pending: Decision | None = None  # propose mode: the decision awaiting approval
 
     # --- what happens to the model ----------------------------------------------------------------------------
 
     def on_label_refused(self) -> None:
         """A label the learner could not use (rejected, unmatched, late, unlearnable)."""
-        self._label_outcome(False)
+        self.labels_refused.add(refused=True)
 
-    def _label_outcome(self, used: bool) -> None:
-        if len(self.label_outcomes) == self.label_outcomes.maxlen and not self.label_outcomes[0]:
-            self.refused -= 1  # the oldest outcome, about to leave, was a refusal
-        self.label_outcomes.append(used)
-        self.refused += not used
+    def on_event_refused(self) -> None:
+        """An event the front dead-lettered (it failed validation): it was never served."""
+        self.events_refused.add(refused=True)
 
     @property
     def incident(self) -> bool:
-        """A data-quality incident on the labels' path: too many of the recent labels refused. Labels of events
-        the front dead-lettered come back unmatched once the join window has passed, so an incident on the
-        events' path shows here too, a join window later."""
-        seen = len(self.label_outcomes)
-        return seen >= QUALITY_MIN_LABELS and self.refused / seen > self.policy.limits.max_refused_labels
+        """A data-quality incident: too many of the recent events dead-lettered at the door, or of the recent
+        labels refused by the learner."""
+        limits = self.policy.limits
+        return self.events_refused.above(limits.max_refused_events) or self.labels_refused.above(
+            limits.max_refused_labels)
 
     def on_served(self) -> None:
+        self.events_refused.add(refused=False)
         self.unlabelled += 1
         if self.unlabelled == self.policy.limits.label_outage_events:  # labels stopped: the first ones back may
             self.recovering = RECOVERY_LABELS  # be a biased few (the fastest to come), so wait for more
@@ -138,7 +157,7 @@ class Controller:
     def on_labelled(self, event: PendingEvent) -> list[Decision]:
         """One labelled event with its versions' predictions, in the learning order."""
         self.labels += 1
-        self._label_outcome(True)
+        self.labels_refused.add(refused=False)
         self.unlabelled = 0
         self.recovering = max(0, self.recovering - 1)
         schedule = self.policy.retrain.every_labels

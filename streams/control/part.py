@@ -95,6 +95,11 @@ class ControlPart:
             assert self.controller is not None
             self.controller.on_label_refused()
 
+    def on_event_refused(self) -> None:
+        if self._reconciled():
+            assert self.controller is not None
+            self.controller.on_event_refused()
+
     def on_alerts(self, alerts: list[Alert]) -> None:
         if self._reconciled():
             assert self.controller is not None

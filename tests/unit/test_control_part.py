@@ -9,13 +9,15 @@ from typing import Any
 from pydantic import SecretStr
 from river.tree import HoeffdingTreeClassifier
 
+from streams.back import BackStage
 from streams.control.part import ControlPart
 from streams.features import feature_vector
 from tests import support
-from weir.contract.messages import OutRecord
+from weir.clock import now_ms
+from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, AttributeValue, ModelRecord
 from weir.contract.serde import SchemaCatalog, topic_serde
-from weir.contract.topics import ALERTS, MODELS
+from weir.contract.topics import ALERTS, EVENTS_DLQ, EVENTS_RAW, FEEDBACK, MODELS
 from weir.registry.policy import parse_policy
 from weir.registry.records import routing_record, version_record
 from weir.registry.signing import model_signer
@@ -148,3 +150,34 @@ def test_a_restarted_back_picks_up_the_trial_the_routing_shows(tmp_path: Path, c
     back.labelled(1, {"v1": 0.7, "v2": 0.7})
     trial = back.part.controller.trial if back.part.controller else None
     assert trial is not None and trial.challenger == "v2" and trial.steps[trial.step] == 50.0
+
+
+def test_the_back_hears_the_raw_events_the_front_dead_lettered_since_it_started(
+        tmp_path: Path, catalog: SchemaCatalog) -> None:
+    """With a policy the back reads ``events.dlq`` too; of its records, the dead letters of raw events written
+    since the back started count as refused events. Its own (labels) and older ones do not."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("model: m\n")
+    settings = Settings(home=tmp_path / "home", model_key=SecretStr("k" * 32), policy_file=policy, model_name="m")
+    registry = ModelRegistry("m")
+    registry.apply(version_record("m", "v1", "logistic_regression", {}, actor="person"))
+    registry.apply(routing_record("m", "basic", "v1", actor="person"))
+    back = BackStage(settings, catalog, registry)
+    dlq, raw, feedback = (settings.topic(t.name) for t in (EVENTS_DLQ, EVENTS_RAW, FEEDBACK))
+    assert dlq in back.inputs
+    back.restore()
+    now = now_ms()
+
+    def letter(offset: int, origin: str, written_ms: int) -> InRecord:
+        return InRecord(dlq, 0, offset, written_ms, b"c1", b"{not json",
+                        [("weir.reason", b"invalid"), ("weir.original.topic", origin.encode())])
+
+    try:
+        assert back.process([letter(0, raw, now), letter(1, raw, now + 5), letter(2, feedback, now),
+                             letter(3, raw, back.started_ms - 60_000)]) == []
+        assert back.control is not None and back.control.controller is not None
+        assert back.control.controller.events_refused.refused == 2
+    finally:
+        back.close()
+    without = BackStage(Settings(home=tmp_path / "home", model_name="m"), catalog, registry)
+    assert dlq not in without.inputs  # nothing to hold: the back does not read it

@@ -198,3 +198,20 @@ def test_a_data_quality_incident_on_the_labels_holds_every_decision_until_it_pas
     assert controller.on_alert(_alert("concept_drift", "churn:v1")) == []
     assert [d.action for d in _drive(controller, 0.0, 1.0, 900)][:1] == ["canary"]  # the refused share fell
     assert not controller.incident
+
+
+def test_events_dead_lettered_at_the_door_hold_every_decision_at_once() -> None:
+    """The front refuses 1 event in 10: the controller holds from the first ones, long before their labels
+    would come back unmatched; when the front accepts again and the share falls under 5%, it decides."""
+    controller = Controller(Policy(model="churn"), "v1")
+    controller.start("v2")
+    _drive(controller, 0.5, 0.5, 250)
+    for _ in range(30):  # 30 refused among 280 recent events: 11%
+        controller.on_event_refused()
+    assert controller.incident and controller.labels_refused.refused == 0
+    assert _drive(controller, 0.0, 1.0, 100) == []  # a clear winner, yet nothing is decided
+    decisions = _drive(controller, 0.0, 1.0, 900)
+    assert [d.action for d in decisions][:1] == ["canary"]
+    assert not controller.events_refused.above(controller.policy.limits.max_refused_events)
+    # held until the 30 refusals are 5% of the outcomes: 600 of them, 220 labelled events after the 100
+    assert decisions[0].at_label == 250 + 100 + 220

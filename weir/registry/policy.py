@@ -92,6 +92,7 @@ class Limits(_Strict):
     give_up_labels: int = Field(default=20_000, ge=100)
     label_outage_events: int = Field(default=5_000, ge=1)  # served events without a label: labels stopped
     max_refused_labels: float = Field(default=0.05, gt=0, lt=1)  # of the last 1,000 labels: above, a quality hold
+    max_refused_events: float = Field(default=0.05, gt=0, lt=1)  # of the last 1,000 events, dead-lettered: the same
 
 
 class Policy(_Strict):
