@@ -13,7 +13,7 @@ import click
 from apps.cli.alerts import alerts
 from apps.cli.common import Session, WeirGroup
 from apps.cli.contract import schemas, topics
-from apps.cli.data import monitor, replay
+from apps.cli.data import data, monitor, replay
 from apps.cli.demo import demo
 from apps.cli.dlq import dlq
 from apps.cli.kafka import kafka
@@ -44,7 +44,7 @@ def cli(ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, app
                                                 partitions=partitions), debug=debug)
 
 
-for command in (kafka, topics, schemas, worker, produce, models, deploy, policy, replay, monitor, dlq, alerts,
+for command in (kafka, topics, schemas, worker, produce, models, deploy, policy, replay, data, monitor, dlq, alerts,
                 demo):
     cli.add_command(command)
 

@@ -1,4 +1,5 @@
-"""``weir replay`` and ``weir monitor profile``: what a dataset or a topic range gives the models and the monitor."""
+"""``weir replay``, ``weir data snapshot`` and ``weir monitor profile``: what a dataset, a topic range or a data
+version gives the models and the monitor."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import click
 
-from apps.cli.common import Duration, Session, given, params_option, pass_session, source_options
+from apps.cli.common import Duration, Instant, Session, given, params_option, pass_session, source_options
 from producers.sources import SourceSpec
 from weir.contract.feedback import parse_positive
 
@@ -25,10 +26,13 @@ from weir.contract.feedback import parse_positive
 @params_option
 @click.option("--compare-river", is_flag=True, help="Also run river.evaluate.progressive_val_score on the same "
                                                     "events and delay, and print the difference (0 expected).")
+@click.option("--snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Replay a data version: a folder `weir data snapshot` wrote (instead of --source).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @pass_session
 def replay(session: Session, source: SourceSpec, since: int | None, until: int | None, delay_rows: int | None,
-           delay_ms: int | None, factory: str, params: dict[str, Any], compare_river: bool, progress: bool) -> None:
+           delay_ms: int | None, factory: str, params: dict[str, Any], compare_river: bool, snapshot: Path | None,
+           progress: bool) -> None:
     """Replay a dataset or a topic range in event-time order through the serve and learn code, deterministically.
 
     Each event is scored after every label due by its time was learned. For a
@@ -38,20 +42,28 @@ def replay(session: Session, source: SourceSpec, since: int | None, until: int |
     --delay with a unit for a file's times. For `--source topics`, it replays
     the feature vectors the models saw and the labels at their real times, in
     (event time, event id) order, whatever the partitions. The same replay
-    gives the same numbers every time. Options that do not apply to the
-    source are refused, not ignored.
+    gives the same numbers every time; a snapshot of a topic range (--snapshot)
+    replays exactly as the range did, and both print the data version. Options
+    that do not apply to the source are refused, not ignored.
     """
     from apps import replay as replaying  # river and pandas take seconds to import
+    from apps.snapshots import read_snapshot
     from weir.kafka.ranges import read_topic_range
 
-    _refuse_what_does_not_apply(source, since, until, delay_rows, delay_ms, compare_river)
-    if source.name == "topics":
+    if snapshot is not None:
+        _refuse_with_a_snapshot(since, until, delay_rows, delay_ms, compare_river)
+        span, _ = read_snapshot(snapshot, session.settings, session.catalog)
+    else:
+        _refuse_what_does_not_apply(source, since, until, delay_rows, delay_ms, compare_river)
+    if snapshot is None and source.name == "topics":
         span = read_topic_range(session.settings, session.catalog, since_ms=since or 0,
                                  until_ms=until or replaying.END_OF_TIME, progress=progress)
+    if snapshot is not None or source.name == "topics":
         result = replaying.replay_vectors(span.vectors, span.labels, factory=factory, params=params,
                                           positive=parse_positive(session.settings.positive_label))
         click.echo(f"replayed {result.events} events, learned {result.labels} labels at their recorded times; "
                    + ", ".join(f"{k} {v}" for k, v in sorted(span.counts.items())))
+        click.echo(f"data version {span.content_hash()}")
         _print_metrics(result.metrics)
         return
     timed = source.columns is not None and source.columns.event_time is not None
@@ -98,6 +110,18 @@ def _refuse_what_does_not_apply(source: SourceSpec, since: int | None, until: in
         raise click.UsageError("not for this source: " + "; ".join(refused))
 
 
+def _refuse_with_a_snapshot(since: int | None, until: int | None, delay_rows: int | None, delay_ms: int | None,
+                            compare_river: bool) -> None:
+    refused = [o for o, on in (("--since", since is not None), ("--until", until is not None),
+                               ("--delay-rows", delay_rows is not None), ("--delay", delay_ms is not None),
+                               ("--compare-river", compare_river)) if on]
+    refused += [f"--{name.replace('_', '-')}" for name in ("source", "events", "seed", "drift", *FILE_OPTIONS.values())
+                if given(name)]
+    if refused:
+        raise click.UsageError("not with --snapshot (a data version holds its records and their label times): "
+                               + ", ".join(refused))
+
+
 FILE_OPTIONS = {"--entity-column": "entity_column", "--label-column": "label_column", "--time-column": "time_column",
                 "--id-column": "id_column", "--delay-column": "delay_column", "--column": "columns"}
 
@@ -140,3 +164,46 @@ def monitor_profile(session: Session, source: SourceSpec, since: int | None, unt
     features, fingerprint = profiling.write_profile(rows, out, described)
     click.echo(f"profiled {len(features)} features over {len(rows)} events of {described}: {out} "
                f"({fingerprint[:19]})")
+
+
+@click.group()
+def data() -> None:
+    """Data versions: snapshots of a topic range that replays and experiments can name and reproduce."""
+
+
+@data.command("snapshot")
+@click.option("--since", type=Instant(), default=None, help="First event time taken (ISO 8601 or epoch ms); "
+                                                           "default: the beginning.")
+@click.option("--until", type=Instant(), default=None, help="Event time where taking stops, exclusive; default: "
+                                                           "the end.")
+@click.option("--topics", "which", type=click.Choice(["features,feedback", "features"]), default="features,feedback",
+              show_default=True, help="The feature vectors with their labels, or the vectors alone.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="A new folder for data.parquet and manifest.json.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@pass_session
+def data_snapshot(session: Session, since: int | None, until: int | None, which: str, out: Path,
+                  progress: bool) -> None:
+    """Write the joined records of a topic range to Parquet, with a manifest.
+
+    The records are the feature vectors with event time in [--since, --until)
+    and their labels, read and joined as `weir replay --source topics` does (a
+    vector sent twice counts once, an event's earliest label counts). The
+    manifest names the topics and each partition's offset range, the schema
+    ids, the record counts and the content hash: the data version, which
+    `weir replay --snapshot` prints again when it replays the folder, bit for
+    bit. A folder that already holds a snapshot is refused.
+    """
+    from apps.replay import END_OF_TIME
+    from apps.snapshots import write_snapshot
+    from weir.kafka.ranges import read_topic_range
+
+    first, end = since or 0, until or END_OF_TIME
+    span = read_topic_range(session.settings, session.catalog, since_ms=first, until_ms=end, progress=progress,
+                            with_labels=which == "features,feedback")
+    if not span.vectors:
+        raise click.ClickException("the range holds no feature vectors: there is nothing to snapshot")
+    manifest = write_snapshot(span, out, since_ms=first, until_ms=end)
+    click.echo(f"snapshot {out}: {manifest.events} events, {manifest.labels} labels, schema ids "
+               f"{', '.join(map(str, manifest.schema_ids))}; {span.describe_spans()}")
+    click.echo(f"data version {manifest.data_version}")

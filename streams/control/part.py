@@ -221,7 +221,8 @@ class ControlPart:
         evidence.update({
             "parent": champion.version, "window": f"{len(times)} labels" + (
                 f", label times {window[0]}-{window[1]}" if window else " (online: learns from now on)"),
-            "offsets": data.describe_spans() if data is not None else "-", "trigger": decision.trigger or "-",
+            "offsets": data.describe_spans() if data is not None else "-",
+            "data_version": data.content_hash() if data is not None else "-", "trigger": decision.trigger or "-",
             "factory": rule.factory or "the champion's", "params": json.dumps(rule.params, sort_keys=True),
             "weir": weir.__version__, "river": installed("river")})
         note = f"policy v{decision.policy_version}: {rule.method} retrain of {champion.version}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 from click.testing import CliRunner
 from river import evaluate, metrics
@@ -25,7 +26,7 @@ BASE_MS, STEP_MS = 1_767_225_600_000, 10  # 2026-01-01T00:00:00Z, one event ever
 
 
 def test_a_topic_range_replays_what_the_topics_hold_whatever_the_partitions(
-    kafka: Settings, catalog: SchemaCatalog
+    kafka: Settings, catalog: SchemaCatalog, tmp_path: Path
 ) -> None:
     """SEA events 0..1999 with labels 25 events later, written shuffled, repeated and over 3 partitions: the range
     100..1899 replays like river's progressive validation of those events with delay 25, every time."""
@@ -68,3 +69,18 @@ def test_a_topic_range_replays_what_the_topics_hold_whatever_the_partitions(
     assert result.exit_code == 0, result.output
     assert "replayed 1800 events, learned 1800 labels" in result.output
     assert f"accuracy           {ours.metrics['accuracy']:.10f}" in result.output
+
+    # A data version: the same range snapshotted replays bit for bit, and names the same version.
+    runner, env = CliRunner(), settings_env(kafka)
+    snapshot = runner.invoke(cli, ["data", "snapshot", "--since", start, "--until", str(until), "--out",
+                                   str(tmp_path / "v1"), "--no-progress"], env=env, prog_name="weir")
+    assert snapshot.exit_code == 0, snapshot.output
+    version = f"data version {span.content_hash()}"
+    assert "1800 events, 1800 labels" in snapshot.output and version in snapshot.output
+    assert version in result.output  # the topics replay names it too
+    again = runner.invoke(cli, ["replay", "--snapshot", str(tmp_path / "v1")], env=env, prog_name="weir")
+    assert again.exit_code == 0, again.output
+    assert again.output.splitlines()[1:] == result.output.splitlines()[1:]  # version and every metric, to 10 places
+    refused = runner.invoke(cli, ["replay", "--snapshot", str(tmp_path / "v1"), "--since", start], env=env,
+                            prog_name="weir")
+    assert refused.exit_code == 2 and "not with --snapshot" in refused.output

@@ -87,6 +87,7 @@ def test_a_full_retraining_learns_exactly_the_window_it_names(kafka: Settings, c
     evidence = version["evidence"]
     assert evidence["method"] == "full" and evidence["window"].startswith(f"{WINDOW} labels")
     assert evidence["offsets"] == "; ".join(expected_spans)
+    assert evidence["data_version"].startswith("sha256:") and len(evidence["data_version"]) == 71
 
     by_hand = build_model("logistic_regression", {})
     for event in window:  # label times rise with the events here, so their order is the events' order

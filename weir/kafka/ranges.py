@@ -12,6 +12,8 @@ partitions, or arrived, does not matter.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,6 +44,20 @@ class TopicRange:
     labels: Labels  # the earliest label of each event
     counts: dict[str, int]  # read, outside the range, repeated, undecodable, labels without event
     spans: dict[str, Spans] = field(default_factory=dict)  # topic -> where the kept records sit
+    encoded: dict[str, bytes] = field(default_factory=dict)  # event id -> its features record, as written
+
+    def content_hash(self) -> str:
+        """``sha256:<hex>`` of what the range holds, in its order: each event's id, its features record as
+        written (schema id and Avro body) and its label with its time. The same data has the same hash wherever
+        it is read from: the topics, or a snapshot of them."""
+        digest = hashlib.sha256()
+        for vector in self.vectors:
+            event_id = vector["event_id"]
+            label = self.labels.get(event_id)
+            for part in (event_id.encode(), self.encoded[event_id], json.dumps(label).encode()):
+                digest.update(len(part).to_bytes(8, "big"))
+                digest.update(part)
+        return f"sha256:{digest.hexdigest()}"
 
     def learning_order(self) -> list[tuple[dict[str, AttributeValue], Label]]:
         """The labelled events as a learner meets them: by (label time, event id), replay's order."""
@@ -78,18 +94,19 @@ def _joined(settings: Settings, catalog: SchemaCatalog, in_range: Callable[[Feat
     counts: Counter[str] = Counter()
     spans: dict[str, Spans] = {}
     serde = topic_serde(catalog, settings, FEATURES)
-    for at, vector in _read(settings, serde, "features", features, counts, progress, timeout_s):
+    encoded: dict[str, bytes] = {}
+    for at, vector, data in _read(settings, serde, "features", features, counts, progress, timeout_s):
         if not in_range(vector):
             counts["features_outside_range"] += 1
         elif vector["event_id"] in vectors:
             counts["features_repeated"] += 1
         else:
-            vectors[vector["event_id"]] = vector
+            vectors[vector["event_id"]], encoded[vector["event_id"]] = vector, data
             widen(spans.setdefault(serde.topic, {}), at)
     labels: Labels = {}
     serde_feedback = topic_serde(catalog, settings, FEEDBACK)
     if with_labels:
-        for at, label in _read(settings, serde_feedback, "feedback", feedback, counts, progress, timeout_s):
+        for at, label, _ in _read(settings, serde_feedback, "feedback", feedback, counts, progress, timeout_s):
             event_id, taken = label["event_id"], labels.get(label["event_id"])
             if event_id not in vectors:
                 counts["feedback_without_event"] += 1
@@ -101,7 +118,7 @@ def _joined(settings: Settings, catalog: SchemaCatalog, in_range: Callable[[Feat
             else:
                 labels[event_id] = (label["label_time"], label["label"])
     ordered = sorted(vectors.values(), key=lambda v: (v["event_time"], v["event_id"]))
-    return TopicRange(ordered, labels, dict(counts), spans)
+    return TopicRange(ordered, labels, dict(counts), spans, encoded)
 
 
 def widen(spans: Spans, at: tuple[int, int]) -> None:
@@ -112,15 +129,15 @@ def widen(spans: Spans, at: tuple[int, int]) -> None:
 
 
 def _read(settings: Settings, serde: AvroSerde[R], what: str, positions: Positions | None, counts: Counter[str],
-          progress: bool, timeout_s: float) -> Iterator[tuple[tuple[int, int], R]]:
-    """The decoded records of one topic (to its current end, or in ``positions``) with where each sits; a record
-    that does not decode is counted, logged and skipped."""
+          progress: bool, timeout_s: float) -> Iterator[tuple[tuple[int, int], R, bytes]]:
+    """The decoded records of one topic (to its current end, or in ``positions``) with where each sits and its
+    bytes; a record that does not decode is counted, logged and skipped."""
     with tqdm(desc=f"reading {serde.topic}", unit="rec", disable=not progress, dynamic_ncols=True) as bar:
         for msg in read_topic(settings, serde.topic, timeout_s=timeout_s, positions=positions):
             bar.update()
             counts[f"{what}_read"] += 1
             try:
-                yield (msg.partition, msg.offset), serde.decode(msg.value)
+                yield (msg.partition, msg.offset), serde.decode(msg.value), msg.value or b""
             except SerdeError as e:
                 counts[f"{what}_undecodable"] += 1
                 log.warning("%s[%d]@%d skipped: %s", serde.topic, msg.partition, msg.offset, e)
