@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -55,6 +55,7 @@ class ReplayResult:
     labels: int
     metrics: dict[str, float]  # the champion's cumulative and rolling metrics
     registry: ModelRegistry
+    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (labels learned, metrics then)
 
 
 def replay(events: Iterable[LabelledEvent], *, factory: str, params: dict[str, Any], delay: int = 0,
@@ -68,19 +69,27 @@ def replay(events: Iterable[LabelledEvent], *, factory: str, params: dict[str, A
 
 
 def replay_vectors(vectors: Iterable[FeatureVector], labels: Labels, *, factory: str,
-                   params: dict[str, Any], positive: Label | None = None) -> ReplayResult:
+                   params: dict[str, Any], positive: Label | None = None, every: int = 0) -> ReplayResult:
     """Score ``vectors`` in the order given (event-time order) and learn ``labels`` (event id -> (label time,
-    label)) as they fall due."""
+    label)) as they fall due; ``every``: also keep the metrics after each that many labels (``history``)."""
     registry = ModelRegistry(MODEL)
     registry.apply(version_record(MODEL, "v1", factory, params))
     registry.apply(routing_record(MODEL, "basic", "v1"))
     scorer = Scorer(registry, timeout_ms=float("inf"), metrics=ServeMetrics(CollectorRegistry()), positive=positive)
     learner = Learner(registry, PendingJoin(window_ms=2**62, needs_features=True), Sequencer(), positive=positive)
     due: list[tuple[int, str, Feedback]] = []
+    history: list[tuple[int, dict[str, float]]] = []
+
+    def learn(feedback: Feedback) -> None:
+        learner.on_feedback(feedback)
+        learner.advance(0)
+        if every and learner.labels_learned // every > len(history) and "v1" in learner.metrics:  # a mark passed
+            history.append((learner.labels_learned, learner.metrics["v1"].values()))
+
     scored = 0
     for vector in vectors:
         while due and due[0][0] <= vector["event_time"]:
-            _learn(learner, heapq.heappop(due)[2])
+            learn(heapq.heappop(due)[2])
         learner.on_features(vector)
         result = scorer.score(vector)
         if isinstance(result, list):
@@ -93,15 +102,10 @@ def replay_vectors(vectors: Iterable[FeatureVector], labels: Labels, *, factory:
                                   "label_time": label_time}
             heapq.heappush(due, (label_time, vector["event_id"], feedback))
     while due:
-        _learn(learner, heapq.heappop(due)[2])
+        learn(heapq.heappop(due)[2])
     learner.finish()
     metrics = learner.metrics["v1"].values() if "v1" in learner.metrics else {}
-    return ReplayResult(scored, learner.labels_learned, metrics, registry)
-
-
-def _learn(learner: Learner, feedback: Feedback) -> None:
-    learner.on_feedback(feedback)
-    learner.advance(0)
+    return ReplayResult(scored, learner.labels_learned, metrics, registry, history)
 
 
 def river_progressive_scores(events: list[LabelledEvent], factory: str, params: dict[str, Any], delay: int,

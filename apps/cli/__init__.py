@@ -16,6 +16,7 @@ from apps.cli.contract import schemas, topics
 from apps.cli.data import data, monitor, replay
 from apps.cli.demo import demo
 from apps.cli.dlq import dlq
+from apps.cli.experiment import experiment
 from apps.cli.kafka import kafka
 from apps.cli.models import deploy, models
 from apps.cli.policy import policy
@@ -44,8 +45,8 @@ def cli(ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, app
                                                 partitions=partitions), debug=debug)
 
 
-for command in (kafka, topics, schemas, worker, produce, models, deploy, policy, replay, data, monitor, dlq, alerts,
-                demo):
+for command in (kafka, topics, schemas, worker, produce, models, deploy, policy, replay, data, experiment, monitor, dlq,
+                alerts, demo):
     cli.add_command(command)
 
 

@@ -58,7 +58,7 @@ def signed_model_file(settings: Settings, path: Path) -> bytes:
 def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: str | None = None,
              params: dict[str, Any] | None = None, pickle_path: Path | None = None, version: str | None = None,
              parent: str | None = None, training_window: tuple[int, int] | None = None,
-             note: str | None = None, actor: str = "person") -> ModelRecord:
+             note: str | None = None, actor: str = "person", evidence: dict[str, str] | None = None) -> ModelRecord:
     """Register a new version, built by a named factory or uploaded as a pickled river model."""
     registry = current(settings, catalog, name)
     version = version or next_version(registry)
@@ -81,7 +81,8 @@ def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: 
     elif factory not in FACTORIES:
         raise ConfigError(f"unknown model factory {factory!r}; known: {', '.join(sorted(FACTORIES))}")
     record = version_record(name, version, factory, params or {}, parent_version=parent,
-                            training_window=training_window, pickled=pickled, note=note, actor=actor)
+                            training_window=training_window, pickled=pickled, note=note, actor=actor,
+                            evidence=evidence)
     view = ModelRegistry(name)
     view.apply(record)
     _ = view.versions[version].model  # build it now: bad parameters fail here, not in every serve worker
