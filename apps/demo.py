@@ -9,6 +9,7 @@ own topic prefix and consumer groups, so runs never see each other's records.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from apps.processes import free_port, scrape, start_worker, stop_process
+from apps.report import report_demo_run
 from apps.tally import Tally, TopicTally
 from consumers.alerts import consume_alerts, format_alert
 from producers.event import Source
@@ -73,6 +75,11 @@ rollback:
 limits:
   cooldown_labels: 3000
   give_up_labels: 8000
+business:                 # what an outcome is worth, for the report's business view
+  true_positive: 40       # a churner flagged, offered a discount, and kept
+  false_positive: -5      # a discount given to a customer who would have stayed
+  false_negative: -60     # a churner missed
+  currency: EUR
 """
 
 
@@ -185,6 +192,57 @@ def served_accuracy_timeline(answers: dict[str, tuple[str, Label | None]], label
     return [{"from": start, "to": min(total, start + size) - 1, "served": by[start].total(),
              "accuracy": round(right[start] / by[start].total(), 4) if by[start] else None,
              "by_version": dict(by[start])} for start in starts]
+
+
+def version_timeline(answers: dict[str, dict[str, tuple[Label | None, float | None]]],
+                     labels: dict[str, Label | None], total: int, stretches: int = 12,
+                     positive: Label = True) -> list[dict[str, Any]]:
+    """Per stretch of events, every version's quality on the events it scored (served or not): accuracy, log
+    loss from its score (the positive class's probability), and its confusion counts for ``positive``."""
+    size = max(1, -(-total // stretches))
+    counts: dict[tuple[int, str], Counter[str]] = {}
+    losses: dict[tuple[int, str], float] = {}
+    for version, by_event in answers.items():
+        for event_id, (predicted, score) in by_event.items():
+            index, label = _event_index(event_id), labels.get(event_id)
+            if index is None or not 0 <= index < total or label is None or predicted is None:
+                continue
+            key = (index - index % size, version)
+            tally = counts.setdefault(key, Counter())
+            tally["n"] += 1
+            tally["right"] += predicted == label
+            tally[("t" if predicted == label else "f") + ("p" if predicted == positive else "n")] += 1
+            if score is not None:
+                tally["scored"] += 1
+                losses[key] = losses.get(key, 0.0) - math.log(
+                    min(max(score if label == positive else 1 - score, 1e-15), 1.0))
+    return [{"from": start, "to": min(total, start + size) - 1, "versions": {
+        version: {"n": c["n"], "accuracy": round(c["right"] / c["n"], 4),
+                  "log_loss": round(losses[(start, version)] / c["scored"], 4) if c["scored"] else None,
+                  **{k: c[k] for k in ("tp", "fp", "fn", "tn")}}
+        for (at, version), c in sorted(counts.items()) if at == start}} for start in range(0, total, size)]
+
+
+def serving_timeline(timing: dict[str, tuple[float, int]], total: int, stretches: int = 12) -> list[dict[str, Any]]:
+    """Per stretch of events: the served events, the scoring latency's median and 99th percentile (ms), and the
+    throughput (served events per second of wall clock between the first and last served)."""
+    size = max(1, -(-total // stretches))
+    by_stretch: dict[int, list[tuple[float, int]]] = {start: [] for start in range(0, total, size)}
+    for event_id, timed in timing.items():
+        index = _event_index(event_id)
+        if index is not None and 0 <= index < total:
+            by_stretch[index - index % size].append(timed)
+    out = []
+    for start, served in by_stretch.items():
+        latencies = sorted(latency for latency, _ in served)
+        times = [at for _, at in served]
+        span_s = (max(times) - min(times)) / 1000 if len(times) > 1 else 0.0
+        out.append({"from": start, "to": min(total, start + size) - 1, "served": len(served),
+                    "latency_p50_ms": round(latencies[len(latencies) // 2], 3) if latencies else None,
+                    "latency_p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 3)
+                    if latencies else None,
+                    "throughput_per_s": round(len(served) / span_s, 1) if span_s > 0 else None})
+    return out
 
 
 def recovery_report(answers: dict[str, tuple[str, Label | None]], labels: dict[str, Label | None],
@@ -455,7 +513,9 @@ class DemoRun:
         again = open_source(self.source.name, total, schedule=self.source.schedule, event_time=lambda i: i)
         labels = {e.event_id: e.label for e in again.events}  # the source's own, generated again from its seed
         summary.update(served_accuracy_timeline=served_accuracy_timeline(t.served_answers, labels, total),
-                       recovery=recovery_report(t.served_answers, labels, summary["decisions"]))
+                       recovery=recovery_report(t.served_answers, labels, summary["decisions"]),
+                       version_timeline=version_timeline(t.answers, labels, total),
+                       serving_timeline=serving_timeline(t.served_timing, total))
         return summary
 
     def _read_versions(self) -> None:
@@ -489,6 +549,7 @@ class DemoOutcome:
     path: Path
     summary: dict[str, Any]
     failure: BaseException | None
+    report: Path | None = None  # the run's report.html, unless drawing it failed (said in the summary's problems)
 
     @property
     def ok(self) -> bool:
@@ -534,7 +595,14 @@ def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: 
     path = run_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _print_summary(summary)
-    return DemoOutcome(path, summary, failure)
+    try:
+        page: Path | None = report_demo_run(run_dir)
+    except Exception as exc:  # the summary stands without its pictures; the problem is said, and kept in it
+        page = None
+        summary["problems"].append(f"could not draw the report: {type(exc).__name__}: {exc}")
+        path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        say(summary["problems"][-1])
+    return DemoOutcome(path, summary, failure, page)
 
 
 def _print_summary(s: dict[str, Any]) -> None:

@@ -28,6 +28,9 @@ from weir.settings import Settings
 class Tally:
     predictions: int = 0
     served_answers: dict[str, tuple[str, Label | None]] = field(default_factory=dict)  # event -> version, answer
+    # every version's answer per event (served or not), its score, and the served prediction's timing
+    answers: dict[str, dict[str, tuple[Label | None, float | None]]] = field(default_factory=dict)
+    served_timing: dict[str, tuple[float, int]] = field(default_factory=dict)  # event -> latency ms, predicted at
     served_twice: int = 0
     served_by_version: Counter[str] = field(default_factory=Counter)
     predictions_by_version: Counter[str] = field(default_factory=Counter)
@@ -98,12 +101,14 @@ class TopicTally:
         t.predictions_by_version[version] += 1
         if prediction["error"] is not None:
             t.errors_by_version[version] += 1
+        t.answers.setdefault(version, {})[prediction["event_id"]] = (prediction["predicted_label"], prediction["score"])
         if prediction["served"]:
             if prediction["event_id"] in t.served_answers:
                 t.served_twice += 1
             else:
                 t.served_by_version[version] += 1
                 t.served_answers[prediction["event_id"]] = (version, prediction["predicted_label"])
+                t.served_timing[prediction["event_id"]] = (prediction["latency_ms"], prediction["predicted_at"])
 
     def poll_to_end(self, timeout_s: float = 30.0) -> None:
         """Fold in everything written so far: poll until every partition is read up to its end as of now."""

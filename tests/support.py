@@ -4,6 +4,8 @@ the shapes river's own evaluation reads."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from producers.event import LabelledEvent
@@ -86,3 +88,41 @@ def classifier(model: Model) -> Classifier:
 def rec(topic: str, value: bytes | None, offset: int = 0, key: bytes = b"c1") -> InRecord:
     """A record as a stage reads it, from partition 0."""
     return InRecord(topic, 0, offset, 1_000, key, value, [])
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, which scripts/install-tools installs for the test tier
+# The flags a root user in a closed network needs: no sandbox, and no calls home that the network refuses.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                  "--disable-background-networking", "--disable-component-update"]
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """What a real headless Chromium made of a page: its console errors, its images' decoded widths, and its
+    figure tables (name -> rows of cell texts keyed by column)."""
+
+    errors: list[str]
+    image_widths: list[int]
+    tables: dict[str, list[dict[str, str]]]
+
+
+def render(page_file: Path) -> RenderedPage:
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(page_file.resolve().as_uri(), wait_until="load")
+            widths: list[int] = page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")
+            raw: list[dict[str, Any]] = page.eval_on_selector_all("table.figure-data", """tables => tables.map(t => ({
+                name: t.dataset.figure,
+                head: [...t.tHead.rows[0].cells].map(c => c.textContent),
+                rows: [...t.tBodies[0].rows].map(r => [...r.cells].map(c => c.textContent))}))""")
+        finally:
+            browser.close()
+    tables = {t["name"]: [dict(zip(t["head"], row, strict=True)) for row in t["rows"]] for t in raw}
+    return RenderedPage(errors, widths, tables)

@@ -21,6 +21,7 @@ from apps.cli.kafka import kafka
 from apps.cli.models import deploy, models
 from apps.cli.policy import policy
 from apps.cli.processes import produce, worker
+from apps.cli.report import report
 from weir.settings import Settings
 
 
@@ -46,7 +47,7 @@ def cli(ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, app
 
 
 for command in (kafka, topics, schemas, worker, produce, models, deploy, policy, replay, data, experiment, monitor, dlq,
-                alerts, demo):
+                alerts, report, demo):
     cli.add_command(command)
 
 

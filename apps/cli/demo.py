@@ -55,6 +55,8 @@ def demo(session: Session, count: int, feedback_delay: float, rate: float, drift
     elif not outcome.ok:
         click.secho("weir demo: the run did not reconcile", fg="red", err=True)
     sys.stderr.flush()
+    if outcome.report is not None:
+        click.echo(f"report: {outcome.report}")
     click.echo(f"summary: {outcome.path}")  # always the last line
     if not outcome.ok:
         sys.exit(130 if stop.is_set() else 1)

@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from tests.support import render
 from weir.kafka.admin import delete_topics
 from weir.settings import Settings
 
@@ -20,6 +24,7 @@ POLICY = """\
 model: default
 retrain: {on_alerts: [], every_labels: 400, method: full, window_labels: 300}
 promotion: {min_labels: 100, step_labels: 50}
+business: {true_positive: 40, false_positive: -5, false_negative: -60, currency: EUR}
 """
 
 
@@ -32,8 +37,8 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    last = done.stdout.strip().splitlines()[-1]
-    assert last.startswith("summary: ")
+    *_, report_line, last = done.stdout.strip().splitlines()
+    assert last.startswith("summary: ") and report_line.startswith("report: ")
     path = Path(last.removeprefix("summary: "))
     assert path.parent.parent == tmp_path / "runs" and path.name == "summary.json"
     assert (path.parent / "policy.yaml").read_text() == POLICY
@@ -63,5 +68,26 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
         assert quality["records"] == 1500 and set(quality["dimensions"]) == {
             "accuracy", "completeness", "consistency", "timeliness"}
         assert 0.0 < quality["fields"]["satisfaction_score"]["missing_rate"] < 0.3  # optional, often unanswered
+        page = Path(report_line.removeprefix("report: "))
+        assert page == path.parent / "report.html" and (path.parent / "report" / "business.png").exists()
+        _the_report_shows_the_summary(page, summary)
     finally:
         delete_topics(broker.with_overrides(topic_prefix=summary["topic_prefix"]))
+
+
+def _the_report_shows_the_summary(page: Path, summary: dict[str, Any]) -> None:
+    """Rendered by a real headless Chromium: no console error, every image decodes, and the numbers under the
+    figures are the summary's (the money recomputed here from its confusion counts)."""
+    shown = render(page)
+    assert shown.errors == [] and len(shown.image_widths) == 8 and all(w > 0 for w in shown.image_widths)
+    served = [r for r in shown.tables["accuracy"] if r["version"] == "served"]
+    assert [r["accuracy"] for r in served] == [str(s["accuracy"]) for s in summary["served_accuracy_timeline"]]
+    quality = {r["dimension"]: float(r["rate"]) for r in shown.tables["quality"] if r.get("dimension", "-") != "-"}
+    assert quality == {d: v["rate"] for d, v in summary["quality"]["dimensions"].items()}
+    gains = {r["version"]: float(r["total_gain"]) for r in shown.tables["business"] if r.get("total_gain", "-") != "-"}
+    expected: dict[str, float] = {}
+    for stretch in summary["version_timeline"]:
+        for version, c in stretch["versions"].items():
+            value = 40 * c["tp"] - 5 * c["fp"] - 60 * c["fn"]
+            expected[version] = expected.get(version, 0.0) + value - (-60 * (c["tp"] + c["fn"]))
+    assert gains == pytest.approx(expected), (gains, expected)

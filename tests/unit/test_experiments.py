@@ -105,3 +105,13 @@ def test_an_experiment_logs_each_candidate_to_mlflow_and_ranks_them(tmp_path: Pa
     compared = runner.invoke(cli, ["experiment", "compare", "churn-test", "--runs-dir", str(tmp_path / "runs")],
                              env=env, prog_name="weir")
     assert compared.exit_code == 0 and best.info.run_name in compared.output.splitlines()[0], compared.output
+
+    drawn = runner.invoke(cli, ["report", "--experiment", "churn-test", "--runs-dir", str(tmp_path / "runs")],
+                          env=env, prog_name="weir")
+    assert drawn.exit_code == 0, drawn.output
+    page = tmp_path / "runs" / "reports" / "churn-test" / "report.html"
+    assert drawn.output.strip() == f"report: {page}"
+    text = page.read_text()
+    table = text.split('data-figure="ranking"')[1]
+    assert table.index(best.info.run_name) < min(table.index(r) for r in runs if r != best.info.run_name)
+    assert (page.parent / "report" / "runs.png").exists() and text.count("data:image/png;base64,") == 2

@@ -28,6 +28,11 @@ misspelt gate fails loudly instead of being ignored.
       max_canary_percent: 50
       cooldown_labels: 2000
       give_up_labels: 20000    # a challenger not proven better by then is retired
+    business:                  # optional: what outcomes are worth, for `weir report`
+      true_positive: 40        # a churner flagged and kept
+      false_positive: -5       # an offer sent to a customer who would have stayed
+      false_negative: -60      # a churner missed
+      currency: EUR
 """
 
 from __future__ import annotations
@@ -95,6 +100,25 @@ class Limits(_Strict):
     max_refused_events: float = Field(default=0.05, gt=0, lt=1)  # of the last 1,000 events, dead-lettered: the same
 
 
+class Business(_Strict):
+    """What each outcome of a positive-class prediction is worth (a cost is negative), for the report's business
+    view: money gained against no model and against the previous champion."""
+
+    true_positive: float
+    false_positive: float
+    false_negative: float
+    true_negative: float = 0.0
+    currency: str = ""
+
+    def value(self, tp: int, fp: int, fn: int, tn: int) -> float:
+        return (tp * self.true_positive + fp * self.false_positive + fn * self.false_negative
+                + tn * self.true_negative)
+
+    def without_a_model(self, tp: int, fp: int, fn: int, tn: int) -> float:
+        """The same events with nobody flagged: every positive missed, every negative left alone."""
+        return (tp + fn) * self.false_negative + (fp + tn) * self.true_negative
+
+
 class Policy(_Strict):
     model: str
     version: int = Field(default=1, ge=1)
@@ -103,6 +127,7 @@ class Policy(_Strict):
     promotion: Promotion = Field(default_factory=Promotion)
     rollback: Rollback = Field(default_factory=Rollback)
     limits: Limits = Field(default_factory=Limits)
+    business: Business | None = None  # the report's business view
 
     @model_validator(mode="after")
     def _steps_within_limits(self) -> Policy:
