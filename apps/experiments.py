@@ -24,8 +24,6 @@ and the code and library versions.
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import platform
 import tempfile
@@ -48,8 +46,8 @@ from weir.contract.records import FeatureVector, Label
 from weir.contract.serde import SchemaCatalog
 from weir.errors import ConfigError
 from weir.kafka.ranges import Labels, read_topic_range
+from weir.registry.candidates import Candidate, CandidateSpec, expand
 from weir.registry.decisions import current, register, route, sign_model_file
-from weir.registry.factories import FACTORIES, build_model, encode_params
 from weir.settings import Settings
 from weir.state import pickling
 
@@ -75,39 +73,12 @@ class DataSpec(_Strict):
         return self
 
 
-class CandidateSpec(_Strict):
-    factory: str
-    params: dict[str, Any] = Field(default_factory=dict)  # a list value is an axis of the grid
-    features: tuple[str, ...] | None = None  # kept features; a name keeps its one-hot columns (name=value) too
-
-    @model_validator(mode="after")
-    def _known_factory(self) -> CandidateSpec:
-        if self.factory not in FACTORIES:
-            raise ValueError(f"unknown model factory {self.factory!r}; known: {', '.join(sorted(FACTORIES))}")
-        return self
-
-
 class ExperimentSpec(_Strict):
     name: str = Field(min_length=1)
     data: DataSpec
     rank_by: Metric = "accuracy"
     every: int = Field(default=500, ge=10)
     candidates: tuple[CandidateSpec, ...] = Field(min_length=1)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One point of the grid: what one run trains."""
-
-    factory: str
-    params: dict[str, Any]
-    features: tuple[str, ...] | None
-
-    @property
-    def name(self) -> str:
-        params = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.params.items()))
-        kept = f" on {len(self.features)} features" if self.features else ""
-        return f"{self.factory}({params}){kept}"
 
 
 def parse_spec(text: str, origin: str) -> tuple[ExperimentSpec, list[Candidate]]:
@@ -121,17 +92,10 @@ def parse_spec(text: str, origin: str) -> tuple[ExperimentSpec, list[Candidate]]
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{origin}: {problems}") from exc
-    candidates = []
-    for c in spec.candidates:
-        axes = {k: v if isinstance(v, list) else [v] for k, v in c.params.items()}
-        for point in itertools.product(*axes.values()):
-            candidate = Candidate(c.factory, dict(zip(axes, point, strict=True)), c.features)
-            build_model(candidate.factory, encode_params(candidate.params))  # raises ConfigError, naming it
-            candidates.append(candidate)
-    names = [c.name for c in candidates]
-    if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise ConfigError(f"{origin}: a candidate is listed twice ({', '.join(twice)})")
+    try:
+        candidates = expand(spec.candidates)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from exc
     return spec, candidates
 
 
@@ -182,16 +146,11 @@ class Outcome:
 def evaluate(job: tuple[Candidate, list[FeatureVector], Labels, Label | None, int]) -> Outcome:
     """One candidate's progressive validation (in a worker process)."""
     candidate, vectors, labels, positive, every = job
-    kept = [_keep(v, candidate.features) for v in vectors] if candidate.features else vectors
+    kept: list[FeatureVector] = [{**v, "features": candidate.keep(v["features"])} for v in vectors]
     result = replay_vectors(kept, labels, factory=candidate.factory, params=candidate.params, positive=positive,
                             every=every)
     model = result.registry.versions["v1"].model
     return Outcome(candidate, result.metrics, result.history, result.labels, pickling.dumps(model))
-
-
-def _keep(vector: FeatureVector, names: tuple[str, ...]) -> FeatureVector:
-    wanted = set(names)
-    return {**vector, "features": {k: x for k, x in vector["features"].items() if k.split("=", 1)[0] in wanted}}
 
 
 def run_all(candidates: list[Candidate], vectors: list[FeatureVector], labels: Labels, *, positive: Label | None,

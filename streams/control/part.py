@@ -43,6 +43,7 @@ from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, FEEDBACK, MODELS
 from weir.errors import WeirError
 from weir.kafka.ranges import Spans, TopicRange, read_offset_range, widen
+from weir.registry.candidates import expand, prequential_loss
 from weir.registry.decisions import next_version
 from weir.registry.factories import Model, build_model, encode_params
 from weir.registry.policy import Policy, Retrain
@@ -214,20 +215,25 @@ class ControlPart:
             data = self._read_window() if rule.method != "online" else None
         except KafkaException as exc:
             raise WeirError(f"reading the window back failed: {exc}") from exc
-        model = retrained(champion.model, rule, data.learning_order() if data is not None else [])
+        window = data.learning_order() if data is not None else []
+        if rule.candidates:
+            model, tried = best_of(rule, window)
+            evidence["candidates"] = tried
+        else:
+            model = retrained(champion.model, rule, window)
         version = next_version(self.registry)
         times = [label_time for label_time, _ in data.labels.values()] if data is not None else []
-        window = (min(times), max(times)) if times else None
+        span = (min(times), max(times)) if times else None
         evidence.update({
             "parent": champion.version, "window": f"{len(times)} labels" + (
-                f", label times {window[0]}-{window[1]}" if window else " (online: learns from now on)"),
+                f", label times {span[0]}-{span[1]}" if span else " (online: learns from now on)"),
             "offsets": data.describe_spans() if data is not None else "-",
             "data_version": data.content_hash() if data is not None else "-", "trigger": decision.trigger or "-",
             "factory": rule.factory or "the champion's", "params": json.dumps(rule.params, sort_keys=True),
             "weir": weir.__version__, "river": installed("river")})
         note = f"policy v{decision.policy_version}: {rule.method} retrain of {champion.version}"
         records = [version_record(self.policy.model, version, PICKLE_FACTORY, {}, parent_version=champion.version,
-                                  training_window=window, pickled=pickling.dumps(model), note=note,
+                                  training_window=span, pickled=pickling.dumps(model), note=note,
                                   actor=CONTROLLER, evidence=evidence),
                    routing_record(self.policy.model, "shadow", champion.version, [version], note=note,
                                   actor=CONTROLLER, evidence={"action": "shadow", "trigger": decision.trigger or "-"})]
@@ -261,6 +267,16 @@ class Joined:
 
 
 MIN_WINDOW = 100  # joined events a full or incremental retraining needs
+
+
+def best_of(rule: Retrain, window: list[tuple[dict[str, Any], Label]]) -> tuple[Model, str]:
+    """The policy's experiment on the window: each candidate tested, then trained, on every labelled event in
+    order; the one with the lowest mean loss, trained on the whole window, and what each scored."""
+    scored = [(*prequential_loss(candidate, window), candidate) for candidate in expand(rule.candidates)]
+    scored.sort(key=lambda s: (s[0], s[2].name))
+    tried = "; ".join(f"{c.name} loss {loss:.4f}" + (" (chosen)" if i == 0 else "")
+                      for i, (loss, _, c) in enumerate(scored))
+    return scored[0][1], tried
 
 
 def retrained(champion: Model, rule: Retrain, window: list[tuple[dict[str, Any], Label]]) -> Model:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from pydantic import SecretStr
 
 from streams.control.part import ControlPart
@@ -16,7 +17,7 @@ from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, FEEDBACK, MODELS
 from weir.kafka.clients import flush_or_raise, make_producer, produce
 from weir.kafka.reading import read_topic
-from weir.registry.factories import build_model
+from weir.registry.factories import build_model, encode_params
 from weir.registry.policy import parse_policy
 from weir.registry.records import routing_record, version_record
 from weir.registry.signing import model_signer
@@ -28,11 +29,18 @@ BASE_MS = 1_767_225_600_000
 WINDOW = 1_000
 
 
-def test_a_full_retraining_learns_exactly_the_window_it_names(kafka: Settings, catalog: SchemaCatalog) -> None:
+CANDIDATES = ("candidates: [{factory: logistic_regression, params: {lr: [0.01, 0.3]}}, "
+              "{factory: hoeffding_tree, params: {grace_period: 50}}]")
+
+
+@pytest.mark.parametrize("experiment", [False, True], ids=["champion's factory", "an experiment of 3 candidates"])
+def test_a_full_retraining_learns_exactly_the_window_it_names(kafka: Settings, catalog: SchemaCatalog,
+                                                              experiment: bool) -> None:
     """SEA events 0..1499 and their labels (30 events later, some labels sent twice, the later copy flipped) on
     three partitions; the back has joined all of them. The challenger a concept-drift alert starts is a fresh
     model fit on the last 1,000 joined events, read back from the topics at offsets the lineage names, learned in
-    (label time, event id) order: the same model a person gets training on those records."""
+    (label time, event id) order: the same model a person gets training on those records. With candidates, it is
+    the one whose test-then-train loss on the window is lowest."""
     settings = kafka.with_overrides(model_key=SecretStr("k" * 32))
     stream = events("sea", 1_500)
     rng = random.Random(3)
@@ -60,7 +68,8 @@ def test_a_full_retraining_learns_exactly_the_window_it_names(kafka: Settings, c
     registry = ModelRegistry("m")
     registry.apply(version_record("m", "v1", "logistic_regression", {}, actor="person"))
     registry.apply(routing_record("m", "basic", "v1", actor="person"))
-    policy = parse_policy(f"model: m\nretrain: {{method: full, window_labels: {WINDOW}}}\n")
+    policy = parse_policy(f"model: m\nretrain: {{method: full, window_labels: {WINDOW}"
+                          + (f", {CANDIDATES}" if experiment else "") + "}\n")
     part = ControlPart(settings, catalog, registry, policy)
     for vector, label in zip(vectors, labels, strict=True):  # the learner's order: by label time
         prediction = support.prediction(vector["event_id"], version="v1", entity_id=vector["entity_id"],
@@ -89,11 +98,27 @@ def test_a_full_retraining_learns_exactly_the_window_it_names(kafka: Settings, c
     assert evidence["offsets"] == "; ".join(expected_spans)
     assert evidence["data_version"].startswith("sha256:") and len(evidence["data_version"]) == 71
 
-    by_hand = build_model("logistic_regression", {})
-    for event in window:  # label times rise with the events here, so their order is the events' order
-        by_hand.learn_one(dict(feature_vector({"event_id": event.event_id, "entity_id": event.entity_id,
-                                               "event_time": 0, "source": "sea",
-                                               "attributes": event.attributes})["features"]), label_of(event))
+    # label times rise with the events here, so their order is the events' order
+    rows = [(dict(feature_vector({"event_id": e.event_id, "entity_id": e.entity_id, "event_time": 0,
+                                  "source": "sea", "attributes": e.attributes})["features"]), label_of(e))
+            for e in window]
+    options: list[tuple[str, dict[str, float]]] = [
+        ("logistic_regression", {"lr": 0.01}), ("logistic_regression", {"lr": 0.3}),
+        ("hoeffding_tree", {"grace_period": 50})] if experiment else [("logistic_regression", {})]
+    losses = []
+    for factory, params in options:  # test, then train, by hand
+        by_hand = build_model(factory, encode_params(params))
+        misses = 0
+        for x, y in rows:
+            misses += by_hand.predict_one(x) != y
+            by_hand.learn_one(x, y)
+        losses.append((misses / len(rows), factory, by_hand))
+    loss, factory, by_hand = min(losses, key=lambda t: t[0])
+    if experiment:
+        tried = evidence["candidates"].split("; ")
+        assert len(tried) == 3 and tried[0].endswith(f"loss {loss:.4f} (chosen)") and factory in tried[0], tried
+    else:
+        assert "candidates" not in evidence
     challenger = registry.versions["v2"].model
     for probe in stream[:50]:
         x = dict(feature_vector({"event_id": "p", "entity_id": "p", "event_time": 0, "source": "sea",

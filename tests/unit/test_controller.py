@@ -73,6 +73,11 @@ def test_a_policy_takes_defaults_and_round_trips() -> None:
     ("model: churn\nretrain: {method: full, factory: hoeffding_tree, params: {grace: 5}}\n", "bad parameters"),
     ("model: churn\nretrain: {method: incremental, factory: hoeffding_tree}\n", "continues the champion"),
     ("model: churn\nretrain: {params: {l2: 0.1}}\n", "needs retrain.factory"),
+    ("model: churn\nretrain: {candidates: [{factory: hoeffding_tree}]}\n", "a full retraining's experiment"),
+    ("model: churn\nretrain: {method: full, candidates: [{factory: hoeffding_tree, params: {grace: [1, 2]}}]}\n",
+     "bad parameters for hoeffding_tree"),
+    ("model: churn\nretrain: {method: full, candidates: [{factory: hoeffding_tree}, {factory: hoeffding_tree}]}\n",
+     "listed twice"),
     ("- not a mapping\n", "YAML mapping"),
 ])
 def test_a_bad_policy_is_refused_naming_the_problem(text: str, named: str) -> None:

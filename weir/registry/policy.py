@@ -17,6 +17,8 @@ misspelt gate fails loudly instead of being ignored.
       window_labels: 3000
       factory: null            # full or online: a challenger of another kind (default: the champion's)
       params: {}               # its hyperparameters
+      candidates: []           # full: or an experiment on the window, e.g. [{factory: hoeffding_tree,
+                               # params: {grace_period: [50, 200]}}]; the lowest prequential loss wins
     promotion:
       min_labels: 300
       false_promotion: 0.05    # the error rate the sequential test holds
@@ -44,6 +46,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from weir.errors import ConfigError
+from weir.registry.candidates import CandidateSpec, expand
 from weir.registry.factories import build_model, encode_params
 
 Method = Literal["full", "incremental", "online"]
@@ -61,10 +64,19 @@ class Retrain(_Strict):
     window_labels: int = Field(default=3_000, ge=100)
     factory: str | None = None  # full and online: the challenger's factory (default: the champion's)
     params: dict[str, Any] = Field(default_factory=dict)  # and its hyperparameters
+    candidates: tuple[CandidateSpec, ...] = ()  # full: an experiment on the window; the best becomes the challenger
 
     @model_validator(mode="after")
     def _factory_builds(self) -> Retrain:
         """A challenger that cannot be built fails when the policy is read, not at the first retraining."""
+        if self.candidates:
+            if self.method != "full" or self.factory is not None:
+                raise ValueError("retrain.candidates is a full retraining's experiment, instead of retrain.factory")
+            try:
+                expand(self.candidates)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+            return self
         if self.factory is None:
             if self.params:
                 raise ValueError("retrain.params needs retrain.factory (the champion's own parameters stay)")
