@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from apps.processes import settings_env
 from tests.support import render
 from weir.kafka.admin import delete_topics
 from weir.settings import Settings
@@ -71,8 +72,24 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
         page = Path(report_line.removeprefix("report: "))
         assert page == path.parent / "report.html" and (path.parent / "report" / "business.png").exists()
         _the_report_shows_the_summary(page, summary)
+        _an_experiment_runs_on_the_demos_topics(broker, summary, tmp_path)
     finally:
         delete_topics(broker.with_overrides(topic_prefix=summary["topic_prefix"]))
+
+
+def _an_experiment_runs_on_the_demos_topics(broker: Settings, summary: dict[str, Any], tmp_path: Path) -> None:
+    """`weir experiment run` on the run's topic range: three candidates tracked in MLflow, the best registered."""
+    (tmp_path / "spec.yaml").write_text("name: on-the-demo\ndata: {since: 0}\ncandidates:\n"
+                                        "  - {factory: logistic_regression, params: {lr: [0.01, 0.1]}}\n"
+                                        "  - {factory: hoeffding_tree}\n")
+    env = {**settings_env(broker.with_overrides(topic_prefix=summary["topic_prefix"])), "MLFLOW_TRACKING_URI": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "apps", "experiment", "run", str(tmp_path / "spec.yaml"), "--runs-dir",
+         str(tmp_path / "runs"), "--no-progress", "--register-best", "churn-experiment"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "3 candidates over 1500 events, 1500 labels" in done.stdout and "registered churn-experiment v1" in \
+        done.stdout, done.stdout
 
 
 def _the_report_shows_the_summary(page: Path, summary: dict[str, Any]) -> None:
