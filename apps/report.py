@@ -1,7 +1,8 @@
-"""`weir report`: a demo run or an experiment as one self-contained HTML page and PNG images.
+"""`weir report`: a demo run, an experiment or a topic range as one self-contained HTML page and PNG images.
 
 Every figure is drawn with matplotlib from the run's own record (a demo's
-summary.json, an experiment's MLflow runs) and written twice: as a PNG file
+summary.json, an experiment's MLflow runs, a topic range's summary read from
+the topics) and written twice: as a PNG file
 beside the page, and inside the page as a data URI, so the page travels as
 one file. Under each figure the page lists the numbers it plots, in a table a
 person (or a test) can check against the summary.
@@ -24,7 +25,9 @@ import matplotlib.pyplot as plt  # noqa: E402  # after choosing the backend
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure as Canvas  # noqa: E402
 
+from weir.contract.serde import SchemaCatalog  # noqa: E402
 from weir.registry.policy import Business  # noqa: E402
+from weir.settings import Settings  # noqa: E402
 
 REPORT = "report.html"
 
@@ -112,12 +115,12 @@ def _quality_over_time(summary: dict[str, Any], metric: str) -> Figure:
         rows += [{"version": "served", "from": s["from"], metric: s["accuracy"]}
                  for s in summary["served_accuracy_timeline"]]
     _mark_drifts_and_decisions(axes, summary)
-    axes.set_xlabel("event")
+    axes.set_xlabel(summary.get("axis", "event"))
     axes.set_ylabel(metric.replace("_", " "))
     axes.legend(fontsize=7)
     what = "accuracy" if metric == "accuracy" else "log loss (from each version's score)"
     return Figure(metric, f"{what.capitalize()} per version over the stream",
-                  f"Every version scores every event; each point is one stretch of {_stretch(summary)} events. "
+                  f"Every version scores every event; each point is one stretch of {_stretch(summary)}. "
                   "Dotted lines: drift points; triangles: the policy's decisions.", _png(canvas), rows)
 
 
@@ -131,7 +134,7 @@ def _served_share(summary: dict[str, Any]) -> Figure:
     axes.stackplot(middles, *[shares[v] for v in versions], labels=versions, alpha=0.8)
     _mark_drifts_and_decisions(axes, summary)
     axes.set_ylim(0, 1)
-    axes.set_xlabel("event")
+    axes.set_xlabel(summary.get("axis", "event"))
     axes.set_ylabel("share of events served")
     axes.legend(fontsize=7, loc="lower left")
     rows = [{"from": s["from"], "version": v, "share": round(shares[v][i], 4)}
@@ -178,7 +181,7 @@ def _alert_timeline(summary: dict[str, Any]) -> Figure:
     rows = []
     kinds = sorted({a["kind"] for a in summary["alert_list"]})
     for alert in summary["alert_list"]:
-        event = _index(alert["evidence"].get("event_id", ""))
+        event = alert.get("event", _index(alert["evidence"].get("event_id", "")))  # older summaries: from the id
         if event is None or alert["status"] != "FIRING":
             continue
         rows.append({"event": event, "kind": alert["kind"], "subject": alert["subject"]})
@@ -186,7 +189,7 @@ def _alert_timeline(summary: dict[str, Any]) -> Figure:
         xs = [r["event"] for r in rows if r["kind"] == kind]
         axes.scatter(xs, [kind] * len(xs), s=14)
     _mark_drifts_and_decisions(axes, summary, decisions=False)
-    axes.set_xlabel("event")
+    axes.set_xlabel(summary.get("axis", "event"))
     return Figure("alerts", "Alerts on a timeline", "Every alert that fired, placed at the event it was raised on; "
                   "dotted lines: drift points.", _png(canvas), sorted(rows, key=lambda r: (r["event"], r["kind"])))
 
@@ -197,7 +200,7 @@ def _serving(summary: dict[str, Any]) -> Figure:
     middles = [(s["from"] + s["to"]) / 2 for s in timeline]
     axes.plot(middles, [s["latency_p50_ms"] for s in timeline], marker="o", label="latency p50 (ms)")
     axes.plot(middles, [s["latency_p99_ms"] for s in timeline], marker="o", label="latency p99 (ms)")
-    axes.set_xlabel("event")
+    axes.set_xlabel(summary.get("axis", "event"))
     axes.set_ylabel("scoring latency (ms)")
     twin = axes.twinx()
     twin.plot(middles, [s["throughput_per_s"] for s in timeline], color="grey", linestyle=":",
@@ -230,7 +233,7 @@ def _business(summary: dict[str, Any], business: Business) -> Figure:
         axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=version)
     _mark_drifts_and_decisions(axes, summary)
     axes.axhline(0, color="black", linewidth=0.8)
-    axes.set_xlabel("event")
+    axes.set_xlabel(summary.get("axis", "event"))
     axes.set_ylabel(f"gain over no model per 1,000 events {business.currency}".strip())
     axes.legend(fontsize=7)
     totals: dict[str, list[float]] = {}
@@ -294,7 +297,7 @@ def _mark_drifts_and_decisions(axes: Axes, summary: dict[str, Any], decisions: b
 
 def _stretch(summary: dict[str, Any]) -> str:
     first = summary["served_accuracy_timeline"][0] if summary["served_accuracy_timeline"] else None
-    return f"{first['to'] - first['from'] + 1:,}" if first else "?"
+    return f"{first['to'] - first['from'] + 1:,} {summary.get('unit', 'events')}" if first else "?"
 
 
 def _index(event_id: str) -> int | None:
@@ -372,3 +375,17 @@ def report_experiment(name: str, rank_by: str, runs_dir: Path) -> Path:
              ("data version", ", ".join(versions)), ("ranked by", rank_by)]
     return write_report(experiment_figures(name, rank_by, runs), runs_dir / "reports" / name,
                         f"Weir experiment {name}", facts)
+
+
+def report_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: int, until_ms: int, out: Path,
+                       business: Business | None, progress: bool) -> Path:
+    """The page of what the topics hold between two event times (predictions, labels, alerts, decisions)."""
+    from apps.range_summary import summarize_range
+
+    summary = summarize_range(settings, catalog, since_ms=since_ms, until_ms=until_ms, progress=progress)
+    facts = [("range", summary["run_id"]), ("events", f"{summary['events']:,} scored, {summary['served']:,} served, "
+                                                      f"{summary['labels']:,} labelled"),
+             ("decisions", ", ".join(f"{d['action']} {d['challenger']}" for d in summary["decisions"]) or "none")]
+    (out / "summary.json").parent.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return write_report(demo_figures(summary, business), out, f"Weir: {summary['run_id']}", facts)

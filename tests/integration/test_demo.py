@@ -73,6 +73,7 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
         assert page == path.parent / "report.html" and (path.parent / "report" / "business.png").exists()
         _the_report_shows_the_summary(page, summary)
         _an_experiment_runs_on_the_demos_topics(broker, summary, tmp_path)
+        _a_report_of_the_demos_topic_range_agrees(broker, summary, tmp_path)
     finally:
         delete_topics(broker.with_overrides(topic_prefix=summary["topic_prefix"]))
 
@@ -90,6 +91,31 @@ def _an_experiment_runs_on_the_demos_topics(broker: Settings, summary: dict[str,
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "3 candidates over 1500 events, 1500 labels" in done.stdout and "registered churn-experiment v1" in \
         done.stdout, done.stdout
+
+
+def _a_report_of_the_demos_topic_range_agrees(broker: Settings, summary: dict[str, Any], tmp_path: Path) -> None:
+    """`weir report --since` on the run's topics: the same events, versions and answers as the demo's own
+    summary, placed by time instead of index, rendered without error."""
+    env = settings_env(broker.with_overrides(topic_prefix=summary["topic_prefix"]))
+    done = subprocess.run(
+        [sys.executable, "-m", "apps", "report", "--since", "0", "--out", str(tmp_path / "range"), "--policy",
+         str(tmp_path / "policy.yaml"), "--no-progress"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip() == f"report: {tmp_path / 'range' / 'report.html'}"
+    ranged = json.loads((tmp_path / "range" / "summary.json").read_text())
+    assert (ranged["events"], ranged["served"], ranged["labels"]) == (1500, 1500, 1500)
+
+    def scored(timeline: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+        totals: dict[str, tuple[int, int]] = {}
+        for stretch in timeline:
+            for version, c in stretch["versions"].items():
+                n, right = totals.get(version, (0, 0))
+                totals[version] = (n + c["n"], right + c["tp"] + c["tn"])
+        return totals
+
+    assert scored(ranged["version_timeline"]) == scored(summary["version_timeline"])
+    shown = render(tmp_path / "range" / "report.html")
+    assert shown.errors == [] and len(shown.image_widths) == 8 and all(w > 0 for w in shown.image_widths)
 
 
 def _the_report_shows_the_summary(page: Path, summary: dict[str, Any]) -> None:

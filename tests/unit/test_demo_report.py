@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.demo import decision_report, recovery_report, served_accuracy_timeline
+from apps.timelines import decision_report, recovery_report, served_accuracy_timeline
 from weir.contract.records import Alert, Label
 
 
