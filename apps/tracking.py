@@ -89,6 +89,27 @@ class Tracker:
         return str(version)
 
 
+def mirror_aliases(client: MlflowClient, name: str, runs: dict[str, str], champion: str,
+                   challengers: list[str]) -> dict[str, str]:
+    """Set MLflow's aliases of registered model ``name`` to Weir's routing: ``champion`` and ``challenger`` (the
+    first challenger) point at the MLflow versions made from those Weir versions' runs (``runs``: Weir version
+    -> MLflow run id). An alias whose Weir version has no MLflow version is removed. What each alias now
+    names."""
+    versions = {v.run_id: str(v.version) for v in client.search_model_versions(f"name='{name}'")}
+    wanted = {"champion": champion, "challenger": challengers[0] if challengers else None}
+    out = {}
+    aliases = client.get_registered_model(name).aliases
+    for alias, weir_version in wanted.items():
+        mlflow_version = versions.get(runs.get(weir_version or "", ""))
+        if mlflow_version is not None:
+            client.set_registered_model_alias(name, alias, mlflow_version)
+            out[alias] = f"{weir_version} (MLflow version {mlflow_version})"
+        elif alias in aliases:
+            client.delete_registered_model_alias(name, alias)
+            out[alias] = "-"
+    return out
+
+
 def _exists(client: MlflowClient, name: str) -> bool:
     return any(m.name == name for m in client.search_registered_models(filter_string=f"name = '{name}'"))
 

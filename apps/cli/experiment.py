@@ -104,3 +104,33 @@ def compare(name: str, rank_by: str, runs_dir: Path) -> None:
         click.echo(f"{rank:3}. {rank_by} {'-' if score is None else f'{score:.6f}'}  {found.info.run_name}  "
                    f"run {found.info.run_id}  data {found.data.tags.get('weir.data_version', '-')[:19]}")
 
+
+@experiment.command("aliases")
+@click.argument("model")
+@click.option("--mlflow-model", required=True, metavar="NAME", help="MLflow's registered model to update.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Where the embedded MLflow store is, unless MLFLOW_TRACKING_URI names another.")
+@pass_session
+def aliases(session: Session, model: str, mlflow_model: str, runs_dir: Path) -> None:
+    """Mirror MODEL's routing in Weir's registry as MLflow aliases: `champion` and `challenger`.
+
+    Run it after a promotion or a rollback (by the policy or a person): the
+    aliases then name the MLflow versions made from the Weir versions that
+    serve now, found through each Weir version's `mlflow_run_id`.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from apps.experiments import default_tracking_uri
+    from apps.tracking import mirror_aliases
+    from weir.registry.decisions import current
+
+    registry = current(session.settings, session.catalog, model)
+    if registry.routing is None:
+        raise click.ClickException(f"{model} has no routing yet")
+    runs = {v.version: v.evidence["mlflow_run_id"] for v in registry.versions.values()
+            if "mlflow_run_id" in v.evidence}
+    client = MlflowClient(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(runs_dir))
+    done = mirror_aliases(client, mlflow_model, runs, registry.routing.champion, list(registry.routing.challengers))
+    for alias, target in done.items():
+        click.echo(f"{mlflow_model}@{alias}: {target}")
+

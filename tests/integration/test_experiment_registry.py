@@ -12,7 +12,7 @@ from apps.cli import cli
 from apps.processes import settings_env
 from tests.unit.test_experiments import SPEC, _snapshot
 from weir.contract.serde import SchemaCatalog
-from weir.registry.decisions import current
+from weir.registry.decisions import current, promote
 from weir.settings import Settings
 
 
@@ -42,3 +42,12 @@ def test_the_best_run_becomes_the_first_champion_then_a_shadow_challenger_with_i
     client = MlflowClient(tracking_uri=f"sqlite:///{(tmp_path / 'runs' / 'mlflow' / 'mlflow.db').resolve()}")
     assert client.get_model_version_by_alias("churn-model", "champion").run_id == best_run
     assert str(client.get_model_version_by_alias("churn-model", "challenger").version) == "2"
+
+    promote(settings, catalog, "churn", "v2")  # later, in Weir: v2 serves
+    mirrored = CliRunner().invoke(cli, ["experiment", "aliases", "churn", "--mlflow-model", "churn-model",
+                                        "--runs-dir", str(tmp_path / "runs")], env=env, prog_name="weir")
+    assert mirrored.exit_code == 0, mirrored.output
+    assert "churn-model@champion: v2 (MLflow version 2)" in mirrored.output and "churn-model@challenger: -" in \
+        mirrored.output
+    assert str(client.get_model_version_by_alias("churn-model", "champion").version) == "2"
+    assert "challenger" not in client.get_registered_model("churn-model").aliases

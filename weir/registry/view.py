@@ -39,6 +39,7 @@ class ModelVersion:
     parent_version: str | None = None
     training_window: TrainingWindow | None = None
     note: str | None = None
+    evidence: dict[str, str] = field(default_factory=dict)  # its lineage: how and from what it was made
     snapshot_learned: int = 0  # labels reflected in the model a serve worker holds (from a snapshot)
     learned: int = 0  # labels the learner reports (METRICS)
 
@@ -114,6 +115,7 @@ class ModelRegistry:
         self.versions[version] = ModelVersion(
             self.model_name, version, spec["factory"], dict(spec["params"]), record["created_at"],
             spec["pickle"], record["parent_version"], record["training_window"], record["note"],
+            dict(record.get("evidence") or {}),
         )
         self._history.append(HistoryEntry(record["created_at"], f"register {version} ({spec['factory']})",
                                           record["note"], record.get("actor"), dict(record.get("evidence") or {})))
