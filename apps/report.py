@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402  # after choosing the backend
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure as Canvas  # noqa: E402
 
+from apps.timelines import event_index  # noqa: E402
 from weir.contract.serde import SchemaCatalog  # noqa: E402
 from weir.registry.policy import Business  # noqa: E402
 from weir.settings import Settings  # noqa: E402
@@ -181,7 +182,7 @@ def _alert_timeline(summary: dict[str, Any]) -> Figure:
     rows = []
     kinds = sorted({a["kind"] for a in summary["alert_list"]})
     for alert in summary["alert_list"]:
-        event = alert.get("event", _index(alert["evidence"].get("event_id", "")))  # older summaries: from the id
+        event = alert.get("event", event_index(alert["evidence"].get("event_id", "")))  # older summaries: from the id
         if event is None or alert["status"] != "FIRING":
             continue
         rows.append({"event": event, "kind": alert["kind"], "subject": alert["subject"]})
@@ -298,11 +299,6 @@ def _mark_drifts_and_decisions(axes: Axes, summary: dict[str, Any], decisions: b
 def _stretch(summary: dict[str, Any]) -> str:
     first = summary["served_accuracy_timeline"][0] if summary["served_accuracy_timeline"] else None
     return f"{first['to'] - first['from'] + 1:,} {summary.get('unit', 'events')}" if first else "?"
-
-
-def _index(event_id: str) -> int | None:
-    tail = event_id.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None
 
 
 def _section(figure: Figure) -> str:

@@ -31,7 +31,7 @@ from streams.monitor.detectors import DriftMonitor
 from streams.monitor.stage import MonitorStage, build_monitor
 from streams.runtime.stage import Partition
 from weir.clock import now_ms
-from weir.contract.deadletter import HEADER_PREFIX
+from weir.contract.deadletter import read_headers
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, FeatureVector, Prediction
 from weir.contract.serde import SchemaCatalog
@@ -41,8 +41,6 @@ from weir.registry.policy import Policy, load_policy
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingEvent, PendingJoin
-
-ORIGINAL_TOPIC_HEADER = HEADER_PREFIX + "original.topic"
 
 
 class BackStage:
@@ -106,8 +104,8 @@ class BackStage:
     def _refused_at_the_door(self, record: InRecord) -> bool:
         """A dead letter of a raw event (the front's validation refused it), written since this back started: the
         back's own dead letters are labels, and older ones (a first read of the topic) are no incident now."""
-        origin = dict(record.headers or []).get(ORIGINAL_TOPIC_HEADER)
-        return origin == self.raw_topic.encode() and record.timestamp_ms >= self.started_ms
+        origin = read_headers(record.headers).get("original.topic")
+        return origin == self.raw_topic and record.timestamp_ms >= self.started_ms
 
     def tick(self) -> list[OutRecord]:
         return self.learn.tick() + self.watch.tick() + self._alerts()

@@ -216,9 +216,9 @@ class ControlPart:
         except KafkaException as exc:
             raise WeirError(f"reading the window back failed: {exc}") from exc
         window = data.learning_order() if data is not None else []
+        made_by = rule.factory or "the champion's"
         if rule.candidates:
-            model, tried = best_of(rule, window)
-            evidence["candidates"] = tried
+            model, made_by, evidence["candidates"] = best_of(rule, window)
         else:
             model = retrained(champion.model, rule, window)
         version = next_version(self.registry)
@@ -229,7 +229,7 @@ class ControlPart:
                 f", label times {span[0]}-{span[1]}" if span else " (online: learns from now on)"),
             "offsets": data.describe_spans() if data is not None else "-",
             "data_version": data.content_hash() if data is not None else "-", "trigger": decision.trigger or "-",
-            "factory": rule.factory or "the champion's", "params": json.dumps(rule.params, sort_keys=True),
+            "factory": made_by, "params": json.dumps(rule.params, sort_keys=True),
             "weir": weir.__version__, "river": installed("river")})
         note = f"policy v{decision.policy_version}: {rule.method} retrain of {champion.version}"
         records = [version_record(self.policy.model, version, PICKLE_FACTORY, {}, parent_version=champion.version,
@@ -269,14 +269,14 @@ class Joined:
 MIN_WINDOW = 100  # joined events a full or incremental retraining needs
 
 
-def best_of(rule: Retrain, window: list[tuple[dict[str, Any], Label]]) -> tuple[Model, str]:
+def best_of(rule: Retrain, window: list[tuple[dict[str, Any], Label]]) -> tuple[Model, str, str]:
     """The policy's experiment on the window: each candidate tested, then trained, on every labelled event in
-    order; the one with the lowest mean loss, trained on the whole window, and what each scored."""
+    order; the one with the lowest mean loss trained on the whole window, its name, and what each scored."""
     scored = [(*prequential_loss(candidate, window), candidate) for candidate in expand(rule.candidates)]
     scored.sort(key=lambda s: (s[0], s[2].name))
     tried = "; ".join(f"{c.name} loss {loss:.4f}" + (" (chosen)" if i == 0 else "")
                       for i, (loss, _, c) in enumerate(scored))
-    return scored[0][1], tried
+    return scored[0][1], scored[0][2].name, tried
 
 
 def retrained(champion: Model, rule: Retrain, window: list[tuple[dict[str, Any], Label]]) -> Model:

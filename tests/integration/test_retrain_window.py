@@ -117,6 +117,7 @@ def test_a_full_retraining_learns_exactly_the_window_it_names(kafka: Settings, c
     if experiment:
         tried = evidence["candidates"].split("; ")
         assert len(tried) == 3 and tried[0].endswith(f"loss {loss:.4f} (chosen)") and factory in tried[0], tried
+        assert evidence["factory"] == tried[0].split(" loss ")[0]  # the chosen candidate made it
     else:
         assert "candidates" not in evidence
     challenger = registry.versions["v2"].model
