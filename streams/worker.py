@@ -28,6 +28,7 @@ from typing import Any
 
 import faust
 import mode
+from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]  # aiokafka ships no types
 from confluent_kafka import KafkaException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
@@ -198,7 +199,11 @@ def run_worker(settings: Settings, names: Sequence[str], *, loglevel: str = "inf
 
     async def main() -> None:
         worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False, daemon=False)
-        await worker.start()
+        try:
+            await worker.start()
+        except KafkaConnectionError as exc:  # the cluster went away between loading the registry and now
+            raise WorkerGaveUp(f"the Kafka cluster went away while the worker started ({exc}); its supervisor "
+                               "starts it again, and it waits for the cluster") from exc
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
