@@ -187,7 +187,10 @@ def run_worker(settings: Settings, names: Sequence[str], *, loglevel: str = "inf
     catalog = open_catalog(settings)
     metrics = CollectorRegistry()
     ProcessCollector(registry=metrics)  # CPU, memory, open files of this worker
-    pipeline = build_pipeline(settings, names, catalog, metrics)
+    try:
+        pipeline = build_pipeline(settings, names, catalog, metrics)
+    except (KafkaUnreachable, KafkaException) as exc:  # the cluster went away after the registry load waited
+        raise _went_away(exc) from exc
     stop = asyncio.Event()
     given_up: list[StageLoop] = []
 
@@ -202,8 +205,7 @@ def run_worker(settings: Settings, names: Sequence[str], *, loglevel: str = "inf
         try:
             await worker.start()
         except KafkaConnectionError as exc:  # the cluster went away between loading the registry and now
-            raise WorkerGaveUp(f"the Kafka cluster went away while the worker started ({exc}); its supervisor "
-                               "starts it again, and it waits for the cluster") from exc
+            raise _went_away(exc) from exc
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
@@ -228,3 +230,9 @@ class WorkerGaveUp(WeirError):
     """A stage failed too often in a row: the worker stopped, for its supervisor to start it again."""
 
     exit_code = EXIT_GAVE_UP
+
+
+def _went_away(exc: Exception) -> WorkerGaveUp:
+    """A start the cluster broke off: exit 70, so the supervisor starts a fresh process, which waits for it."""
+    return WorkerGaveUp(f"the Kafka cluster went away while the worker started ({exc}); its supervisor starts it "
+                        "again, and it waits for the cluster")

@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from weir.contract.messages import InRecord
-from weir.errors import WeirError
+from weir.errors import KafkaUnreachable, WeirError
 from weir.kafka.logs import with_log
 from weir.settings import Settings
 
@@ -53,7 +53,7 @@ def read_topic(
         deadline = time.monotonic() + timeout_s
         while ends:
             if time.monotonic() > deadline:
-                raise WeirError(f"reading {topic} did not reach its end within {timeout_s:.0f} s")
+                raise KafkaUnreachable(f"reading {topic} did not reach its end within {timeout_s:.0f} s")
             for msg in consumer.consume(batch, timeout=0.5):
                 error, partition = msg.error(), msg.partition()
                 if error is not None and error.code() == KafkaError._PARTITION_EOF:
