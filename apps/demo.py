@@ -23,7 +23,6 @@ from typing import Any
 from tqdm import tqdm
 
 from apps.processes import free_port, scrape, start_worker, stop_process
-from apps.report import report_demo_run
 from apps.tally import Tally, TopicTally
 from apps.timelines import (
     alert_brief,
@@ -453,6 +452,8 @@ def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: 
     path = run_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _print_summary(summary)
+    from apps.report import report_demo_run  # matplotlib: imported when the run is over, not at its start
+
     try:
         page: Path | None = report_demo_run(run_dir)
     except Exception as exc:  # the summary stands without its pictures; the problem is said, and kept in it

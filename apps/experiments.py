@@ -44,7 +44,7 @@ from apps.replay import END_OF_TIME, replay_vectors
 from apps.snapshots import read_snapshot
 from weir.contract.records import FeatureVector, Label
 from weir.contract.serde import SchemaCatalog
-from weir.errors import ConfigError
+from weir.errors import ConfigError, invalid
 from weir.kafka.ranges import Labels, read_topic_range
 from weir.registry.candidates import Candidate, CandidateSpec, expand
 from weir.registry.decisions import current, register, route, sign_model_file
@@ -90,8 +90,7 @@ def parse_spec(text: str, origin: str) -> tuple[ExperimentSpec, list[Candidate]]
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin} is not YAML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{origin}: {problems}") from exc
+        raise invalid(origin, exc) from exc
     try:
         candidates = expand(spec.candidates)
     except ConfigError as exc:

@@ -33,9 +33,8 @@ class Tracker:
     """One experiment in one tracking store."""
 
     def __init__(self, experiment: str, runs_dir: Path) -> None:
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its table migrations at every command
-        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(runs_dir)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.uri = tracking_uri(runs_dir)
+        self.client = client(self.uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
@@ -87,6 +86,16 @@ class Tracker:
         version = self.client.create_model_version(name, source, run_id=run_id).version
         self.client.set_registered_model_alias(name, alias, str(version))
         return str(version)
+
+
+def tracking_uri(runs_dir: Path) -> str:
+    """MLflow's own setting when given, else the embedded store under the runs folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(runs_dir)
+
+
+def client(uri: str) -> MlflowClient:
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its table migrations at every command
+    return MlflowClient(tracking_uri=uri)
 
 
 def mirror_aliases(client: MlflowClient, name: str, runs: dict[str, str], champion: str,

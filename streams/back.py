@@ -93,12 +93,15 @@ class BackStage:
     # --- the stage -------------------------------------------------------------------------------------------
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
-        if self.policy is not None:
+        if self.policy is not None:  # the dead letters are only counted; the learner never sees them
+            learned = []
             for record in batch:
-                if record.topic == self.dlq_topic and self._refused_at_the_door(record):
+                if record.topic != self.dlq_topic:
+                    learned.append(record)
+                elif self._refused_at_the_door(record):
                     assert self.control is not None
                     self.control.on_event_refused()
-            batch = [r for r in batch if r.topic != self.dlq_topic]
+            batch = learned
         return self.learn.process(batch) + self._alerts()
 
     def _refused_at_the_door(self, record: InRecord) -> bool:

@@ -5,6 +5,13 @@ Callers catch the narrowest class they can act on; the CLI turns any
 traceback.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class WeirError(Exception):
     """Base class of every error Weir raises on purpose."""
@@ -56,3 +63,9 @@ class KafkaUnreachable(WeirError):
 
 class KafkaRefused(WeirError):
     """The cluster answered and refused Weir (credentials, TLS, authorisation): waiting will not help."""
+
+
+def invalid(origin: str, exc: ValidationError) -> ConfigError:
+    """A file's pydantic validation failure as one ConfigError naming every problem by its key path."""
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+    return ConfigError(f"{origin}: {problems}")

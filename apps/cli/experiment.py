@@ -118,10 +118,7 @@ def aliases(session: Session, model: str, mlflow_model: str, runs_dir: Path) -> 
     aliases then name the MLflow versions made from the Weir versions that
     serve now, found through each Weir version's `mlflow_run_id`.
     """
-    from mlflow.tracking import MlflowClient
-
-    from apps.experiments import default_tracking_uri
-    from apps.tracking import mirror_aliases
+    from apps.tracking import client, mirror_aliases, tracking_uri
     from weir.registry.decisions import current
 
     registry = current(session.settings, session.catalog, model)
@@ -129,8 +126,8 @@ def aliases(session: Session, model: str, mlflow_model: str, runs_dir: Path) -> 
         raise click.ClickException(f"{model} has no routing yet")
     runs = {v.version: v.evidence["mlflow_run_id"] for v in registry.versions.values()
             if "mlflow_run_id" in v.evidence}
-    client = MlflowClient(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(runs_dir))
-    done = mirror_aliases(client, mlflow_model, runs, registry.routing.champion, list(registry.routing.challengers))
+    routing, store = registry.routing, client(tracking_uri(runs_dir))
+    done = mirror_aliases(store, mlflow_model, runs, routing.champion, list(routing.challengers))
     for alias, target in done.items():
         click.echo(f"{mlflow_model}@{alias}: {target}")
 

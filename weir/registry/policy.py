@@ -45,7 +45,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from weir.errors import ConfigError
+from weir.errors import ConfigError, invalid
 from weir.registry.candidates import CandidateSpec, expand
 from weir.registry.factories import build_model, encode_params
 
@@ -166,8 +166,7 @@ def parse_policy(text: str, origin: str = "policy") -> Policy:
     try:
         return Policy.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{origin}: {problems}") from exc
+        raise invalid(origin, exc) from exc
 
 
 def load_policy(path: Path) -> Policy:
