@@ -39,7 +39,8 @@ class FrontStage:
         out: list[OutRecord] = []
         for record in batch:
             event, first = self.validate.check(record)
-            out.append(first)
+            if first is not None:
+                out.append(first)
             if event is not None:
                 vector = feature_vector(event)
                 out.append(self.features.record(vector))

@@ -88,7 +88,7 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
     registry = ModelRegistry(settings.model_name, follows_snapshots=not STATEFUL_STAGES & set(names))
     intake = RegistryIntake(settings, catalog)
     metrics.register(RefusedRecords(intake))
-    follow_from = _load_when_reachable(settings, catalog, registry, intake)
+    follow_from = load_when_reachable(settings, catalog, registry, intake)
     if {"front", "serve", "back", "learn"} & set(names) and register_default_model(settings, catalog, registry):
         log.info("registry was empty: registered %s v1 (%s) as champion", settings.model_name,
                  settings.default_factory)
@@ -108,7 +108,7 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
 EXIT_GAVE_UP = 70  # EX_SOFTWARE: a stage failed on its own too often in a row; its supervisor restarts the worker
 
 
-def _load_when_reachable(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
+def load_when_reachable(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
                          intake: RegistryIntake) -> dict[int, int]:
     """The registry as the topic holds it; a worker started during a broker outage waits for the cluster, as its
     running stages do, instead of exiting. A cluster that refuses Weir (credentials, ACLs) ends it at once."""

@@ -116,6 +116,23 @@ class Settings(BaseSettings):
         description="a stage loop silent this long makes the worker's /livez answer 503 (at least twice its "
         "delivery wait: a loop waiting for deliveries is not silent)"
     )
+    http_port: int = Field(default=8080, ge=0, description="port of `weir serve-http`, the HTTP inference service")
+    http_source: str = Field(
+        default="http",
+        description="source an HTTP request's event gets when it names none; the validation rules are per source "
+        "(churn for the demo's domain)",
+    )
+    http_max_body_bytes: int = Field(
+        default=1_048_576, ge=1_024, description="largest request body the HTTP service reads; larger ones get 413"
+    )
+    http_write_timeout_ms: int = Field(
+        default=5_000, ge=100,
+        description="how long a request waits for the broker to acknowledge its records before it is answered 503 "
+        "(librdkafka message.timeout.ms of the service's producer)",
+    )
+    http_shutdown_grace_s: float = Field(
+        default=10.0, gt=0, description="how long the HTTP service lets in-flight requests finish on SIGTERM"
+    )
     alert_webhook_url: str | None = Field(default=None, description="where the alert sink forwards every alert")
     alert_webhook_token: SecretStr | None = Field(
         default=None, description="bearer token the alert sink sends with every forwarded alert"

@@ -20,7 +20,7 @@ from apps.cli.experiment import experiment
 from apps.cli.kafka import kafka
 from apps.cli.models import deploy, models
 from apps.cli.policy import policy
-from apps.cli.processes import produce, worker
+from apps.cli.processes import produce, serve_http, worker
 from apps.cli.report import report
 from weir.settings import Settings
 
@@ -46,8 +46,8 @@ def cli(ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, app
                                                 partitions=partitions), debug=debug)
 
 
-for command in (kafka, topics, schemas, worker, produce, models, deploy, policy, replay, data, experiment, monitor, dlq,
-                alerts, report, demo):
+for command in (kafka, topics, schemas, worker, serve_http, produce, models, deploy, policy, replay, data, experiment,
+                monitor, dlq, alerts, report, demo):
     cli.add_command(command)
 
 

@@ -92,3 +92,36 @@ def produce(session: Session, source: SourceSpec, duration: float | None, rate: 
         click.echo(f"  delivery failure x{n}: {reason}", err=True)
     if summary.failed:
         sys.exit(1)
+
+
+@click.command("serve-http")
+@click.option("--port", type=PORT, help="Port to listen on (env WEIR_HTTP_PORT; default 8080).")
+@click.option("--bind", help="Address to listen on (env WEIR_WEB_BIND; default 127.0.0.1, 0.0.0.0 in a container).")
+@click.option("--source", help="Source of a request's event when it names none, which picks its validation rules "
+              "(env WEIR_HTTP_SOURCE; default http: the generic checks only).")
+@click.option("--loglevel", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              show_default=True)
+@pass_session
+def serve_http(session: Session, port: int | None, bind: str | None, source: str | None, loglevel: str) -> None:
+    """Serve the model over HTTP, on the same registry, routing, topics and feedback loop as the stream.
+
+    \b
+    Endpoints (Open Inference Protocol v2 REST, plus two of Weir's own):
+      POST /v2/models/NAME/infer                  inputs are columns, one row per event
+      POST /v2/models/NAME/versions/V/infer       served by V (the champion or the canary)
+      POST /predict                               {"entity_id", "attributes", ...} -> the served prediction
+      POST /v2/feedback                           {"event_id", "entity_id", "label"} or a list of them
+      GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/V][/ready], /metrics
+
+    Each event is checked by the validation rules (422 and a dead letter if it
+    breaks one), featurised, scored by every active version and served by the
+    same router as the stream, so an entity gets the same arm either way. Its
+    raw event, features and predictions are on the topics before the answer
+    goes out. Routing changes reach the service within a second. SIGTERM lets
+    requests in flight finish and flushes the producer. See docs/http.md.
+    """
+    from apps.service.server import run_service  # uvicorn and the stream stages load only for this command
+
+    settings = session.settings.with_overrides(http_port=port, web_bind=bind, http_source=source)
+    ensure_reachable(settings)
+    run_service(settings, loglevel=loglevel)

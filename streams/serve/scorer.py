@@ -51,12 +51,13 @@ class Scorer:
         self.timeout_ms = timeout_ms
         self.metrics = metrics or ServeMetrics(CollectorRegistry())
 
-    def score(self, vector: FeatureVector) -> list[Prediction] | Rejection:
-        """All records for one event (the served one last), or why the event cannot be served."""
+    def score(self, vector: FeatureVector, *, serve: str | None = None) -> list[Prediction] | Rejection:
+        """All records for one event (the served one last), or why the event cannot be served. ``serve``: the
+        version a caller asked for by name (the HTTP service's per-version path) instead of the routed one."""
         routing, active = self.registry.routing, self.registry.active()
         if routing is None or not active:
             return Rejection("no-champion", STAGE, f"model {self.registry.model_name!r} has no champion routed")
-        target = routing.router.serving(vector["entity_id"])
+        target = serve or routing.router.serving(vector["entity_id"])
         records = {
             v.version: self._predict(v, vector, routing.router.role_of(v.version),
                                      None if v.version == routing.champion else self.timeout_ms)

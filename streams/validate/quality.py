@@ -29,6 +29,7 @@ class QualityCounters:
     field_missing: Counter[tuple[str, str]] = field(default_factory=Counter)
     field_out_of_range: Counter[tuple[str, str]] = field(default_factory=Counter)
     late: Counter[str] = field(default_factory=Counter)  # by source
+    served_elsewhere: Counter[str] = field(default_factory=Counter)  # by who served them (the HTTP service)
 
 
 class QualityCollector(Collector):
@@ -49,6 +50,8 @@ class QualityCollector(Collector):
         yield _family("weir_quality_field_out_of_range", "Records where a field was outside its declared range",
                       ["source", "field"], c.field_out_of_range)
         yield _family("weir_quality_late_events", "Records older than the lag tolerance", ["source"], c.late)
+        yield _family("weir_quality_served_elsewhere", "Raw events another Weir process served, passed by",
+                      ["served_by"], c.served_elsewhere)
 
 
 def _family(name: str, doc: str, labels: list[str], counts: Counter[Any]) -> CounterMetricFamily:

@@ -1,0 +1,1 @@
+"""`weir serve-http`: inference as a microservice on the same registry, routing, topics and feedback loop."""

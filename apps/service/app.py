@@ -1,0 +1,239 @@
+"""The HTTP service's ASGI app: the Open Inference Protocol's REST endpoints, a simple JSON one, labels, health
+and metrics, on one live registry view.
+
+The registry view is loaded before the app starts and follows the ``models``
+topic while it runs (``streams.follower``), applying each record on the event
+loop between requests: a routing change reaches the next request within the
+follower's poll (0.2 s). Requests run on the loop too, so a request never sees
+the routing change halfway through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from apps.service.inference import Inference, Refusal, Served
+from apps.service.metrics import HttpMetrics
+from apps.service.payloads import Answer, PayloadError, labels_of, oip_events, oip_response, parse_json, simple_event
+from apps.service.writer import RecordsNotWritten, RecordWriter
+from streams.follower import RegistryFollower
+from streams.validate.rules import RuleSet
+from weir import __version__
+from weir.clock import now_ms
+from weir.contract.serde import SchemaCatalog
+from weir.contract.topics import EVENTS_RAW, FEEDBACK
+from weir.registry.store import RegistryIntake
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+
+log = logging.getLogger("weir.http")
+
+DATATYPES = {"number": "FP64", "integer": "INT64", "string": "BYTES", "boolean": "BOOL"}  # rule type -> tensor type
+OUTPUTS = [{"name": "predicted_label", "datatype": "BYTES", "shape": [-1]},
+           {"name": "score", "datatype": "FP64", "shape": [-1]},
+           {"name": "model_version", "datatype": "BYTES", "shape": [-1]},
+           {"name": "event_id", "datatype": "BYTES", "shape": [-1]}]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Running:
+    """What the app starts with its lifespan and stops at its end."""
+
+    writer: RecordWriter | None = None
+    follower: RegistryFollower | None = None
+    extensions: list[str] = field(default_factory=lambda: ["weir-simple-json", "weir-feedback"])
+
+
+def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry, intake: RegistryIntake,
+              follow_from: dict[int, int], metrics: CollectorRegistry) -> Starlette:
+    """The service over ``registry`` (loaded), following the topic from ``follow_from``."""
+    inference = Inference(settings, catalog, registry, metrics)
+    http = HttpMetrics(metrics)
+    running = Running()
+    name = registry.model_name
+    source_rules = RuleSet.load(settings.rules_path).for_source(settings.http_source)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        running.writer = RecordWriter(settings)
+        running.follower = RegistryFollower(settings, intake, registry, follow_from)
+        await running.follower.start()
+        log.info("serving %s over HTTP: %s", name, registry.routing.describe() if registry.routing else "no routing")
+        try:
+            yield
+        finally:  # uvicorn has let the requests in flight finish
+            await running.follower.stop()
+            left = await asyncio.get_running_loop().run_in_executor(None, running.writer.close,
+                                                                     settings.http_shutdown_grace_s)
+            if left:
+                log.error("%d records of answered requests were still undelivered at shutdown", left)
+
+    def writer() -> RecordWriter:
+        assert running.writer is not None, "the app's lifespan starts the writer"
+        return running.writer
+
+    async def answer(outcome: Served | Refusal, render: Callable[[list[Answer]], Any]) -> Response:
+        """Write the records (or the dead letters), then answer: nothing is answered unrecorded."""
+        try:
+            await writer().write(outcome.letters if isinstance(outcome, Refusal) else outcome.records)
+        except RecordsNotWritten as exc:
+            return JSONResponse({"error": f"not answered: {exc}; send the request again"}, 503,
+                                headers={"Retry-After": "1"})
+        if isinstance(outcome, Refusal):
+            return JSONResponse(outcome.as_json(), outcome.status)
+        inference.remember(outcome.answers)
+        return JSONResponse(render(outcome.answers))
+
+    async def read_body(request: Request, topic: str) -> bytes | Refusal:
+        body, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.http_max_body_bytes:
+                return inference.refuse_body(413, f"the body is over {settings.http_max_body_bytes} bytes "
+                                             "(WEIR_HTTP_MAX_BODY_BYTES)", b"", topic=topic,
+                                             path=request.url.path, reason="oversized-request")
+            body.append(chunk)
+        return b"".join(body)
+
+    # --- inference ---------------------------------------------------------------------------------------------
+
+    async def infer(request: Request) -> Response:
+        """POST /v2/models/{name}[/versions/{version}]/infer: the Open Inference Protocol's inference."""
+        if request.path_params["name"] != name:
+            return _not_found(f"no model {request.path_params['name']!r} here; this service serves {name!r}")
+        body = await read_body(request, EVENTS_RAW.name)
+        if isinstance(body, Refusal):
+            return await answer(body, list)
+        try:
+            request_id, events = oip_events(parse_json(body), now_ms=now_ms(), default_source=settings.http_source)
+        except PayloadError as exc:
+            return await answer(inference.refuse_body(422, str(exc), body, topic=EVENTS_RAW.name,
+                                                      path=request.url.path), list)
+        outcome = inference.serve(events, path=request.url.path, version=request.path_params.get("version"))
+        return await answer(outcome, lambda answers: oip_response(name, request_id, answers))
+
+    async def predict(request: Request) -> Response:
+        """POST /predict: one raw event as JSON, the served prediction as JSON."""
+        body = await read_body(request, EVENTS_RAW.name)
+        if isinstance(body, Refusal):
+            return await answer(body, list)
+        try:
+            event = simple_event(parse_json(body), now_ms=now_ms(), default_source=settings.http_source)
+        except PayloadError as exc:
+            return await answer(inference.refuse_body(422, str(exc), body, topic=EVENTS_RAW.name,
+                                                      path=request.url.path), list)
+        return await answer(inference.serve([event], path=request.url.path), lambda answers: answers[0].as_json())
+
+    async def feedback(request: Request) -> Response:
+        """POST /v2/feedback: labels of events served here or on the stream, for the learner."""
+        body = await read_body(request, FEEDBACK.name)
+        if isinstance(body, Refusal):
+            return await answer(body, list)
+        try:
+            labels = labels_of(parse_json(body), now_ms=now_ms())
+        except PayloadError as exc:
+            return await answer(inference.refuse_body(422, str(exc), body, topic=FEEDBACK.name,
+                                                      path=request.url.path), list)
+        outcome = inference.label(labels, path=request.url.path)
+        if isinstance(outcome, Refusal):
+            return await answer(outcome, list)
+        try:
+            await writer().write(outcome)
+        except RecordsNotWritten as exc:
+            return JSONResponse({"error": f"not taken: {exc}; send the labels again"}, 503,
+                                headers={"Retry-After": "1"})
+        return JSONResponse({"accepted": len(outcome)})
+
+    # --- metadata and health -----------------------------------------------------------------------------------
+
+    async def server_metadata(_request: Request) -> Response:
+        return JSONResponse({"name": "weir", "version": __version__, "extensions": running.extensions})
+
+    async def live(_request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    def ready() -> bool:
+        return running.writer is not None and registry.routing is not None and bool(registry.active())
+
+    async def server_ready(_request: Request) -> Response:
+        return JSONResponse({"ready": ready()}, 200 if ready() else 503)
+
+    async def model_metadata(request: Request) -> Response:
+        version = request.path_params.get("version")
+        if request.path_params["name"] != name or (version is not None and version not in registry.versions):
+            return _not_found(f"no model {request.path_params['name']!r}" + (f" version {version!r}" if version
+                                                                                 else ""))
+        routing = registry.routing
+        inputs = [{"name": n, "datatype": DATATYPES.get(rule.type or "", "BYTES"), "shape": [-1]}
+                  for n, rule in source_rules.fields.items()]
+        body: dict[str, Any] = {"name": name, "platform": "river", "inputs": inputs, "outputs": OUTPUTS,
+                                "versions": [v.version for v in registry.active()],
+                                "parameters": {"routing": routing.describe() if routing else "none",
+                                               "source": settings.http_source}}
+        if version is not None:
+            v = registry.versions[version]
+            body.update(versions=[version], parameters={
+                "role": routing.router.role_of(version) if routing and version in routing.router.scoring()
+                else "inactive",
+                "factory": v.factory, "labels_learned": v.learned, "labels_in_served_copy": v.snapshot_learned})
+        return JSONResponse(body)
+
+    async def model_ready(request: Request) -> Response:
+        version = request.path_params.get("version")
+        active = {v.version for v in registry.active()}
+        ok = request.path_params["name"] == name and (version in active if version else bool(active))
+        return JSONResponse({"name": request.path_params["name"], "ready": ok}, 200 if ok else 503)
+
+    async def metrics_page(_request: Request) -> Response:
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    def measured(route: str, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            http.in_flight.inc()
+            try:
+                response = await handler(request)
+            except Exception as exc:  # an answer, and the cause in the log, rather than a dropped connection
+                log.exception("%s failed", route)
+                response = JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+            finally:
+                http.in_flight.dec()
+            http.observe(route, response.status_code, time.perf_counter() - started)
+            return response
+
+        return endpoint
+
+    routes = [
+        ("/v2", server_metadata, "GET"),
+        ("/v2/health/live", live, "GET"),
+        ("/v2/health/ready", server_ready, "GET"),
+        ("/v2/models/{name}", model_metadata, "GET"),
+        ("/v2/models/{name}/ready", model_ready, "GET"),
+        ("/v2/models/{name}/versions/{version}", model_metadata, "GET"),
+        ("/v2/models/{name}/versions/{version}/ready", model_ready, "GET"),
+        ("/v2/models/{name}/infer", infer, "POST"),
+        ("/v2/models/{name}/versions/{version}/infer", infer, "POST"),
+        ("/predict", predict, "POST"),
+        ("/v2/feedback", feedback, "POST"),
+        ("/metrics", metrics_page, "GET"),
+    ]
+    return Starlette(routes=[Route(path, measured(path, handler), methods=[method])
+                             for path, handler, method in routes], lifespan=lifespan)
+
+
+def _not_found(message: str) -> Response:
+    return JSONResponse({"error": message}, 404)

@@ -1,0 +1,44 @@
+"""`weir serve-http` as a process: load the registry, build the app, and run it on uvicorn until SIGTERM.
+
+uvicorn owns the signals: on SIGINT or SIGTERM it stops taking connections,
+lets the requests in flight finish (up to ``WEIR_HTTP_SHUTDOWN_GRACE_S``), and
+then ends the app's lifespan, which stops following the registry and flushes
+the producer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from apps.service.app import build_app
+from streams.follower import RefusedRecords
+from streams.worker import load_when_reachable
+from weir.contract.serde import open_catalog
+from weir.registry.store import RegistryIntake, register_default_model
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+
+log = logging.getLogger("weir.http")
+
+
+def run_service(settings: Settings, *, loglevel: str = "info") -> None:
+    """Serve ``settings.model_name`` on ``settings.web_bind``:``settings.http_port`` until SIGINT/SIGTERM."""
+    catalog = open_catalog(settings)
+    metrics = CollectorRegistry()
+    ProcessCollector(registry=metrics)
+    # No learner in this process: it serves the learner's copies as the models topic carries them.
+    registry = ModelRegistry(settings.model_name, follows_snapshots=True)
+    intake = RegistryIntake(settings, catalog)
+    metrics.register(RefusedRecords(intake))
+    follow_from = load_when_reachable(settings, catalog, registry, intake)
+    if register_default_model(settings, catalog, registry):
+        log.info("registry was empty: registered %s v1 (%s) as champion", settings.model_name,
+                 settings.default_factory)
+    app = build_app(settings, catalog, registry, intake, follow_from, metrics)
+    config = uvicorn.Config(app, host=settings.web_bind, port=settings.http_port, loop="uvloop", http="httptools",
+                            lifespan="on", access_log=False, log_level=loglevel,
+                            timeout_graceful_shutdown=int(settings.http_shutdown_grace_s) or 1)
+    uvicorn.Server(config).run()

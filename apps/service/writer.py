@@ -1,0 +1,111 @@
+"""The HTTP service's records go to Kafka before its answer goes to the caller.
+
+One idempotent producer (``acks=all``) for the process; a poll thread serves
+its delivery reports, and each request awaits the reports of its own records
+on the event loop. An answer thus always has its records on the broker, and
+a request whose records the broker did not take within
+``WEIR_HTTP_WRITE_TIMEOUT_MS`` is answered 503, never served unrecorded.
+
+Not a transaction per request: a commit would add its round trips to every
+answer (see docs/http.md). The cost is that a process that dies between
+writing a request's records and answering it may leave part of them; the
+caller, with no answer, retries with the same event id, and the readers count
+an event id once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from weir.contract.messages import OutRecord, kafka_headers
+from weir.errors import WeirError
+from weir.kafka.clients import make_producer
+from weir.settings import Settings
+
+
+class RecordsNotWritten(WeirError):
+    """The broker did not take a request's records in time (or refused them)."""
+
+
+class _Deliveries:
+    """Counts one request's delivery reports (on the poll thread) and wakes the request when all are in."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[list[str]]) -> None:
+        self.loop, self.future = loop, future
+        self.expected: int | None = None  # known once every record is queued
+        self.reported = 0
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+
+    def delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        with self.lock:
+            self.reported += 1
+            if err is not None:
+                self.errors.append(err.str())
+            self._wake_if_done()
+
+    def queued(self, count: int, error: str | None = None) -> None:
+        with self.lock:
+            self.expected = count
+            if error is not None:
+                self.errors.append(error)
+            self._wake_if_done()
+
+    def _wake_if_done(self) -> None:
+        if self.expected is not None and self.reported >= self.expected:
+            errors = list(self.errors)
+            self.loop.call_soon_threadsafe(_resolve, self.future, errors)
+
+
+def _resolve(future: asyncio.Future[list[str]], errors: list[str]) -> None:
+    if not future.done():
+        future.set_result(errors)
+
+
+class RecordWriter:
+    """Writes a request's records and waits until the broker has every one of them."""
+
+    def __init__(self, settings: Settings, **extra: Any) -> None:
+        # linger 1 ms: concurrent requests share a produce request without the default 5 ms in every answer
+        self.producer = make_producer(settings, **{"linger.ms": 1,
+                                                   "message.timeout.ms": settings.http_write_timeout_ms, **extra})
+        self._stopping = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="weir-http-producer", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            self.producer.poll(0.05)
+
+    async def write(self, records: list[OutRecord]) -> None:
+        """Return once the broker has all of ``records``; ``RecordsNotWritten`` if it did not take them all."""
+        if not records:
+            return
+        loop = asyncio.get_running_loop()
+        deliveries = _Deliveries(loop, loop.create_future())
+        queued, error = 0, None
+        for record in records:
+            try:
+                self.producer.produce(record.topic, key=record.key, value=record.value,
+                                      headers=kafka_headers(record.headers), on_delivery=deliveries.delivered)
+            except BufferError:
+                error = "the producer's queue is full (the broker is slow or away)"
+                break
+            except KafkaException as exc:
+                error = str(exc)
+                break
+            queued += 1
+        deliveries.queued(queued, error)
+        errors = await deliveries.future
+        if errors:
+            raise RecordsNotWritten(f"{len(errors)} of {len(records)} records not written: {errors[0]}")
+
+    def close(self, timeout_s: float) -> int:
+        """Stop polling and flush what is queued; the number of records still undelivered."""
+        self._stopping.set()
+        self._poller.join()
+        return int(self.producer.flush(timeout_s))

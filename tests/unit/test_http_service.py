@@ -1,0 +1,247 @@
+"""The HTTP service's logic without a broker or a server: request bodies, the front's rules and routing applied to
+requests, the records a request leaves, refusals and their dead letters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from apps.service.inference import Inference, Refusal, Served
+from apps.service.payloads import Answer, PayloadError, labels_of, oip_events, oip_response, simple_event
+from producers.churn import ChurnDomain
+from streams.validate.stage import ValidateStage
+from weir.clock import now_ms
+from weir.contract.deadletter import read_headers
+from weir.contract.messages import InRecord, OutRecord
+from weir.contract.records import RawEvent
+from weir.contract.serde import SchemaCatalog, topic_serde
+from weir.contract.served import SERVED_BY, SERVED_SIGNATURE
+from weir.contract.topics import EVENTS_RAW, PREDICTIONS
+from weir.registry.records import routing_record, version_record
+from weir.registry.view import ModelRegistry
+from weir.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(topic_prefix="u.", home=tmp_path, http_source="churn")
+
+
+def churn_events(n: int, seed: int = 3) -> list[RawEvent]:
+    return [{"event_id": e.event_id, "entity_id": e.entity_id, "event_time": now_ms(), "source": "churn",
+             "attributes": e.attributes} for e in ChurnDomain(seed=seed, customers=5_000).events(n)]
+
+
+def registry(mode: str = "basic", percent: float = 0.0, versions: tuple[str, ...] = ("v1",)) -> ModelRegistry:
+    r = ModelRegistry("default")
+    for v in versions:
+        r.apply(version_record("default", v, "logistic_regression", {}))
+    r.apply(routing_record("default", mode, versions[0], list(versions[1:]), percent))
+    return r
+
+
+def inference(settings: Settings, catalog: SchemaCatalog, reg: ModelRegistry) -> Inference:
+    return Inference(settings, catalog, reg, CollectorRegistry())
+
+
+def served(outcome: Served | Refusal) -> Served:
+    assert isinstance(outcome, Served), outcome
+    return outcome
+
+
+def refused(outcome: Served | Refusal) -> Refusal:
+    assert isinstance(outcome, Refusal), outcome
+    return outcome
+
+
+def as_read(record: OutRecord) -> InRecord:
+    return InRecord(record.topic, 0, 0, 0, record.key, record.value, list(record.headers or []))
+
+
+# --- bodies ---------------------------------------------------------------------------------------------------------
+
+def test_a_simple_event_gets_an_id_and_a_time_when_it_names_none() -> None:
+    event = simple_event({"entity_id": "c1", "attributes": {"age": 40, "plan": "basic", "autopay": True}},
+                         now_ms=123, default_source="churn")
+    assert event["entity_id"] == "c1" and event["event_time"] == 123 and event["source"] == "churn"
+    assert len(event["event_id"]) == 32 and event["attributes"] == {"age": 40, "plan": "basic", "autopay": True}
+
+
+@pytest.mark.parametrize("body, says", [
+    ([1, 2], "JSON object"),
+    ({"attributes": {}}, "entity_id is missing"),
+    ({"entity_id": 7, "attributes": {}}, "entity_id must be a string"),
+    ({"entity_id": "c", "attributes": {"age": [1]}}, "attribute 'age' is a list"),
+    ({"entity_id": "c", "attributes": {}, "age": 3}, "unknown fields: age"),
+    ({"entity_id": "c", "attributes": {}, "event_time": "yesterday"}, "epoch milliseconds"),
+])
+def test_a_simple_body_that_is_no_event_says_why(body: Any, says: str) -> None:
+    with pytest.raises(PayloadError, match=says):
+        simple_event(body, now_ms=1, default_source="churn")
+
+
+def tensor(name: str, datatype: str, data: list[Any], shape: list[int] | None = None) -> dict[str, Any]:
+    return {"name": name, "datatype": datatype, "shape": shape or [len(data)], "data": data}
+
+
+def test_inference_inputs_are_columns_and_each_row_is_an_event() -> None:
+    request_id, events = oip_events({"id": "r9", "inputs": [
+        tensor("entity_id", "BYTES", ["a", "b"]), tensor("event_id", "BYTES", ["e1", "e2"]),
+        tensor("age", "INT64", [[30], [40]], [2, 1]), tensor("charges", "FP32", [1, 2.5]),
+        tensor("autopay", "BOOL", [True, None]),
+    ]}, now_ms=5, default_source="churn")
+    assert request_id == "r9"
+    assert events == [
+        {"event_id": "e1", "entity_id": "a", "event_time": 5, "source": "churn",
+         "attributes": {"age": 30, "charges": 1.0, "autopay": True}},
+        {"event_id": "e2", "entity_id": "b", "event_time": 5, "source": "churn",
+         "attributes": {"age": 40, "charges": 2.5, "autopay": None}},
+    ]
+    _, (one,) = oip_events({"parameters": {"entity_id": "c", "source": "simple"},
+                            "inputs": [tensor("x1", "FP64", [0.5])]}, now_ms=5, default_source="churn")
+    assert one["entity_id"] == "c" and one["source"] == "simple" and one["attributes"] == {"x1": 0.5}
+
+
+@pytest.mark.parametrize("inputs, says", [
+    ([tensor("a", "INT64", [1, 2]), tensor("b", "INT64", [1])], "different lengths"),
+    ([tensor("a", "INT64", [1.5])], "not INT64"),
+    ([tensor("a", "INT64", [True])], "not INT64"),
+    ([tensor("a", "COMPLEX", [1])], "datatype 'COMPLEX'"),
+    ([tensor("a", "INT64", [1, 2], [3])], r"shape \[3\] but 2 values"),
+    ([tensor("a", "INT64", [1, 2], [1, 2])], "not \\[n\\] or \\[n, 1\\]"),
+    ([tensor("a", "INT64", [1]), tensor("a", "INT64", [2])], "same name"),
+])
+def test_inference_inputs_that_are_no_rows_say_why(inputs: list[dict[str, Any]], says: str) -> None:
+    with pytest.raises(PayloadError, match=says):
+        oip_events({"parameters": {"entity_id": "c"}, "inputs": inputs}, now_ms=1, default_source="churn")
+
+
+def test_several_events_carry_their_own_entities() -> None:
+    with pytest.raises(PayloadError, match="as inputs"):
+        oip_events({"parameters": {"entity_id": "c"}, "inputs": [tensor("a", "INT64", [1, 2])]}, now_ms=1,
+                   default_source="churn")
+
+
+def test_the_response_names_one_version_only_when_one_served_every_row() -> None:
+    one = Answer("e1", "a", "m", "v1", "champion", True, 0.8)
+    other = Answer("e2", "b", "m", "v2", "canary", False, 0.3)
+    both = oip_response("m", "r1", [one, other])
+    assert "model_version" not in both and both["id"] == "r1"
+    columns = {o["name"]: o for o in both["outputs"]}
+    assert columns["predicted_label"]["datatype"] == "BOOL" and columns["predicted_label"]["data"] == [True, False]
+    assert columns["model_version"]["data"] == ["v1", "v2"] and columns["score"]["data"] == [0.8, 0.3]
+    assert oip_response("m", None, [one])["model_version"] == "v1"
+
+
+def test_labels_are_one_or_a_list() -> None:
+    assert labels_of({"event_id": "e", "entity_id": "c", "label": True}, now_ms=9) == [
+        {"event_id": "e", "entity_id": "c", "label": True, "label_time": 9}]
+    assert len(labels_of([{"event_id": "e", "entity_id": "c", "label": 1, "label_time": 3}] * 2, now_ms=9)) == 2
+    with pytest.raises(PayloadError, match="label must be"):
+        labels_of({"event_id": "e", "entity_id": "c", "label": None}, now_ms=9)
+
+
+# --- the front's work on requests -----------------------------------------------------------------------------------
+
+def test_a_served_request_leaves_its_raw_event_features_and_predictions(settings: Settings,
+                                                                       catalog: SchemaCatalog) -> None:
+    service = inference(settings, catalog, registry("shadow", versions=("v1", "v2")))
+    events = churn_events(3)
+    outcome = served(service.serve(events, path="/predict"))
+    assert [a.event_id for a in outcome.answers] == [e["event_id"] for e in events]
+    assert all(a.model_version == "v1" and a.role == "champion" for a in outcome.answers)
+    topics = [r.topic for r in outcome.records]
+    assert topics == ["u.events.raw", "u.features", "u.predictions", "u.predictions"] * 3
+    predictions = topic_serde(catalog, settings, PREDICTIONS)
+    first = [predictions.decode(r.value) for r in outcome.records[2:4]]
+    assert [(p["model_version"], p["role"], p["served"]) for p in first] == [("v2", "shadow", False),
+                                                                              ("v1", "champion", True)]
+    raw = topic_serde(catalog, settings, EVENTS_RAW)
+    assert raw.decode(outcome.records[0].value) == events[0]
+
+
+def test_the_front_passes_by_what_the_service_served_and_serves_a_forged_claim(settings: Settings,
+                                                                               catalog: SchemaCatalog) -> None:
+    service = inference(settings, catalog, registry())
+    raw = served(service.serve(churn_events(1), path="/predict")).records[0]
+    front = ValidateStage(settings, catalog)
+    assert front.check(as_read(raw)) == (None, None)
+    assert front.validator.counters.served_elsewhere["http"] == 1
+    forged = OutRecord(raw.topic, raw.key, raw.value, [(SERVED_BY, b"http"), (SERVED_SIGNATURE, b"0" * 64)])
+    event, record = front.check(as_read(forged))
+    assert event is not None and record is not None and record.topic == "u.events.valid"
+    other_key = ValidateStage(settings.with_overrides(model_key="another deployment's key"), catalog)
+    assert other_key.check(as_read(raw))[0] is not None
+
+
+def test_a_bad_event_refuses_the_request_and_only_it_is_dead_lettered(settings: Settings,
+                                                                      catalog: SchemaCatalog) -> None:
+    service = inference(settings, catalog, registry())
+    good, bad = churn_events(2)
+    bad["attributes"] = {**bad["attributes"], "age": 5}
+    refusal = refused(service.serve([good, bad], path="/v2/models/default/infer"))
+    assert refusal.status == 422
+    assert refusal.problems == [{"event_id": bad["event_id"], "reason": "out-of-range", "rule": "range:age",
+                                 "dimension": "accuracy", "message": "age=5 outside [18, 100]"}]
+    (letter,) = refusal.letters
+    headers = read_headers(letter.headers)
+    assert letter.topic == "u.events.dlq" and letter.key == bad["entity_id"].encode()
+    assert topic_serde(catalog, settings, EVENTS_RAW).decode(letter.value) == bad
+    assert headers["original.topic"] == "u.events.raw" and headers["reason"] == "out-of-range"
+    assert headers["received.by"] == "http" and headers["received.path"] == "/v2/models/default/infer"
+
+
+def test_a_body_that_is_no_request_is_dead_lettered_as_it_came(settings: Settings, catalog: SchemaCatalog) -> None:
+    refusal = inference(settings, catalog, registry()).refuse_body(422, "the body is not JSON", b"{oops",
+                                                                    topic="feedback", path="/v2/feedback")
+    (letter,) = refusal.letters
+    assert refusal.as_json() == {"error": "the body is not JSON"} and letter.value == b"{oops"
+    assert read_headers(letter.headers)["original.topic"] == "u.feedback"
+
+
+def test_an_entity_gets_the_arm_the_stream_router_gives_it(settings: Settings, catalog: SchemaCatalog) -> None:
+    reg = registry("canary", 30.0, ("v1", "v2"))
+    outcome = served(inference(settings, catalog, reg).serve(churn_events(400), path="/predict"))
+    assert {a.model_version for a in outcome.answers} == {"v1", "v2"}
+    assert all(a.model_version == reg.serving(a.entity_id) for a in outcome.answers)
+    assert all(a.role == ("canary" if a.model_version == "v2" else "champion") for a in outcome.answers)
+
+
+def test_a_version_path_serves_that_version_unless_it_is_a_shadow(settings: Settings,
+                                                                  catalog: SchemaCatalog) -> None:
+    reg = registry("canary", 1.0, ("v1", "v2", "v3"))  # v2 canary at 1%, v3 shadow
+    service = inference(settings, catalog, reg)
+    events = churn_events(20)
+    outcome = served(service.serve(events, path="/v2/models/default/versions/v2/infer", version="v2"))
+    assert {a.model_version for a in outcome.answers} == {"v2"}
+    assert refused(service.serve(events, path="/", version="v3")).status == 409
+    assert refused(service.serve(events, path="/", version="v9")).status == 404
+
+
+def test_a_retried_event_id_is_answered_again_and_written_once(settings: Settings, catalog: SchemaCatalog) -> None:
+    service = inference(settings, catalog, registry())
+    events = churn_events(2)
+    first = served(service.serve(events[:1], path="/predict"))
+    service.remember(first.answers)
+    again = served(service.serve(events, path="/predict"))
+    assert again.answers[0] == first.answers[0]
+    assert [r.topic for r in again.records] == ["u.events.raw", "u.features", "u.predictions"]  # the second only
+
+
+def test_no_champion_is_a_503_with_the_event_dead_lettered(settings: Settings, catalog: SchemaCatalog) -> None:
+    refusal = refused(inference(settings, catalog, ModelRegistry("default")).serve(churn_events(1), path="/predict"))
+    assert refusal.status == 503 and refusal.problems[0]["reason"] == "no-champion" and len(refusal.letters) == 1
+
+
+def test_labels_of_another_kind_are_refused(settings: Settings, catalog: SchemaCatalog) -> None:
+    service = inference(settings, catalog, registry())
+    records = service.label([{"event_id": "e", "entity_id": "c", "label": True, "label_time": now_ms()}], path="/")
+    assert isinstance(records, list) and [r.topic for r in records] == ["u.feedback"]
+    refusal = service.label([{"event_id": "e", "entity_id": "c", "label": "maybe", "label_time": now_ms()}],
+                            path="/v2/feedback")
+    assert isinstance(refusal, Refusal)
+    assert refusal.status == 422 and refusal.problems[0]["reason"] == "unsupported-label"
+    assert read_headers(refusal.letters[0].headers)["original.topic"] == "u.feedback"
