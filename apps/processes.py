@@ -1,4 +1,4 @@
-"""Weir processes started from Python: a worker subprocess, its stop, and its /metrics."""
+"""Weir processes started from Python: a worker or HTTP service subprocess, its stop, and its /metrics."""
 
 from __future__ import annotations
 
@@ -41,6 +41,14 @@ def start_worker(settings: Settings, log_path: Path, *stages: str, loglevel: str
         args += ["--stage", stage]
     with open(log_path, "ab") as log:
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+
+
+def start_service(settings: Settings, log_path: Path, loglevel: str = "warning") -> subprocess.Popen[bytes]:
+    """``weir serve-http`` in its own process, on ``settings.http_port``, logging to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "apps", "serve-http", "--loglevel", loglevel],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=settings_env(settings))
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import pickle
 import shutil
 import subprocess
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import aiohttp
 
-from apps.processes import free_port, settings_env, stop_process
+from apps.processes import free_port, start_service, stop_process
 from bench.broker import running_broker
 from producers.churn import ChurnDomain
 from weir.clock import poll_until
@@ -99,6 +98,7 @@ def trained_model(path: Path) -> Path:
     """A logistic regression that has learned 5,000 labelled churn events, pickled to ``path``."""
     model = build_model("logistic_regression", {})
     for e in ChurnDomain(seed=1, customers=5_000).events(5_000):
+        assert e.label is not None, "the churn domain labels every event"
         model.learn_one(compute_features(e.attributes), e.label)
     path.write_bytes(pickle.dumps(model))
     return path
@@ -148,17 +148,10 @@ async def open_loop(url: str, lines: list[bytes], rate: float, duration_s: float
                    failed)
 
 
-def serve_weir(run: Settings, workdir: Path) -> subprocess.Popen[bytes]:
-    env = settings_env(run)
-    log = open(workdir / "serve-http.log", "ab")  # noqa: SIM115  # the child's stdout, open while it runs
-    return subprocess.Popen([sys.executable, "-m", "apps", "serve-http", "--loglevel", "warning"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
 def serve_minimal(model: Path, port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    log = open(workdir / "minimal.log", "ab")  # noqa: SIM115
-    return subprocess.Popen([sys.executable, "-m", "bench.minimal_http", "--model", str(model), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ))
+    with open(workdir / "minimal.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "bench.minimal_http", "--model", str(model), "--port",
+                                 str(port)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], body: bytes) -> None:
@@ -213,7 +206,7 @@ def main() -> None:
             weir_url = f"http://127.0.0.1:{run.http_port}/predict"
             minimal_port = free_port()
             minimal_url = f"http://127.0.0.1:{minimal_port}/predict"
-            weir, minimal = serve_weir(run, workdir), serve_minimal(model, minimal_port, workdir)
+            weir, minimal = start_service(run, workdir / "serve-http.log"), serve_minimal(model, minimal_port, workdir)
             wait_ready(weir_url, weir, phases[3][0])
             wait_ready(minimal_url, minimal, phases[3][0])
             print(f"warming up, then {args.duration:g} s per phase ...", flush=True)

@@ -47,8 +47,8 @@ def build(model_path: Path) -> Callable[[Scope, Receive, Send], Awaitable[None]]
         answer = {"event_id": event["event_id"], "entity_id": event["entity_id"],
                   "predicted_label": max(proba, key=proba.__getitem__), "score": positive_score(proba)}
         payload = json.dumps(answer).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
     return app

@@ -105,7 +105,7 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
             if size > settings.http_max_body_bytes:
                 return inference.refuse_body(413, f"the body is over {settings.http_max_body_bytes} bytes "
                                              "(WEIR_HTTP_MAX_BODY_BYTES)", b"", topic=topic,
-                                             path=request.url.path, reason="oversized-request")
+                                             path=request.scope["path"], reason="oversized-request")
             body.append(chunk)
         return b"".join(body)
 
@@ -122,8 +122,8 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
             request_id, events = oip_events(parse_json(body), now_ms=now_ms(), default_source=settings.http_source)
         except PayloadError as exc:
             return await answer(inference.refuse_body(422, str(exc), body, topic=EVENTS_RAW.name,
-                                                      path=request.url.path), list)
-        outcome = inference.serve(events, path=request.url.path, version=request.path_params.get("version"))
+                                                      path=request.scope["path"]), list)
+        outcome = inference.serve(events, path=request.scope["path"], version=request.path_params.get("version"))
         return await answer(outcome, lambda answers: oip_response(name, request_id, answers))
 
     async def predict(request: Request) -> Response:
@@ -135,8 +135,8 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
             event = simple_event(parse_json(body), now_ms=now_ms(), default_source=settings.http_source)
         except PayloadError as exc:
             return await answer(inference.refuse_body(422, str(exc), body, topic=EVENTS_RAW.name,
-                                                      path=request.url.path), list)
-        return await answer(inference.serve([event], path=request.url.path), lambda answers: answers[0].as_json())
+                                                      path=request.scope["path"]), list)
+        return await answer(inference.serve([event], path=request.scope["path"]), lambda answers: answers[0].as_json())
 
     async def feedback(request: Request) -> Response:
         """POST /v2/feedback: labels of events served here or on the stream, for the learner."""
@@ -147,8 +147,8 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
             labels = labels_of(parse_json(body), now_ms=now_ms())
         except PayloadError as exc:
             return await answer(inference.refuse_body(422, str(exc), body, topic=FEEDBACK.name,
-                                                      path=request.url.path), list)
-        outcome = inference.label(labels, path=request.url.path)
+                                                      path=request.scope["path"]), list)
+        outcome = inference.label(labels, path=request.scope["path"])
         if isinstance(outcome, Refusal):
             return await answer(outcome, list)
         try:

@@ -145,13 +145,13 @@ class Inference:
             self.recent.popitem(last=False)
 
     def _check(self, event: RawEvent) -> tuple[bytes, RawEvent | Rejection]:
-        """The event as ``events.raw`` holds it, and the rules' verdict on those bytes (as the front reads them)."""
+        """The event as ``events.raw`` holds it, and the rules' verdict on it (what the front would say)."""
         try:
             value = self.raw.encode(event)
         except SerdeError as exc:
             return _json(event), Rejection(exc.reason, STAGE, str(exc), exc, "encode", "accuracy",
                                                    event["source"])
-        verdict = self.validator.validate(value)
+        verdict = self.validator.validate_encoded(event, value)
         return value, (verdict if isinstance(verdict, Rejection) else event)
 
     def _unservable(self, version: str) -> Refusal | None:

@@ -9,6 +9,7 @@ the producer.
 from __future__ import annotations
 
 import logging
+import signal
 
 import uvicorn
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -41,4 +42,8 @@ def run_service(settings: Settings, *, loglevel: str = "info") -> None:
     config = uvicorn.Config(app, host=settings.web_bind, port=settings.http_port, loop="uvloop", http="httptools",
                             lifespan="on", access_log=False, log_level=loglevel,
                             timeout_graceful_shutdown=int(settings.http_shutdown_grace_s) or 1)
+    # uvicorn raises the signal again once it has shut down, to die of it; taken here, a graceful stop exits 0, as
+    # a worker's does, and the supervisor tells it from a crash.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     uvicorn.Server(config).run()

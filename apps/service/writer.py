@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
@@ -32,38 +33,45 @@ class RecordsNotWritten(WeirError):
 
 
 class _Deliveries:
-    """Counts one request's delivery reports (on the poll thread) and wakes the request when all are in."""
+    """One request's delivery reports, counted on the poll thread; complete, it joins the writer's finished list,
+    which the poll thread hands to the event loop in one wake-up per poll (not one per request)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[list[str]]) -> None:
-        self.loop, self.future = loop, future
+    def __init__(self, future: asyncio.Future[list[str]], on_done: Callable[[_Deliveries], None]) -> None:
+        self.future = future
+        self.on_done = on_done
         self.expected: int | None = None  # known once every record is queued
         self.reported = 0
         self.errors: list[str] = []
         self.lock = threading.Lock()
 
     def delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        """On the poll thread."""
         with self.lock:
             self.reported += 1
             if err is not None:
                 self.errors.append(err.str())
-            self._wake_if_done()
+            done = self.expected is not None and self.reported >= self.expected
+        if done:
+            self.on_done(self)
 
     def queued(self, count: int, error: str | None = None) -> None:
+        """On the event loop, once the request's records are queued (or the queue refused one)."""
         with self.lock:
             self.expected = count
             if error is not None:
                 self.errors.append(error)
-            self._wake_if_done()
+            done = self.reported >= count
+        if done:  # every report came before this (or nothing was queued): no wake-up needed
+            self.resolve()
 
-    def _wake_if_done(self) -> None:
-        if self.expected is not None and self.reported >= self.expected:
-            errors = list(self.errors)
-            self.loop.call_soon_threadsafe(_resolve, self.future, errors)
+    def resolve(self) -> None:
+        if not self.future.done():
+            self.future.set_result(list(self.errors))
 
 
-def _resolve(future: asyncio.Future[list[str]], errors: list[str]) -> None:
-    if not future.done():
-        future.set_result(errors)
+def _resolve_all(finished: list[_Deliveries]) -> None:
+    for deliveries in finished:
+        deliveries.resolve()
 
 
 class RecordWriter:
@@ -73,20 +81,27 @@ class RecordWriter:
         # linger 1 ms: concurrent requests share a produce request without the default 5 ms in every answer
         self.producer = make_producer(settings, **{"linger.ms": 1,
                                                    "message.timeout.ms": settings.http_write_timeout_ms, **extra})
+        self._finished: list[_Deliveries] = []
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="weir-http-producer", daemon=True)
         self._poller.start()
 
+    def _done(self, deliveries: _Deliveries) -> None:
+        """On the poll thread: a request's records are all reported."""
+        self._finished.append(deliveries)
+
     def _poll(self) -> None:
         while not self._stopping.is_set():
             self.producer.poll(0.05)
+            if self._finished:
+                finished, self._finished = self._finished, []
+                finished[0].future.get_loop().call_soon_threadsafe(_resolve_all, finished)
 
     async def write(self, records: list[OutRecord]) -> None:
         """Return once the broker has all of ``records``; ``RecordsNotWritten`` if it did not take them all."""
         if not records:
             return
-        loop = asyncio.get_running_loop()
-        deliveries = _Deliveries(loop, loop.create_future())
+        deliveries = _Deliveries(asyncio.get_running_loop().create_future(), self._done)
         queued, error = 0, None
         for record in records:
             try:

@@ -34,16 +34,29 @@ class EventValidator:
     def validate(self, value: bytes | None, *, resent: bool = False) -> ValidEvent | Rejection:
         """``resent``: a dead letter sent again after a fix. It is old and out of order by nature, so the
         rules that resending itself breaks (event-time lag, entity history) are not applied to it."""
-        verdict = self._verdict(value, resent)
+        return self._counted(self._verdict(value, resent))
+
+    def validate_encoded(self, event: RawEvent, value: bytes) -> ValidEvent | Rejection:
+        """The verdict on ``value``, which this process encoded from ``event`` (the HTTP service): the same
+        rules, without decoding back what it just encoded."""
+        return self._counted(self._oversized(value) or self.check(event))
+
+    def _counted(self, verdict: ValidEvent | Rejection) -> ValidEvent | Rejection:
         if isinstance(verdict, Rejection):
             source = verdict.source or "?"
             self.counters.dead_letters[(source, verdict.dimension or "accuracy", verdict.reason)] += 1
         return verdict
 
-    def _verdict(self, value: bytes | None, resent: bool) -> ValidEvent | Rejection:
+    def _oversized(self, value: bytes | None) -> Rejection | None:
         if value is not None and len(value) > self.rules.max_record_bytes:
             return _reject(Violation("oversized-record", "max-record-bytes", "accuracy",
                                      f"{len(value)} bytes > {self.rules.max_record_bytes}"))
+        return None
+
+    def _verdict(self, value: bytes | None, resent: bool) -> ValidEvent | Rejection:
+        oversized = self._oversized(value)
+        if oversized is not None:
+            return oversized
         try:
             event = self.raw.decode(value)
         except SerdeError as exc:

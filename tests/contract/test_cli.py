@@ -147,5 +147,5 @@ def test_every_long_running_weir_service_restarts_and_the_listening_ones_have_a_
     if "ports" in spec:
         check = " ".join(spec["healthcheck"]["test"])
         port = spec["ports"][0].split(":")[0]
-        assert re.search(r"127\.0\.0\.1:\d+/(livez|metrics)", check), check
+        assert re.search(r"127\.0\.0\.1:\d+/(livez|metrics|v2/health/live)", check), check
         assert port in check or "--metrics-port" in spec["command"], check

@@ -195,6 +195,8 @@ def listening_ports(container: Doc) -> set[int]:
     args: list[str] = container["args"]
     if args[0] == "worker":
         return {int(option_value(args, "--web-port") or Settings().web_port)}
+    if args[0] == "serve-http":
+        return {int(option_value(args, "--port") or Settings().http_port)}
     if args[:2] == ["alerts", "serve"]:
         ports = {int(option_value(args, "--port") or 9095)}
         return ports | ({int(p)} if (p := option_value(args, "--metrics-port")) else set())
@@ -203,6 +205,8 @@ def listening_ports(container: Doc) -> set[int]:
 
 def metrics_port(container: Doc) -> int:
     args: list[str] = container["args"]
+    if args[0] == "serve-http":  # /metrics beside the API
+        return int(option_value(args, "--port") or Settings().http_port)
     return int(option_value(args, "--web-port") or option_value(args, "--metrics-port") or 0)
 
 
@@ -336,10 +340,13 @@ def test_pods_listen_beyond_loopback(entry: tuple[Doc, Doc]) -> None:
     assert settings_of(*entry).web_bind == "0.0.0.0"
 
 
-def test_every_worker_verifies_models_with_the_same_key() -> None:
-    """Without a shared key each pod would make its own, and serve workers would refuse the learner's copies."""
+def test_every_worker_and_the_http_service_verify_models_with_the_same_key() -> None:
+    """Without a shared key each pod would make its own: serve workers would refuse the learner's copies, and the
+    front would serve again what the HTTP service served (it passes by only what that key signed)."""
     refs = []
-    for workload, container in workers():
+    http = [(w, c) for w, c in weir_containers() if c["args"][0] == "serve-http"]
+    assert http, "the HTTP service has a Deployment"
+    for workload, container in workers() + http:
         [ref] = [v["valueFrom"]["secretKeyRef"] for v in container["env"] if v["name"] == "WEIR_MODEL_KEY"]
         refs.append((ref["name"], ref["key"]))
         settings = settings_of(workload, container)
@@ -536,17 +543,18 @@ def selected_workloads(service: Doc) -> list[Doc]:
 def test_the_servicemonitor_scrapes_the_metrics_port_of_every_weir_process() -> None:
     [monitor] = of_kind("ServiceMonitor")
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["weir"]
-    [endpoint] = monitor["spec"]["endpoints"]
+    endpoints = {e["port"]: e for e in monitor["spec"]["endpoints"]}
+    assert {e["path"] for e in endpoints.values()} == {"/metrics"}
     services = [s for s in of_kind("Service") if selects(monitor["spec"]["selector"], s["metadata"]["labels"])]
     scraped = set()
     for service in services:
-        [port] = [p for p in service["spec"]["ports"] if p.get("name") == endpoint["port"]]
+        [port] = [p for p in service["spec"]["ports"] if p.get("name") in endpoints]
         [workload] = selected_workloads(service)
         [container] = pod_spec(workload)["containers"]
         assert container_port(container, port.get("targetPort", port["port"])) == metrics_port(container)
         scraped.add(workload["metadata"]["name"])
     every = {w["metadata"]["name"] for w, c in weir_containers(LONG_RUNNING) if metrics_port(c)}
-    assert scraped == every == {"weir-front", "weir-back", "weir-alerts"}
+    assert scraped == every == {"weir-front", "weir-back", "weir-alerts", "weir-http"}
 
 
 def test_every_service_selects_the_pods_of_exactly_one_workload() -> None:
