@@ -15,11 +15,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -41,6 +42,12 @@ from weir.settings import Settings
 log = logging.getLogger("weir.http")
 
 DATATYPES = {"number": "FP64", "integer": "INT64", "string": "BYTES", "boolean": "BOOL"}  # rule type -> tensor type
+# The event's own fields, beside the attributes the rules declare: entity_id is required, the rest have defaults
+# (event_id a new UUID, event_time now, source WEIR_HTTP_SOURCE); a request of one event may give them as parameters.
+EVENT_INPUTS = [{"name": "entity_id", "datatype": "BYTES", "shape": [-1]},
+                {"name": "event_id", "datatype": "BYTES", "shape": [-1], "parameters": {"optional": True}},
+                {"name": "event_time", "datatype": "INT64", "shape": [-1], "parameters": {"optional": True}},
+                {"name": "source", "datatype": "BYTES", "shape": [-1], "parameters": {"optional": True}}]
 OUTPUTS = [{"name": "predicted_label", "datatype": "BYTES", "shape": [-1]},
            {"name": "score", "datatype": "FP64", "shape": [-1]},
            {"name": "model_version", "datatype": "BYTES", "shape": [-1]},
@@ -49,13 +56,15 @@ OUTPUTS = [{"name": "predicted_label", "datatype": "BYTES", "shape": [-1]},
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+EXTENSIONS = ["weir-simple-json", "weir-feedback"]  # the endpoints beyond the protocol's, in the server metadata
+
+
 @dataclass
 class Running:
     """What the app starts with its lifespan and stops at its end."""
 
     writer: RecordWriter | None = None
     follower: RegistryFollower | None = None
-    extensions: list[str] = field(default_factory=lambda: ["weir-simple-json", "weir-feedback"])
 
 
 def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry, intake: RegistryIntake,
@@ -80,7 +89,7 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
             left = await asyncio.get_running_loop().run_in_executor(None, running.writer.close,
                                                                      settings.http_shutdown_grace_s)
             if left:
-                log.error("%d records of answered requests were still undelivered at shutdown", left)
+                log.error("%d records were still undelivered at shutdown (their requests got no answer)", left)
 
     def writer() -> RecordWriter:
         assert running.writer is not None, "the app's lifespan starts the writer"
@@ -88,14 +97,18 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
 
     async def answer(outcome: Served | Refusal, render: Callable[[list[Answer]], Any]) -> Response:
         """Write the records (or the dead letters), then answer: nothing is answered unrecorded."""
+        written = False
         try:
             await writer().write(outcome.letters if isinstance(outcome, Refusal) else outcome.records)
+            written = True
         except RecordsNotWritten as exc:
             return JSONResponse({"error": f"not answered: {exc}; send the request again"}, 503,
                                 headers={"Retry-After": "1"})
+        finally:
+            if isinstance(outcome, Served):
+                inference.settle(outcome, written=written)
         if isinstance(outcome, Refusal):
             return JSONResponse(outcome.as_json(), outcome.status)
-        inference.remember(outcome.answers)
         return JSONResponse(render(outcome.answers))
 
     async def read_body(request: Request, topic: str) -> bytes | Refusal:
@@ -161,16 +174,20 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
     # --- metadata and health -----------------------------------------------------------------------------------
 
     async def server_metadata(_request: Request) -> Response:
-        return JSONResponse({"name": "weir", "version": __version__, "extensions": running.extensions})
+        return JSONResponse({"name": "weir", "version": __version__, "extensions": EXTENSIONS})
 
+    # The protocol's health answers: 200 for true, a 4xx for false.
     async def live(_request: Request) -> Response:
-        return JSONResponse({"live": True})
+        """False once the producer can write no more: a restart is the cure."""
+        broken = running.writer is not None and not running.writer.healthy
+        return JSONResponse({"live": not broken}, 400 if broken else 200)
 
     def ready() -> bool:
-        return running.writer is not None and registry.routing is not None and bool(registry.active())
+        return (running.writer is not None and running.writer.healthy and registry.routing is not None
+                and bool(registry.active()))
 
     async def server_ready(_request: Request) -> Response:
-        return JSONResponse({"ready": ready()}, 200 if ready() else 503)
+        return JSONResponse({"ready": ready()}, 200 if ready() else 400)
 
     async def model_metadata(request: Request) -> Response:
         version = request.path_params.get("version")
@@ -178,8 +195,8 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
             return _not_found(f"no model {request.path_params['name']!r}" + (f" version {version!r}" if version
                                                                                  else ""))
         routing = registry.routing
-        inputs = [{"name": n, "datatype": DATATYPES.get(rule.type or "", "BYTES"), "shape": [-1]}
-                  for n, rule in source_rules.fields.items()]
+        inputs = EVENT_INPUTS + [{"name": n, "datatype": DATATYPES.get(rule.type or "", "BYTES"), "shape": [-1]}
+                                 for n, rule in source_rules.fields.items()]
         body: dict[str, Any] = {"name": name, "platform": "river", "inputs": inputs, "outputs": OUTPUTS,
                                 "versions": [v.version for v in registry.active()],
                                 "parameters": {"routing": routing.describe() if routing else "none",
@@ -193,10 +210,16 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
         return JSONResponse(body)
 
     async def model_ready(request: Request) -> Response:
+        """Ready: the model has a champion to serve; a version, when it may serve on request (champion, canary)."""
         version = request.path_params.get("version")
-        active = {v.version for v in registry.active()}
-        ok = request.path_params["name"] == name and (version in active if version else bool(active))
-        return JSONResponse({"name": request.path_params["name"], "ready": ok}, 200 if ok else 503)
+        if request.path_params["name"] != name or (version is not None and version not in registry.versions):
+            return _not_found(f"no model {request.path_params['name']!r}" + (f" version {version!r}" if version
+                                                                                 else ""))
+        routing = registry.routing
+        serving = set() if routing is None else {v.version for v in registry.active()
+                                                 if routing.router.role_of(v.version) in ("champion", "canary")}
+        ok = ready() and (version in serving if version else bool(serving))
+        return JSONResponse({"name": name, "ready": ok}, 200 if ok else 400)
 
     async def metrics_page(_request: Request) -> Response:
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
@@ -232,7 +255,14 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
         ("/metrics", metrics_page, "GET"),
     ]
     return Starlette(routes=[Route(path, measured(path, handler), methods=[method])
-                             for path, handler, method in routes], lifespan=lifespan)
+                             for path, handler, method in routes], lifespan=lifespan,
+                     exception_handlers={HTTPException: _http_error})
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such path, a wrong method) in the protocol's error body, like every other."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
 
 def _not_found(message: str) -> Response:

@@ -11,7 +11,8 @@ its predictions, or dead letters and the status that refuses the request.
 A request is all or nothing: one bad event refuses the whole request (422),
 and only the bad events are dead-lettered; the caller fixes them and sends the
 request again. An event id answered a moment ago is answered again from memory
-and written nothing twice (a client retrying after its own timeout).
+and written nothing twice (a client retrying after its own timeout); one still
+being written is refused with 409 until it is answered.
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Served:
-    """The answers, one per event, and the records that make them part of the loop."""
+    """The answers, one per event, the records that make them part of the loop, and the events answered anew
+    (not from memory), in flight until ``Inference.settle``."""
 
     answers: list[Answer]
     records: list[OutRecord]
+    fresh: frozenset[str] = frozenset()
 
 
 class Inference:
@@ -92,20 +95,32 @@ class Inference:
                              positive=parse_positive(settings.positive_label))
         self.signer = model_signer(settings)
         self.settings = settings
-        self.recent: OrderedDict[str, Answer] = OrderedDict()
+        self.recent: OrderedDict[str, Answer] = OrderedDict()  # answered lately, by event id
+        self.in_flight: set[str] = set()  # event ids whose records are being written
 
     # --- events ------------------------------------------------------------------------------------------------
 
     def serve(self, events: list[RawEvent], *, path: str, version: str | None = None) -> Served | Refusal:
-        """Answer every event, or refuse the request; ``version``: the one the caller asked for by name."""
+        """Answer every event, or refuse the request; ``version``: the one the caller asked for by name. An event
+        id answered lately gets its answer again, whatever the version asked (it was served already)."""
         if version is not None:
             refused = self._unservable(version)
             if refused is not None:
                 return refused
+        ids = [e["event_id"] for e in events]
+        if len(set(ids)) < len(ids):
+            return Refusal(422, "an event id appears twice in the request; each event is served once")
+        busy = [i for i in ids if i in self.in_flight]
+        if busy:
+            return Refusal(409, f"event {busy[0]} is being answered by an earlier request; send it again once "
+                           "that one is answered")
+        known = {e["event_id"]: a for e in events if (a := self.recent.get(e["event_id"])) is not None
+                 and a.entity_id == e["entity_id"]}
+        fresh = [e for e in events if e["event_id"] not in known]
         encoded: list[bytes] = []
         problems: list[dict[str, str]] = []
         letters: list[OutRecord] = []
-        for event in events:
+        for event in fresh:
             value, verdict = self._check(event)
             encoded.append(value)
             if isinstance(verdict, Rejection):
@@ -114,13 +129,8 @@ class Inference:
         if problems:
             return Refusal(422, f"{len(problems)} of {len(events)} events refused by the validation rules; "
                            "they are on the dead-letter topic", problems, letters)
-        answers: list[Answer] = []
         records: list[OutRecord] = []
-        for event, value in zip(events, encoded, strict=True):
-            known = self.recent.get(event["event_id"])
-            if known is not None and known.entity_id == event["entity_id"]:
-                answers.append(known)
-                continue
+        for event, value in zip(fresh, encoded, strict=True):
             vector = feature_vector(event)
             scored = self.scorer.score(vector, serve=version)
             if isinstance(scored, Rejection):
@@ -132,13 +142,19 @@ class Inference:
                                      served_headers(SERVED_BY, self.signer.sign_served(value))))
             records.append(self.features.record(vector))
             records += [OutRecord(self.predictions.topic, key, self.predictions.encode(p)) for p in scored]
-            answers.append(_answer(scored[-1]))
+            known[event["event_id"]] = _answer(scored[-1])
         self.scorer.metrics.flush()
-        return Served(answers, records)
+        fresh_ids = frozenset(e["event_id"] for e in fresh)
+        self.in_flight |= fresh_ids
+        return Served([known[i] for i in ids], records, fresh_ids)
 
-    def remember(self, answers: list[Answer]) -> None:
-        """Answers whose records the broker has: a retry of the same event id gets the same answer."""
-        for answer in answers:
+    def settle(self, served: Served, *, written: bool) -> None:
+        """Once a request's records are written (or not): its events are no longer in flight, and a retry of a
+        written one gets the same answer and writes nothing."""
+        self.in_flight -= served.fresh
+        if not written:
+            return
+        for answer in served.answers:
             self.recent[answer.event_id] = answer
             self.recent.move_to_end(answer.event_id)
         while len(self.recent) > RECENT_ANSWERS:

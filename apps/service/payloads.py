@@ -54,6 +54,8 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"the body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # arrays in arrays, thousands deep
+        raise PayloadError("the body is nested too deeply to be a request") from exc
 
 
 def simple_event(body: Any, *, now_ms: int, default_source: str) -> RawEvent:
@@ -87,6 +89,8 @@ def oip_events(body: Any, *, now_ms: int, default_source: str) -> tuple[str | No
     if len(rows) != 1:
         raise PayloadError(f"inputs of different lengths: {sorted(rows)}; each input holds one value per event")
     n = rows.pop()
+    if n == 0:
+        raise PayloadError("the inputs hold no events")
     if n > 1 and set(parameters) & set(EVENT_FIELDS):
         raise PayloadError("a request of several events gives entity_id, event_id, event_time and source as "
                            "inputs (one per event), not as parameters")
@@ -95,6 +99,7 @@ def oip_events(body: Any, *, now_ms: int, default_source: str) -> tuple[str | No
         row = {name: values[i] for name, values in columns.items()}
         fields = {**{k: v for k, v in parameters.items() if k in EVENT_FIELDS},
                   **{k: row.pop(k) for k in EVENT_FIELDS if k in row}}
+        fields = {k: v for k, v in fields.items() if v is not None}  # null: not given, so its default
         events.append(_event(fields, row, now_ms=now_ms, default_source=default_source))
     return request_id, events
 

@@ -16,6 +16,7 @@ an event id once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +25,10 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from weir.contract.messages import OutRecord, kafka_headers
 from weir.errors import WeirError
-from weir.kafka.clients import make_producer
+from weir.kafka.clients import DELIVERY_MARGIN_S, make_producer
 from weir.settings import Settings
+
+log = logging.getLogger("weir.http")
 
 
 class RecordsNotWritten(WeirError):
@@ -78,9 +81,14 @@ class RecordWriter:
     """Writes a request's records and waits until the broker has every one of them."""
 
     def __init__(self, settings: Settings, **extra: Any) -> None:
+        self.broken: str | None = None  # why this writer can write no more (a fatal producer error, a dead poller)
         # linger 1 ms: concurrent requests share a produce request without the default 5 ms in every answer
         self.producer = make_producer(settings, **{"linger.ms": 1,
-                                                   "message.timeout.ms": settings.http_write_timeout_ms, **extra})
+                                                   "message.timeout.ms": settings.http_write_timeout_ms,
+                                                   "error_cb": self._on_error, **extra})
+        # librdkafka gives every record its verdict by its message timeout; past that and a margin, a request
+        # stops waiting whatever happened to the poll thread
+        self.wait_s = settings.http_write_timeout_ms / 1000 + DELIVERY_MARGIN_S
         self._finished: list[_Deliveries] = []
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="weir-http-producer", daemon=True)
@@ -90,17 +98,34 @@ class RecordWriter:
         """On the poll thread: a request's records are all reported."""
         self._finished.append(deliveries)
 
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka's client-level errors: most it recovers from (and says so in its log); a fatal one ends the
+        idempotent producer, and with it this writer."""
+        if error.fatal():
+            self.broken = f"the producer failed: {error.str()}"
+            log.critical("HTTP service: %s; restart the process", self.broken)
+
     def _poll(self) -> None:
-        while not self._stopping.is_set():
-            self.producer.poll(0.05)
-            if self._finished:
-                finished, self._finished = self._finished, []
-                finished[0].future.get_loop().call_soon_threadsafe(_resolve_all, finished)
+        try:
+            while not self._stopping.is_set():
+                self.producer.poll(0.05)
+                if self._finished:
+                    finished, self._finished = self._finished, []
+                    finished[0].future.get_loop().call_soon_threadsafe(_resolve_all, finished)
+        except Exception as exc:  # a request would otherwise wait out its timeout, and every later one too
+            self.broken = f"the producer's poll thread died: {type(exc).__name__}: {exc}"
+            log.critical("HTTP service: %s; restart the process", self.broken)
+
+    @property
+    def healthy(self) -> bool:
+        return self.broken is None and self._poller.is_alive()
 
     async def write(self, records: list[OutRecord]) -> None:
         """Return once the broker has all of ``records``; ``RecordsNotWritten`` if it did not take them all."""
         if not records:
             return
+        if self.broken is not None:
+            raise RecordsNotWritten(self.broken)
         deliveries = _Deliveries(asyncio.get_running_loop().create_future(), self._done)
         queued, error = 0, None
         for record in records:
@@ -115,7 +140,10 @@ class RecordWriter:
                 break
             queued += 1
         deliveries.queued(queued, error)
-        errors = await deliveries.future
+        try:
+            errors = await asyncio.wait_for(deliveries.future, self.wait_s)
+        except TimeoutError:
+            errors = [f"no delivery report within {self.wait_s:.0f} s"]
         if errors:
             raise RecordsNotWritten(f"{len(errors)} of {len(records)} records not written: {errors[0]}")
 

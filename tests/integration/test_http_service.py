@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -174,7 +175,10 @@ def test_bad_input_is_answered_422_with_the_reasons_and_dead_lettered(
         status, body = service.call("POST", "/predict", raw=b"x" * (service_settings.http_max_body_bytes + 1))
         assert status == 413
         status, body = service.call("POST", "/v2/models/other/infer", {"inputs": []})
-        assert status == 404
+        assert status == 404 and "no model 'other'" in body["error"]
+        assert service.call("GET", "/no/such/path") == (404, {"error": "Not Found"})
+        assert service.call("GET", "/v2/models/default/versions/v1/ready") == (200, {"name": "default",
+                                                                                  "ready": True})
         assert service.call("POST", "/predict", simple_body(good))[0] == 200
     letters = [(read_headers(m.headers), m.value) for m in
                read_topic(service_settings, service_settings.topic(EVENTS_DLQ.name), timeout_s=60)]
@@ -255,39 +259,63 @@ def test_a_canary_share_holds_over_10000_requests_and_a_routing_change_applies_l
         e: s[0]["model_version"] for e, s in served.items()}.items()
 
 
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
 def test_sigterm_lets_requests_in_flight_finish_and_every_answer_is_recorded(
         service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """A request held half-sent across the SIGTERM is answered once the server has stopped taking connections;
+    under load, every answer given before or after the signal has its records on the topics."""
     register(service_settings, catalog, "default", factory="logistic_regression")
     route(service_settings, catalog, "default", "basic", champion="v1")
-    events = churn(4_000, customers=4_000)
+    held_event, *events = churn(4_001, customers=4_001)
     service = started(service_settings, tmp_path)
     answered: list[str] = []
-    after_signal: list[str] = []
     refused = 0
+    signalled = False
+    try:
+        body = json.dumps(simple_body(held_event)).encode()
+        held = socket.create_connection(("127.0.0.1", service_settings.http_port), timeout=30)
+        held.sendall(b"POST /predict HTTP/1.1\r\nHost: weir\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10])
 
-    async def load() -> None:
-        nonlocal refused
-        signalled = False
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-            async def one(e: LabelledEvent) -> None:
-                nonlocal refused, signalled
-                try:
-                    async with session.post(service.url + "/predict", json=simple_body(e)) as response:
-                        body = await response.json()
-                        assert response.status == 200, body
-                        (after_signal if signalled else answered).append(body["event_id"])
-                except aiohttp.ClientError:
-                    refused += 1  # the server stopped taking connections: never answered, never recorded
-                if len(answered) == 1_000 and not signalled:
-                    signalled = True
-                    service.process.send_signal(signal.SIGTERM)
+        async def load() -> None:
+            nonlocal refused
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+                async def one(e: LabelledEvent) -> None:
+                    nonlocal refused, signalled
+                    try:
+                        async with session.post(service.url + "/predict", json=simple_body(e)) as response:
+                            answer = await response.json()
+                            assert response.status == 200, answer
+                            answered.append(answer["event_id"])
+                    except aiohttp.ClientError:
+                        refused += 1  # not taken (the listener is closed), or a keep-alive connection it closed
+                    if len(answered) >= 1_000 and not signalled:
+                        signalled = True
+                        service.process.send_signal(signal.SIGTERM)
 
-            await asyncio.gather(*(one(e) for e in events))
+                await asyncio.gather(*(one(e) for e in events))
 
-    asyncio.run(load())
-    assert service.process.wait(60) == 0, service.log.read_text()[-3000:]
-    assert after_signal, "no request in flight at the SIGTERM was answered"
+        asyncio.run(load())
+        poll_until(lambda: refuses_connections(service_settings.http_port), timeout_s=30, interval_s=0.05,
+                   what="the server to stop taking connections")
+        assert service.process.poll() is None, "the server did not wait for the request in flight"
+        held.sendall(body[10:])
+        with held, held.makefile("rb") as reply:
+            status = reply.readline()
+            response = reply.read()  # the server closes the connection after this last answer
+        assert status.startswith(b"HTTP/1.1 200"), status + response
+        assert json.loads(response.split(b"\r\n\r\n", 1)[1])["event_id"] == held_event.event_id
+        assert service.process.wait(60) == 0, service.log.read_text()[-3000:]
+    finally:
+        stop_process(service.process)
     served = served_predictions(service_settings, catalog)
-    assert set(answered + after_signal) <= set(served), "an answer whose records the broker does not have"
-    assert len(answered) + len(after_signal) + refused == len(events)
-    assert holds_at_least(service_settings, service_settings.topic(EVENTS_RAW.name), len(answered + after_signal))
+    assert held_event.event_id in served and set(answered) <= set(served), "an answer the topics do not have"
+    assert len(answered) + refused == len(events) and len(answered) >= 1_000
+    assert holds_at_least(service_settings, service_settings.topic(EVENTS_RAW.name), len(answered) + 1)

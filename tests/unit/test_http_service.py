@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from apps.service.inference import Inference, Refusal, Served
-from apps.service.payloads import Answer, PayloadError, labels_of, oip_events, oip_response, simple_event
+from apps.service.payloads import Answer, PayloadError, labels_of, oip_events, oip_response, parse_json, simple_event
 from producers.churn import ChurnDomain
 from streams.validate.stage import ValidateStage
 from weir.clock import now_ms
@@ -113,10 +113,19 @@ def test_inference_inputs_are_columns_and_each_row_is_an_event() -> None:
     ([tensor("a", "INT64", [1, 2], [3])], r"shape \[3\] but 2 values"),
     ([tensor("a", "INT64", [1, 2], [1, 2])], "not \\[n\\] or \\[n, 1\\]"),
     ([tensor("a", "INT64", [1]), tensor("a", "INT64", [2])], "same name"),
+    ([tensor("a", "INT64", [])], "no events"),
 ])
 def test_inference_inputs_that_are_no_rows_say_why(inputs: list[dict[str, Any]], says: str) -> None:
     with pytest.raises(PayloadError, match=says):
         oip_events({"parameters": {"entity_id": "c"}, "inputs": inputs}, now_ms=1, default_source="churn")
+
+
+def test_a_null_event_field_takes_its_default_and_a_body_nested_too_deep_is_refused() -> None:
+    _, (event,) = oip_events({"inputs": [tensor("entity_id", "BYTES", ["c"]), tensor("event_time", "INT64", [None]),
+                                         tensor("source", "BYTES", [None])]}, now_ms=7, default_source="churn")
+    assert (event["event_time"], event["source"]) == (7, "churn")
+    with pytest.raises(PayloadError, match="nested too deeply"):
+        parse_json(b"[" * 100_000)
 
 
 def test_several_events_carry_their_own_entities() -> None:
@@ -225,10 +234,29 @@ def test_a_retried_event_id_is_answered_again_and_written_once(settings: Setting
     service = inference(settings, catalog, registry())
     events = churn_events(2)
     first = served(service.serve(events[:1], path="/predict"))
-    service.remember(first.answers)
+    assert refused(service.serve(events[:1], path="/predict")).status == 409  # still being written
+    service.settle(first, written=True)
     again = served(service.serve(events, path="/predict"))
-    assert again.answers[0] == first.answers[0]
+    assert again.answers[0] == first.answers[0] and again.fresh == {events[1]["event_id"]}
     assert [r.topic for r in again.records] == ["u.events.raw", "u.features", "u.predictions"]  # the second only
+    service.settle(again, written=False)  # not written: served anew next time
+    assert served(service.serve(events[1:], path="/predict")).fresh == {events[1]["event_id"]}
+    assert refused(service.serve([events[0], events[0]], path="/predict")).status == 422
+
+
+def test_a_retry_is_answered_from_memory_before_the_entity_rules_see_it(settings: Settings,
+                                                                        catalog: SchemaCatalog) -> None:
+    """A customer's tenure never goes back: an event retried after a later one of its customer would break the
+    rule, but it was answered already."""
+    service = inference(settings, catalog, registry())
+    (early,) = churn_events(1)
+    tenure = early["attributes"]["tenure_months"]
+    assert isinstance(tenure, int)
+    late: RawEvent = {**early, "event_id": "later", "attributes": {**early["attributes"], "tenure_months": tenure + 1}}
+    for event in (early, late):
+        service.settle(served(service.serve([event], path="/predict")), written=True)
+    again = served(service.serve([early], path="/predict"))
+    assert again.records == [] and again.answers[0].event_id == early["event_id"]
 
 
 def test_no_champion_is_a_503_with_the_event_dead_lettered(settings: Settings, catalog: SchemaCatalog) -> None:
