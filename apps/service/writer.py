@@ -71,6 +71,11 @@ class _Deliveries:
         if not self.future.done():
             self.future.set_result(list(self.errors))
 
+    def give_up(self, why: str) -> None:
+        """On the event loop, when the reports are overdue (cheaper than ``asyncio.wait_for`` on every request)."""
+        if not self.future.done():
+            self.future.set_result([*self.errors, why])
+
 
 def _resolve_all(finished: list[_Deliveries]) -> None:
     for deliveries in finished:
@@ -140,10 +145,12 @@ class RecordWriter:
                 break
             queued += 1
         deliveries.queued(queued, error)
+        timer = asyncio.get_running_loop().call_later(self.wait_s, deliveries.give_up,
+                                                      f"no delivery report within {self.wait_s:.0f} s")
         try:
-            errors = await asyncio.wait_for(deliveries.future, self.wait_s)
-        except TimeoutError:
-            errors = [f"no delivery report within {self.wait_s:.0f} s"]
+            errors = await deliveries.future
+        finally:
+            timer.cancel()
         if errors:
             raise RecordsNotWritten(f"{len(errors)} of {len(records)} records not written: {errors[0]}")
 
