@@ -182,9 +182,14 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
         broken = running.writer is not None and not running.writer.healthy
         return JSONResponse({"live": not broken}, 400 if broken else 200)
 
+    def following() -> bool:
+        """The registry follower still runs: without it, routing changes would no longer reach this process."""
+        task = running.follower.running if running.follower is not None else None
+        return task is not None and not task.done()
+
     def ready() -> bool:
-        return (running.writer is not None and running.writer.healthy and registry.routing is not None
-                and bool(registry.active()))
+        return (running.writer is not None and running.writer.healthy and following()
+                and registry.routing is not None and bool(registry.active()))
 
     async def server_ready(_request: Request) -> Response:
         return JSONResponse({"ready": ready()}, 200 if ready() else 400)
