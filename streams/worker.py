@@ -34,19 +34,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 
 from streams.back import BackStage
 from streams.features import FeaturesStage
-from streams.follower import RefusedRecords, RegistryFollower
+from streams.follower import RegistryFollower, load_live_registry
 from streams.front import FrontStage
 from streams.learn.stage import LearnStage
 from streams.monitor.stage import MonitorStage
-from streams.runtime.loop import StageLoop, backoff_s
+from streams.runtime.loop import StageLoop
 from streams.runtime.metrics import StageMetrics
 from streams.runtime.stage import Stage
 from streams.serve.stage import ServeStage
 from streams.validate.stage import ValidateStage
 from weir.contract.serde import SchemaCatalog, open_catalog
 from weir.errors import KafkaUnreachable, WeirError
-from weir.kafka.admin import ensure_reachable
-from weir.registry.store import RegistryIntake, load_registry, register_default_model
+from weir.registry.store import RegistryIntake
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
@@ -85,13 +84,9 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
             raise ValueError(f"the {fused} stage is {' and '.join(sorted(parts))} fused: run it or them, not both")
     # A serve worker without a learner beside it follows the learner's snapshots; with one, it serves the
     # learner's live models directly.
-    registry = ModelRegistry(settings.model_name, follows_snapshots=not STATEFUL_STAGES & set(names))
-    intake = RegistryIntake(settings, catalog)
-    metrics.register(RefusedRecords(intake))
-    follow_from = load_when_reachable(settings, catalog, registry, intake)
-    if {"front", "serve", "back", "learn"} & set(names) and register_default_model(settings, catalog, registry):
-        log.info("registry was empty: registered %s v1 (%s) as champion", settings.model_name,
-                 settings.default_factory)
+    registry, intake, follow_from = load_live_registry(
+        settings, catalog, metrics, follows_snapshots=not STATEFUL_STAGES & set(names),
+        register_default=bool({"front", "serve", "back", "learn"} & set(names)))
     kept_reference = settings.state_dir / settings.app_id / "monitor.reference.json"
     makers: dict[str, Callable[[], Stage]] = {
         "front": lambda: FrontStage(settings, catalog, registry, metrics),
@@ -106,22 +101,6 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
 
 
 EXIT_GAVE_UP = 70  # EX_SOFTWARE: a stage failed on its own too often in a row; its supervisor restarts the worker
-
-
-def load_when_reachable(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
-                         intake: RegistryIntake) -> dict[int, int]:
-    """The registry as the topic holds it; a worker started during a broker outage waits for the cluster, as its
-    running stages do, instead of exiting. A cluster that refuses Weir (credentials, ACLs) ends it at once."""
-    failures = 0
-    while True:
-        try:
-            ensure_reachable(settings)
-            return load_registry(settings, catalog, registry, intake)
-        except (KafkaUnreachable, KafkaException) as exc:
-            failures += 1
-            log.warning("waiting for the Kafka cluster (attempt %d, next in %.0f s): %s", failures,
-                        backoff_s(failures), exc)
-            time.sleep(backoff_s(failures))
 
 
 def build_app(settings: Settings, pipeline: Pipeline, metrics: CollectorRegistry,

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -33,6 +33,7 @@ from streams.follower import RegistryFollower
 from streams.validate.rules import RuleSet
 from weir import __version__
 from weir.clock import now_ms
+from weir.contract.messages import OutRecord
 from weir.contract.serde import SchemaCatalog
 from weir.contract.topics import EVENTS_RAW, FEEDBACK
 from weir.registry.store import RegistryIntake
@@ -54,6 +55,7 @@ OUTPUTS = [{"name": "predicted_label", "datatype": "BYTES", "shape": [-1]},
            {"name": "event_id", "datatype": "BYTES", "shape": [-1]}]
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 EXTENSIONS = ["weir-simple-json", "weir-feedback"]  # the endpoints beyond the protocol's, in the server metadata
@@ -74,7 +76,9 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
     http = HttpMetrics(metrics)
     running = Running()
     name = registry.model_name
-    source_rules = RuleSet.load(settings.rules_path).for_source(settings.http_source)
+    rules = RuleSet.load(settings.rules_path).for_source(settings.http_source)
+    inputs = EVENT_INPUTS + [{"name": n, "datatype": DATATYPES.get(rule.type or "", "BYTES"), "shape": [-1]}
+                             for n, rule in rules.fields.items()]
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -95,81 +99,90 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
         assert running.writer is not None, "the app's lifespan starts the writer"
         return running.writer
 
-    async def answer(outcome: Served | Refusal, render: Callable[[list[Answer]], Any]) -> Response:
-        """Write the records (or the dead letters), then answer: nothing is answered unrecorded."""
-        written = False
+    async def written(records: list[OutRecord], unless: str) -> Response | None:
+        """None once the broker has every record (nothing is answered unrecorded); else the 503 saying so."""
         try:
-            await writer().write(outcome.letters if isinstance(outcome, Refusal) else outcome.records)
-            written = True
+            await writer().write(records)
         except RecordsNotWritten as exc:
-            return JSONResponse({"error": f"not answered: {exc}; send the request again"}, 503,
-                                headers={"Retry-After": "1"})
-        finally:
-            if isinstance(outcome, Served):
-                inference.settle(outcome, written=written)
-        if isinstance(outcome, Refusal):
-            return JSONResponse(outcome.as_json(), outcome.status)
-        return JSONResponse(render(outcome.answers))
+            return JSONResponse({"error": f"{unless}: {exc}; send it again"}, 503, headers={"Retry-After": "1"})
+        return None
 
-    async def read_body(request: Request, topic: str) -> bytes | Refusal:
-        body, size = [], 0
+    async def refuse(refusal: Refusal) -> Response:
+        """The refusal, once its dead letters are written."""
+        return await written(refusal.letters, "not answered") or JSONResponse(refusal.as_json(), refusal.status)
+
+    async def answer(served: Served, render: Callable[[list[Answer]], Any]) -> Response:
+        done = False
+        try:
+            failed = await written(served.records, "not answered")
+            done = failed is None
+        finally:  # whatever happened, its events are no longer in flight
+            inference.settle(served, written=done)
+        return failed or JSONResponse(render(served.answers))
+
+    async def read(request: Request, topic: str, parse: Callable[[Any], T]) -> T | Refusal:
+        """The body (within the size limit) parsed by ``parse``, or the refusal whose dead letter keeps it as it
+        came, bound for ``topic``."""
+        path, chunks, size = request.scope["path"], [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > settings.http_max_body_bytes:
                 return inference.refuse_body(413, f"the body is over {settings.http_max_body_bytes} bytes "
-                                             "(WEIR_HTTP_MAX_BODY_BYTES)", b"", topic=topic,
-                                             path=request.scope["path"], reason="oversized-request")
-            body.append(chunk)
-        return b"".join(body)
+                                             "(WEIR_HTTP_MAX_BODY_BYTES)", b"", topic=topic, path=path,
+                                             reason="oversized-request")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        try:
+            return parse(parse_json(body))
+        except PayloadError as exc:
+            return inference.refuse_body(422, str(exc), body, topic=topic, path=path)
+
+    def unknown(request: Request) -> Response | None:
+        """The 404 of a path naming another model, or a version this one does not have."""
+        model, version = request.path_params["name"], request.path_params.get("version")
+        if model != name:
+            return _not_found(f"no model {model!r} here; this service serves {name!r}")
+        if version is not None and version not in registry.versions:
+            return _not_found(f"model {name!r} has no version {version!r}")
+        return None
 
     # --- inference ---------------------------------------------------------------------------------------------
 
     async def infer(request: Request) -> Response:
         """POST /v2/models/{name}[/versions/{version}]/infer: the Open Inference Protocol's inference."""
-        if request.path_params["name"] != name:
-            return _not_found(f"no model {request.path_params['name']!r} here; this service serves {name!r}")
-        body = await read_body(request, EVENTS_RAW.name)
-        if isinstance(body, Refusal):
-            return await answer(body, list)
-        try:
-            request_id, events = oip_events(parse_json(body), now_ms=now_ms(), default_source=settings.http_source)
-        except PayloadError as exc:
-            return await answer(inference.refuse_body(422, str(exc), body, topic=EVENTS_RAW.name,
-                                                      path=request.scope["path"]), list)
+        missing = unknown(request)
+        if missing is not None:
+            return missing
+        parsed = await read(request, EVENTS_RAW.name, lambda body: oip_events(body, now_ms=now_ms(),
+                                                                             default_source=settings.http_source))
+        if isinstance(parsed, Refusal):
+            return await refuse(parsed)
+        request_id, events = parsed
         outcome = inference.serve(events, path=request.scope["path"], version=request.path_params.get("version"))
+        if isinstance(outcome, Refusal):
+            return await refuse(outcome)
         return await answer(outcome, lambda answers: oip_response(name, request_id, answers))
 
     async def predict(request: Request) -> Response:
         """POST /predict: one raw event as JSON, the served prediction as JSON."""
-        body = await read_body(request, EVENTS_RAW.name)
-        if isinstance(body, Refusal):
-            return await answer(body, list)
-        try:
-            event = simple_event(parse_json(body), now_ms=now_ms(), default_source=settings.http_source)
-        except PayloadError as exc:
-            return await answer(inference.refuse_body(422, str(exc), body, topic=EVENTS_RAW.name,
-                                                      path=request.scope["path"]), list)
-        return await answer(inference.serve([event], path=request.scope["path"]), lambda answers: answers[0].as_json())
+        event = await read(request, EVENTS_RAW.name, lambda body: simple_event(body, now_ms=now_ms(),
+                                                                              default_source=settings.http_source))
+        if isinstance(event, Refusal):
+            return await refuse(event)
+        outcome = inference.serve([event], path=request.scope["path"])
+        if isinstance(outcome, Refusal):
+            return await refuse(outcome)
+        return await answer(outcome, lambda answers: answers[0].as_json())
 
     async def feedback(request: Request) -> Response:
         """POST /v2/feedback: labels of events served here or on the stream, for the learner."""
-        body = await read_body(request, FEEDBACK.name)
-        if isinstance(body, Refusal):
-            return await answer(body, list)
-        try:
-            labels = labels_of(parse_json(body), now_ms=now_ms())
-        except PayloadError as exc:
-            return await answer(inference.refuse_body(422, str(exc), body, topic=FEEDBACK.name,
-                                                      path=request.scope["path"]), list)
+        labels = await read(request, FEEDBACK.name, lambda body: labels_of(body, now_ms=now_ms()))
+        if isinstance(labels, Refusal):
+            return await refuse(labels)
         outcome = inference.label(labels, path=request.scope["path"])
         if isinstance(outcome, Refusal):
-            return await answer(outcome, list)
-        try:
-            await writer().write(outcome)
-        except RecordsNotWritten as exc:
-            return JSONResponse({"error": f"not taken: {exc}; send the labels again"}, 503,
-                                headers={"Retry-After": "1"})
-        return JSONResponse({"accepted": len(outcome)})
+            return await refuse(outcome)
+        return await written(outcome, "not taken") or JSONResponse({"accepted": len(outcome)})
 
     # --- metadata and health -----------------------------------------------------------------------------------
 
@@ -195,13 +208,11 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
         return JSONResponse({"ready": ready()}, 200 if ready() else 400)
 
     async def model_metadata(request: Request) -> Response:
+        missing = unknown(request)
+        if missing is not None:
+            return missing
         version = request.path_params.get("version")
-        if request.path_params["name"] != name or (version is not None and version not in registry.versions):
-            return _not_found(f"no model {request.path_params['name']!r}" + (f" version {version!r}" if version
-                                                                                 else ""))
         routing = registry.routing
-        inputs = EVENT_INPUTS + [{"name": n, "datatype": DATATYPES.get(rule.type or "", "BYTES"), "shape": [-1]}
-                                 for n, rule in source_rules.fields.items()]
         body: dict[str, Any] = {"name": name, "platform": "river", "inputs": inputs, "outputs": OUTPUTS,
                                 "versions": [v.version for v in registry.active()],
                                 "parameters": {"routing": routing.describe() if routing else "none",
@@ -216,14 +227,11 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
 
     async def model_ready(request: Request) -> Response:
         """Ready: the model has a champion to serve; a version, when it may serve on request (champion, canary)."""
+        missing = unknown(request)
+        if missing is not None:
+            return missing
         version = request.path_params.get("version")
-        if request.path_params["name"] != name or (version is not None and version not in registry.versions):
-            return _not_found(f"no model {request.path_params['name']!r}" + (f" version {version!r}" if version
-                                                                                 else ""))
-        routing = registry.routing
-        serving = set() if routing is None else {v.version for v in registry.active()
-                                                 if routing.router.role_of(v.version) in ("champion", "canary")}
-        ok = ready() and (version in serving if version else bool(serving))
+        ok = ready() and (version is None or inference.unservable(version) is None)
         return JSONResponse({"name": name, "ready": ok}, 200 if ok else 400)
 
     async def metrics_page(_request: Request) -> Response:

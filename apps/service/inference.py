@@ -104,7 +104,7 @@ class Inference:
         """Answer every event, or refuse the request; ``version``: the one the caller asked for by name. An event
         id answered lately gets its answer again, whatever the version asked (it was served already)."""
         if version is not None:
-            refused = self._unservable(version)
+            refused = self.unservable(version)
             if refused is not None:
                 return refused
         ids = [e["event_id"] for e in events]
@@ -170,7 +170,7 @@ class Inference:
         verdict = self.validator.validate_encoded(event, value)
         return value, (verdict if isinstance(verdict, Rejection) else event)
 
-    def _unservable(self, version: str) -> Refusal | None:
+    def unservable(self, version: str) -> Refusal | None:
         """Why ``version`` may not serve on request: unknown, not active, or a shadow (never served)."""
         routing = self.registry.routing
         if routing is None or version not in self.registry.versions:

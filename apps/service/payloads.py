@@ -148,7 +148,7 @@ def labels_of(body: Any, *, now_ms: int) -> list[Feedback]:
 # --- pieces ------------------------------------------------------------------------------------------------------
 
 _INTEGER = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
-_CONVERT: dict[str, Callable[[Any], bool]] = {
+_FITS: dict[str, Callable[[Any], bool]] = {
     "BOOL": lambda v: isinstance(v, bool),
     "BYTES": lambda v: isinstance(v, str),
     **{t: (lambda v: isinstance(v, int) and not isinstance(v, bool)) for t in _INTEGER},
@@ -160,9 +160,9 @@ def _column(tensor: Any) -> tuple[str, list[AttributeValue]]:
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise PayloadError("each input is an object with a name, a shape, a datatype and data")
     name, datatype, shape, data = tensor["name"], tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
-    fits = _CONVERT.get(datatype) if isinstance(datatype, str) else None
+    fits = _FITS.get(datatype) if isinstance(datatype, str) else None
     if fits is None or not isinstance(datatype, str):
-        raise PayloadError(f"input {name!r}: datatype {datatype!r} is not one of {', '.join(_CONVERT)}")
+        raise PayloadError(f"input {name!r}: datatype {datatype!r} is not one of {', '.join(_FITS)}")
     if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise PayloadError(f"input {name!r}: shape must be a list of sizes, such as [1]")
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):

@@ -8,21 +8,15 @@ the producer.
 
 from __future__ import annotations
 
-import logging
 import signal
 
 import uvicorn
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from apps.service.app import build_app
-from streams.follower import RefusedRecords
-from streams.worker import load_when_reachable
+from streams.follower import load_live_registry
 from weir.contract.serde import open_catalog
-from weir.registry.store import RegistryIntake, register_default_model
-from weir.registry.view import ModelRegistry
 from weir.settings import Settings
-
-log = logging.getLogger("weir.http")
 
 
 def run_service(settings: Settings, *, loglevel: str = "info") -> None:
@@ -31,13 +25,8 @@ def run_service(settings: Settings, *, loglevel: str = "info") -> None:
     metrics = CollectorRegistry()
     ProcessCollector(registry=metrics)
     # No learner in this process: it serves the learner's copies as the models topic carries them.
-    registry = ModelRegistry(settings.model_name, follows_snapshots=True)
-    intake = RegistryIntake(settings, catalog)
-    metrics.register(RefusedRecords(intake))
-    follow_from = load_when_reachable(settings, catalog, registry, intake)
-    if register_default_model(settings, catalog, registry):
-        log.info("registry was empty: registered %s v1 (%s) as champion", settings.model_name,
-                 settings.default_factory)
+    registry, intake, follow_from = load_live_registry(settings, catalog, metrics, follows_snapshots=True,
+                                                       register_default=True)
     app = build_app(settings, catalog, registry, intake, follow_from, metrics)
     config = uvicorn.Config(app, host=settings.web_bind, port=settings.http_port, loop="uvloop", http="httptools",
                             lifespan="on", access_log=False, log_level=loglevel,
