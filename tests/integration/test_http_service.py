@@ -215,9 +215,9 @@ def test_labels_posted_over_http_are_learned_and_reach_the_served_copy(
                 assert worker.poll() is None, (tmp_path / "back.log").read_text()[-3000:]
                 return dict(service.call("GET", "/v2/models/default/versions/v1")[1]["parameters"])
 
-            poll_until(lambda: learned()["labels_in_served_copy"] >= 400, timeout_s=180, interval_s=1.0,
-                       what="the served copy to reflect the 400 labels posted")
-            assert learned()["labels_learned"] >= 400
+            # The learner's copy and its metrics are two records on models: either may reach the service first.
+            poll_until(lambda: min(learned()["labels_in_served_copy"], learned()["labels_learned"]) >= 400,
+                       timeout_s=180, interval_s=1.0, what="the served copy and the metrics to reflect 400 labels")
             after = service.call("POST", "/predict", probe | {"event_id": "probe-again"})[1]["score"]
     finally:
         assert stop_process(worker) == 0, (tmp_path / "back.log").read_text()[-3000:]
