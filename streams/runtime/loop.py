@@ -519,15 +519,20 @@ class StageLoop(mode.Service):
     def _lags(self, session: Session) -> dict[tuple[str, int], int]:
         """Records between this stage's position and each assigned partition's end, as last heard of.
 
-        Cached watermarks and positions: no round trip to the broker on the batch path.
+        The position is the consumer's own, which steps over the commit markers
+        a transactional writer leaves: the offset after the last record read
+        stays one short of a transactional topic's end forever, and a stage
+        that waits for its inputs to be read to their end would wait for ever.
+        Cached watermarks and positions: no round trip to the broker on the
+        batch path.
         """
         consumer = session.consumer
         lags = {}
-        for tp in consumer.assignment():
+        for tp in consumer.position(consumer.assignment()):
             _, high = consumer.get_watermark_offsets(tp, cached=True)
             if high < 0:
                 continue
-            at = self.positions.get((tp.topic, tp.partition), 0)
+            at = tp.offset if tp.offset >= 0 else self.positions.get((tp.topic, tp.partition), 0)
             lags[(tp.topic, tp.partition)] = max(0, high - at)
         return lags
 
