@@ -10,10 +10,10 @@ the kept data-drift reference. ``WEIR_FUSED=false`` runs the two apart.
 
 With a policy (``WEIR_POLICY_FILE``), the controller rides along too
 (``streams.control.part``): it hears the same events and the monitor's
-alerts, and its decisions commit in the same transactions. The back then
-also reads ``events.dlq``, for the events the front refused at the door: a
-data-quality incident holds the controller as it happens, not a join window
-later when their labels come back unmatched.
+alerts, and its decisions commit in the same transactions. It also hears of
+the events the front refused at the door, which the learner reads on
+``events.dlq``: a data-quality incident holds the controller as it happens,
+not a join window later when their labels come back unmatched.
 
 Run one back per deployment: like the learner, it reads every partition, so
 each further replica would raise the same alerts again. Scale the front.
@@ -31,11 +31,9 @@ from streams.monitor.detectors import DriftMonitor
 from streams.monitor.stage import MonitorStage, build_monitor
 from streams.runtime.stage import Partition
 from weir.clock import now_ms
-from weir.contract.deadletter import read_headers
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, FeatureVector, Prediction
 from weir.contract.serde import SchemaCatalog
-from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW
 from weir.errors import ConfigError
 from weir.registry.policy import Policy, load_policy
 from weir.registry.view import ModelRegistry
@@ -61,9 +59,8 @@ class BackStage:
         self.watch = MonitorStage(settings, catalog, metrics, monitor=idle)
         self.learn = LearnStage(settings, catalog, registry, metrics, observer=self)
         self.raised: list[Alert] = []
-        self.dlq_topic, self.raw_topic = settings.topic(EVENTS_DLQ.name), settings.topic(EVENTS_RAW.name)
         self.started_ms = now_ms()
-        self.inputs = self.learn.inputs + ((self.dlq_topic,) if self.policy is not None else ())
+        self.inputs = self.learn.inputs
         self.outputs = (*self.learn.outputs, self.watch.alerts.topic)
 
     # --- what the learner shows the monitor ------------------------------------------------------------------
@@ -85,6 +82,12 @@ class BackStage:
         if self.control is not None:
             self.control.on_label_refused()
 
+    def on_event_refused(self, record: InRecord) -> None:
+        """Counted for the controller if written since this back started: older ones (a first read of the topic)
+        are no incident now."""
+        if self.control is not None and record.timestamp_ms >= self.started_ms:
+            self.control.on_event_refused()
+
     def _raise(self, alerts: list[Alert]) -> None:
         self.raised += alerts
         if self.control is not None and alerts:
@@ -93,22 +96,7 @@ class BackStage:
     # --- the stage -------------------------------------------------------------------------------------------
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
-        if self.policy is not None:  # the dead letters are only counted; the learner never sees them
-            learned = []
-            for record in batch:
-                if record.topic != self.dlq_topic:
-                    learned.append(record)
-                elif self._refused_at_the_door(record):
-                    assert self.control is not None
-                    self.control.on_event_refused()
-            batch = learned
         return self.learn.process(batch) + self._alerts()
-
-    def _refused_at_the_door(self, record: InRecord) -> bool:
-        """A dead letter of a raw event (the front's validation refused it), written since this back started: the
-        back's own dead letters are labels, and older ones (a first read of the topic) are no incident now."""
-        origin = read_headers(record.headers).get("original.topic")
-        return origin == self.raw_topic and record.timestamp_ms >= self.started_ms
 
     def tick(self) -> list[OutRecord]:
         return self.learn.tick() + self.watch.tick() + self._alerts()

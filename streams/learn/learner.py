@@ -65,6 +65,13 @@ class Learner:
             self.sequencer.hold(event.label_time_ms, event.event_id)
             self._joined(event if event.complete else None)
 
+    def on_refused(self, event_id: str) -> None:
+        """The front refused the event: its label, held or to come, is settled now instead of holding learning
+        back until its wait runs out."""
+        stray = self.join.refuse(event_id)
+        if stray is not None:
+            self.sequencer.drop(stray.label_time_ms, event_id)
+
     def _joined(self, event: PendingEvent | None) -> None:
         if event is not None:
             self.sequencer.joined(event.label_time_ms, event.event_id, event)

@@ -1,5 +1,9 @@
 """Learn stage: features + predictions + feedback -> learned models; late labels to feedback.late.
 
+It also reads ``events.dlq``: a label whose event the front refused can never
+join, and is settled as soon as the refusal is read rather than holding
+learning back for ``WEIR_UNMATCHED_LABEL_WAIT_MS``.
+
 The stage's whole state lives in one SQLite file on local disk
 (``weir.state.store``): the join's pending parts and dedupe memory in tables,
 models, metrics and the sequencer in a snapshot row. A snapshot commits both,
@@ -22,12 +26,13 @@ from streams.learn.metrics import LearnMetrics
 from streams.learn.sequencer import Sequencer
 from streams.runtime.stage import Pacer, Partition, Route, dead_letter, dispatch
 from weir.clock import now_ms
-from weir.contract.deadletter import Rejection
+from weir.contract.deadletter import DUPLICATE_EVENT, Rejection, read_headers, refused_unserved
 from weir.contract.feedback import feedback_rejection, parse_positive
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import FeatureVector, Feedback, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
-from weir.contract.topics import EVENTS_DLQ, FEATURES, FEEDBACK, FEEDBACK_LATE, MODELS, PREDICTIONS
+from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW, FEATURES, FEEDBACK, FEEDBACK_LATE, MODELS, PREDICTIONS
+from weir.errors import SerdeError
 from weir.registry.records import record_key, snapshot_record
 from weir.registry.signing import model_signer
 from weir.registry.view import ModelRegistry
@@ -58,6 +63,10 @@ class LearnObserver(Protocol):
         """A label the stage could not use: rejected as it came, or a stray (unmatched, late, unlearnable)."""
         ...
 
+    def on_event_refused(self, record: InRecord) -> None:
+        """A dead letter of a raw event, as read from ``events.dlq`` (refused by the front or the HTTP service)."""
+        ...
+
 
 class LearnStage:
     """features + predictions + feedback -> learned models; late labels to feedback.late, unmatched to the DLQ."""
@@ -76,11 +85,12 @@ class LearnStage:
         predictions = topic_serde(catalog, settings, PREDICTIONS)
         feedback = topic_serde(catalog, settings, FEEDBACK)
         self.models = topic_serde(catalog, settings, MODELS)
+        self.raw = topic_serde(catalog, settings, EVENTS_RAW)  # the event ids of refused events, from their letters
         self.signer = model_signer(settings)  # serve workers in other processes load only signed copies
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
         self.late_topic = settings.topic(FEEDBACK_LATE.name)
         self.feedback_topic = feedback.topic
-        self.inputs = (vectors.topic, predictions.topic, feedback.topic)
+        self.inputs = (vectors.topic, predictions.topic, feedback.topic, self.dlq_topic)
         self.caught_up: set[Partition] = set()  # input partitions read to their end, as last heard
         self.pacer = Pacer((vectors.topic, predictions.topic), feedback.topic, settings.sequencer_idle_ms)
         self.outputs = (self.models.topic, self.dlq_topic, self.late_topic)
@@ -127,8 +137,28 @@ class LearnStage:
 
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
         self._read_since_snapshot += len(batch)
+        letters = [r for r in batch if r.topic == self.dlq_topic]
+        if letters:
+            batch = [r for r in batch if r.topic != self.dlq_topic]
+            for letter in letters:
+                self._dead_letter(letter)
         out = dispatch(batch, self.routes, stage=self.name, dlq_topic=self.dlq_topic, on_rejected=self._rejected)
         return out + self._route_strays(self._advance(now_ms()))
+
+    def _dead_letter(self, letter: InRecord) -> None:
+        """A raw event the front refused: the label of its id, waiting or to come, is settled at once."""
+        headers = read_headers(letter.headers)
+        if headers.get("original.topic") != self.raw.topic or headers.get("reason") == DUPLICATE_EVENT:
+            return  # a label this stage dead-lettered, or a copy of an event served already
+        if self.observer is not None:
+            self.observer.on_event_refused(letter)
+        if not refused_unserved(headers, self.raw.topic):
+            return
+        try:
+            event_id = self.raw.decode(letter.value)["event_id"]
+        except SerdeError:
+            return  # bytes that are no event: no id to settle (such a label waits out its wait on the clock)
+        self.learner.on_refused(event_id)
 
     def _rejected(self, record: InRecord, rejection: Rejection) -> None:
         if record.topic == self.feedback_topic and self.observer is not None:
@@ -177,6 +207,10 @@ class LearnStage:
             elif stray.kind == "before-event":
                 why = Rejection("label-before-event", STAGE, f"label of {stray.event_id}: {stray.why}",
                                 dimension="timeliness")
+            elif stray.kind == "refused":
+                why = Rejection("refused-event-feedback", STAGE, f"event {stray.event_id} was refused by the front "
+                                "(it is on events.dlq, never served): its label cannot be learned",
+                                dimension="consistency")
             elif stray.kind == "late":
                 why = Rejection("late-feedback", STAGE, f"label for {stray.event_id} came after its event "
                                 f"left the {self.settings.join_window_ms} ms join window", dimension="timeliness")

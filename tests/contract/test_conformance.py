@@ -22,7 +22,7 @@ import hashlib
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from streams.runtime.stage import Stage
 from streams.serve.stage import ServeStage
 from streams.validate.stage import ValidateStage
 from weir.clock import now_ms
-from weir.contract.deadletter import read_headers
+from weir.contract.deadletter import Origin, Rejection, dead_letter_headers, read_headers
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, FeatureVector, Feedback, Label, Prediction, RawEvent, ValidEvent
 from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
@@ -134,8 +134,15 @@ class Harness:
     catalog: SchemaCatalog
     offsets: Iterator[int]
 
-    def record(self, topic: str, value: bytes | None, key: bytes = b"c1") -> InRecord:
-        return InRecord(topic, 0, next(self.offsets), now_ms(), key, value, [])
+    def record(self, topic: str, value: bytes | None, key: bytes = b"c1",
+               headers: Sequence[tuple[str, bytes | None]] = ()) -> InRecord:
+        return InRecord(topic, 0, next(self.offsets), now_ms(), key, value, list(headers))
+
+    @property
+    def decoded_inputs(self) -> list[str]:
+        """The inputs whose records the stage decodes, and dead-letters when it cannot: a dead letter it reads
+        (``events.dlq``) is someone else's bytes, never dead-lettered again."""
+        return [t for t in self.stage.inputs if t not in DEAD_LETTER_TOPICS]
 
     def contract_topic(self, physical: str) -> ContractTopic[Any]:
         return next(t for t in CONTRACT if SETTINGS.topic(t.name) == physical)
@@ -144,6 +151,11 @@ class Harness:
         return topic_serde(self.catalog, SETTINGS, self.contract_topic(physical))
 
     def valid(self, physical: str, i: int) -> InRecord:
+        if physical in DEAD_LETTER_TOPICS:  # validation's dead letter of a raw event
+            raw = self.serde(SETTINGS.topic(EVENTS_RAW.name)).encode(_raw(i))
+            return self.record(physical, raw, headers=dead_letter_headers(
+                Rejection("out-of-range", "validate", "x is out of range"),
+                Origin(SETTINGS.topic(EVENTS_RAW.name), 0, i, now_ms())))
         record = VALID[self.contract_topic(physical).name](i)
         return self.record(physical, self.serde(physical).encode(record), key=record["entity_id"].encode())
 
@@ -205,22 +217,27 @@ def test_a_stage_takes_an_empty_batch(harness: Harness) -> None:
 
 @pytest.mark.parametrize("garbage", [b"", b"\x00", b"not avro at all", b"\x00\x00\x00\x00\x01" + bytes(range(40))])
 def test_a_stage_dead_letters_garbage_on_every_input(harness: Harness, garbage: bytes) -> None:
-    for topic in harness.stage.inputs:
+    for topic in harness.decoded_inputs:
         [(_, dead)] = _rejected(harness, [harness.record(topic, garbage)])
         assert dead is None or dead.value == garbage, f"{harness.stage.name} on {topic}"
+
+
+def test_a_stage_never_dead_letters_a_dead_letter_it_reads(harness: Harness) -> None:
+    for topic in set(harness.stage.inputs) & DEAD_LETTER_TOPICS:
+        assert _rejected(harness, [harness.record(topic, b"\x00garbage"), harness.valid(topic, 1)]) == []
 
 
 def test_a_stage_dead_letters_a_record_of_another_topics_schema(harness: Harness) -> None:
     alert: Alert = {"alert_id": "a", "kind": "data_drift", "severity": "warning", "subject": "x", "status": "FIRING",
                     "statistic": 1.0, "threshold": 0.1, "evidence": {}, "runbook": None, "detected_at": 1}
     foreign = topic_serde(harness.catalog, SETTINGS, ALERTS).encode(alert)
-    for topic in harness.stage.inputs:
+    for topic in harness.decoded_inputs:
         [(reason, _)] = _rejected(harness, [harness.record(topic, foreign)])
         assert reason == "undecodable-payload"
 
 
 def test_a_stage_dead_letters_an_oversized_record(harness: Harness) -> None:
-    for topic in harness.stage.inputs:
+    for topic in harness.decoded_inputs:
         huge = (harness.valid(topic, 1).value or b"") + b"\x00" * OVERSIZED
         [(_, dead)] = _rejected(harness, [harness.record(topic, huge)])
         if dead is None:

@@ -116,3 +116,35 @@ def test_a_label_whose_event_was_never_served_is_still_learned_at_expiry(new_joi
     join.add_features(features(2, t=9000))
     [learnable] = join.expire()
     assert learnable.event_id == "e1" and learnable.label is True and join.counters.joined == 1
+
+
+def test_a_refused_event_settles_its_label_waiting_or_to_come(new_join: JoinFactory) -> None:
+    join = new_join(window_ms=600_000, needs_features=True)
+    assert join.add_feedback(feedback(1), source=source("fb-1")) is not None  # waits for an event that never comes
+    assert join.refuse("e1") == Stray("refused", "e1", source("fb-1"), 2000)
+    assert join.refuse("e2") is None  # nothing waits for it yet...
+    assert join.add_feedback(feedback(2), source=source("fb-2")) is None  # ...so its label is settled as it comes
+    assert join.take_strays() == [Stray("refused", "e1", source("fb-1"), 2000),
+                                  Stray("refused", "e2", source("fb-2"), 2000)]
+    c = join.counters
+    assert (c.received, c.unmatched, join.labels_pending) == (2, 2, 0)
+
+
+def test_a_refused_event_served_after_all_joins_as_any_other(new_join: JoinFactory) -> None:
+    """Sent again once fixed, and served: its refusal no longer holds."""
+    join = new_join(window_ms=600_000, needs_features=True)
+    join.refuse("e1")
+    join.add_features(features(1))
+    join.add_prediction(prediction(1))
+    done = join.add_feedback(feedback(1))
+    assert done is not None and done.complete and join.take_strays() == []
+
+
+def test_a_refusal_leaves_an_event_with_features_learnable(new_join: JoinFactory) -> None:
+    """The serve stage's refusals come with features written: their labels are learned at expiry."""
+    join = new_join(window_ms=1000, needs_features=True)
+    join.add_features(features(1, t=1000))
+    join.add_feedback(feedback(1, t=1500))
+    assert join.refuse("e1") is None and join.take_strays() == []
+    join.add_features(features(2, t=9000))
+    assert [e.event_id for e in join.expire()] == ["e1"]

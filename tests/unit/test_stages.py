@@ -285,6 +285,9 @@ class RefusalObserver:
     def on_label_refused(self, reason: str) -> None:
         self.refused.append(reason)
 
+    def on_event_refused(self, record: InRecord) -> None:
+        pass
+
 
 def _forged_label(catalog: SchemaCatalog, settings: Settings, event_id: str, label_type: object,
                   label: object) -> InRecord:
@@ -379,6 +382,27 @@ def test_a_label_whose_event_never_came_stops_holding_learning_once_its_partitio
     assert read_headers(dead.headers)["reason"] == "unmatched-feedback" and dead.key == b"c1"
     assert learn.learner.labels_learned == 2 and learn.learner.join.counters.unmatched == 1
     assert learn.process(_event_at(catalog, settings, "ghost", t)) == []  # its event, if it ever comes, waits alone
+    learn.close()
+
+
+def test_a_label_whose_event_validation_refused_is_settled_as_soon_as_the_refusal_is_read(
+        catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """The front dead-lettered the event: its label goes to the DLQ at once, not after its hour-long wait, and the
+    labels behind it are learned."""
+    settings = SETTINGS.with_overrides(state_dir=tmp_path, unmatched_label_wait_ms=3_600_000)
+    learn = LearnStage(settings, catalog, registry_with("v1"))
+    learn.restore()
+    validate = ValidateStage(settings, catalog)
+    t = now_ms() - 10_000
+    [refused] = validate.process([rec(validate.inputs[0], raw_event(catalog, event_time=t + 3_600_000))])
+    letter = InRecord(refused.topic, 0, 0, now_ms(), refused.key, refused.value, refused.headers or [])
+    out = learn.process([_label(catalog, settings, "e1", label_time=t + 1), *_event_at(catalog, settings, "e2", t),
+                         _label(catalog, settings, "e2", label_time=t + 2)])
+    assert out == [] and learn.learner.labels_learned == 0  # e1's label holds e2's back
+    out = learn.process([letter])
+    [dead] = [o for o in out if o.topic == learn.dlq_topic]
+    assert read_headers(dead.headers)["reason"] == "refused-event-feedback"
+    assert learn.learner.labels_learned == 1 and learn.learner.join.counters.unmatched == 1
     learn.close()
 
 

@@ -103,3 +103,17 @@ def read_headers(headers: list[tuple[str, bytes | None]] | None) -> dict[str, st
         if key.startswith(HEADER_PREFIX) and value is not None:
             out[key[len(HEADER_PREFIX):]] = value.decode("utf-8", errors="replace")
     return out
+
+
+DUPLICATE_EVENT = "duplicate-event"  # the reason of an event id the front served already: not served again
+VALIDATE_STAGE = "validate"  # the stage that refuses raw events on the stream
+RECEIVED_BY_HTTP = "http"  # ``weir.received.by`` of what the HTTP service refused
+
+
+def refused_unserved(headers: dict[str, str], raw_topic: str) -> bool:
+    """Whether the dead letter with these (``read_headers``) headers is a raw event that was never served: refused
+    by validation on the stream or by the HTTP service. An event the serve stage refused has its features written
+    (its label can still be learned), and a duplicate's first copy was served."""
+    if headers.get("original.topic") != raw_topic or headers.get("reason") == DUPLICATE_EVENT:
+        return False
+    return headers.get("stage") == VALIDATE_STAGE or headers.get("received.by") == RECEIVED_BY_HTTP

@@ -9,7 +9,8 @@ the event is complete, hands it out exactly once, and accounts for every label:
 * joined: features, the served prediction and the label met;
 * duplicate: a label for an event that already has one;
 * late: a label for an event whose parts expired unlabelled (the window passed);
-* unmatched: a label that never met its event within the window;
+* unmatched: a label that never met its event within the window, or whose
+  event the front refused (``refuse``: it is on ``events.dlq``, never served);
 
 so that ``received = joined + duplicate + late + unmatched + labels still
 pending``. Windows are measured in stream time (the largest event or label
@@ -90,10 +91,11 @@ class JoinCounters:
 
 @dataclass(frozen=True)
 class Stray:
-    """A label that will not be learned (``late``, ``unmatched``, ``unlearnable`` by some version's model, or
-    stamped ``before-event``), with the record it came in, its time and, for the last two, why."""
+    """A label that will not be learned (``late``, ``unmatched``, its event ``refused`` by the front,
+    ``unlearnable`` by some version's model, or stamped ``before-event``), with the record it came in, its time and,
+    for the last two, why."""
 
-    kind: Literal["late", "unmatched", "unlearnable", "before-event"]
+    kind: Literal["late", "unmatched", "refused", "unlearnable", "before-event"]
     event_id: str
     source: InRecord | None
     label_time_ms: int
@@ -109,7 +111,8 @@ _TABLES = (
 )
 
 
-JOINED, EXPIRED = 0, 1  # join_done.outcome: the event joined; its parts left the window unlabelled
+# join_done.outcome: the event joined; its parts left the window unlabelled; the front refused it (not served)
+JOINED, EXPIRED, REFUSED = 0, 1, 2
 
 
 NEW, HOT, SPILLED = 0, 1, 2  # where an event's parts are: nowhere yet, in memory, in the state file
@@ -163,7 +166,7 @@ class PendingJoin:
 
     def add_features(self, vector: FeatureVector, at: tuple[int, int] | None = None) -> PendingEvent | None:
         """The event, if these features completed it; ``at``: the (partition, offset) they were read at."""
-        if self._done(vector["event_id"], vector["event_time"]) == JOINED:
+        if self._served_after_all(vector["event_id"], vector["event_time"]) == JOINED:
             return None
         pending, where = self._slot(vector["event_id"], vector["event_time"])
         pending.features, pending.features_at = vector, at
@@ -171,7 +174,7 @@ class PendingJoin:
 
     def add_prediction(self, prediction: Prediction) -> PendingEvent | None:
         """The event, if this prediction completed it."""
-        if self._done(prediction["event_id"], prediction["event_time"]) == JOINED:
+        if self._served_after_all(prediction["event_id"], prediction["event_time"]) == JOINED:
             return None
         pending, where = self._slot(prediction["event_id"], prediction["event_time"])
         pending.predictions[prediction["model_version"]] = prediction
@@ -191,6 +194,10 @@ class PendingJoin:
         if outcome == EXPIRED:
             self.counters.late += 1
             self.strays.append(Stray("late", event_id, source, label_time))
+            return None
+        if outcome == REFUSED:
+            self.counters.unmatched += 1
+            self.strays.append(Stray("refused", event_id, source, label_time))
             return None
         pending, where = self._slot(event_id, label_time)
         if pending.has_label:
@@ -283,6 +290,25 @@ class PendingJoin:
         self.strays.append(Stray("unmatched", event_id, pending.label_source, pending.label_time_ms))
         return True
 
+    def refuse(self, event_id: str) -> Stray | None:
+        """The front refused ``event_id`` (validation dead-lettered it): it will never be served, so its label can
+        never join. A label waiting for it becomes a ``refused`` stray now (returned: the caller stops holding it),
+        and one that comes later becomes one as it comes. An event whose features came after all (sent again,
+        fixed, and served) joins as any other."""
+        pending, where = self._hot.get(event_id), HOT
+        if pending is None:
+            pending, where = self._spilled(event_id), SPILLED
+        if pending is not None and pending.features is not None:
+            return None  # served after all (or refused by the serve stage, which wrote its features: learnable)
+        self._remember(event_id, REFUSED)
+        if pending is None or not pending.has_label:
+            return None
+        self._drop(event_id, where)
+        self.counters.unmatched += 1
+        stray = Stray("refused", event_id, pending.label_source, pending.label_time_ms)
+        self.strays.append(stray)
+        return stray
+
     def take_strays(self) -> list[Stray]:
         strays, self.strays = self.strays, []
         return strays
@@ -299,6 +325,15 @@ class PendingJoin:
             return None
         row = self.store.db.execute("SELECT outcome FROM join_done WHERE event_id = ?", (event_id,)).fetchone()
         return None if row is None else int(row[0])
+
+    def _served_after_all(self, event_id: str, time_ms: int) -> int | None:
+        """``_done`` for a part of a served event: a refusal noted earlier no longer holds (the event was sent
+        again and served), so its label may join."""
+        outcome = self._done(event_id, time_ms)
+        if outcome == REFUSED:
+            self.store.db.execute("DELETE FROM join_done WHERE event_id = ?", (event_id,))
+            return None
+        return outcome
 
     def _spilled(self, event_id: str) -> PendingEvent | None:
         if event_id not in self._stored:
