@@ -35,6 +35,7 @@ class ProduceSummary:
     feedback_sent: int = 0
     labels_withheld: int = 0  # events whose label the policy (or the data) never sends
     labels_duplicated: int = 0  # labels sent twice on purpose
+    events_resent: int = 0  # events sent a second time on purpose, as a retrying application does (in events_produced)
     events: DeliveryReport = field(default_factory=DeliveryReport)
     feedback: DeliveryReport = field(default_factory=DeliveryReport)
     interrupted: bool = False
@@ -44,7 +45,8 @@ class ProduceSummary:
         return self.events.failed + self.feedback.failed
 
     def describe(self) -> str:
-        return (f"events: {self.events_produced} sent, {self.events.delivered} delivered, {self.events.failed} failed; "
+        return (f"events: {self.events_produced} sent ({self.events_resent} resent on purpose), "
+                f"{self.events.delivered} delivered, {self.events.failed} failed; "
                 f"feedback: {self.feedback_sent} sent ({self.labels_duplicated} duplicated on purpose, "
                 f"{self.labels_withheld} withheld), {self.feedback.delivered} delivered, {self.feedback.failed} failed"
                 + (" (interrupted)" if self.interrupted else ""))
@@ -102,8 +104,11 @@ def publish(
     progress: bool = True,
     seed: int = 0,
     milestones: dict[int, Callable[[], None]] | None = None,
+    resend: float = 0.0,
 ) -> ProduceSummary:
-    """Send ``source``'s events at ``rate`` events/s (``None``: as fast as possible) and their labels per ``policy``.
+    """Send ``source``'s events at ``rate`` events/s (``None``: as fast as possible) and their labels per ``policy``;
+    a ``resend`` share of the events is sent again, the same bytes under the same id, up to a second later (an
+    application retrying what it thinks failed): the front must serve each event id once.
 
     Stops after the source is exhausted, after ``duration_s`` seconds, or when
     ``stop`` is set: what was accepted is flushed, the labels of events already
@@ -115,7 +120,7 @@ def publish(
     stop = stop or threading.Event()
     rng = random.Random(seed)
     summary = publisher.summary
-    due: list[tuple[float, int, LabelledEvent]] = []
+    due: list[tuple[float, int, LabelledEvent]] = []  # (when, order, event): a label, or with an odd order a resend
     started = time.monotonic()
     bar = tqdm(total=source.total, unit="ev", desc="producing", disable=not progress, dynamic_ncols=True)
     try:
@@ -133,8 +138,10 @@ def publish(
             summary.labels_withheld += not delays
             summary.labels_duplicated += len(delays) > 1
             for n, delay in enumerate(delays):
-                heapq.heappush(due, (sent_at + delay, 2 * i + n, event))
-            _send_due(publisher, due, time.monotonic())
+                heapq.heappush(due, (sent_at + delay, 4 * i + 2 * n, event))
+            if resend and rng.random() < resend:
+                heapq.heappush(due, (sent_at + rng.uniform(0, 1), 4 * i + 1, event))
+            _send_due(publisher, due, time.monotonic(), source.name)
             bar.update(1)
             if i in milestones:
                 milestones[i]()
@@ -142,14 +149,19 @@ def publish(
             wait = due[0][0] - time.monotonic()
             if wait > 0:
                 publisher.producer.poll(min(wait, 0.1))
-            _send_due(publisher, due, time.monotonic())
+            _send_due(publisher, due, time.monotonic(), source.name)
     finally:
         bar.close()
         publisher.flush()
     return summary
 
 
-def _send_due(publisher: EventPublisher, due: list[tuple[float, int, LabelledEvent]], now: float) -> None:
+def _send_due(publisher: EventPublisher, due: list[tuple[float, int, LabelledEvent]], now: float,
+              source: str) -> None:
     while due and due[0][0] <= now:
-        _, _, event = heapq.heappop(due)
-        publisher.send_feedback(event)
+        _, order, event = heapq.heappop(due)
+        if order % 2:
+            publisher.send_event(event, source)
+            publisher.summary.events_resent += 1
+        else:
+            publisher.send_feedback(event)

@@ -60,6 +60,9 @@ def _warn_if_all_late(session: Session, newest_ms: int | None) -> None:
               help="When labels follow their event: fixed:<s>, exp:<mean s>, or column (a file's --delay-column).")
 @click.option("--label-loss", type=SHARE, default=0.0, show_default=True, help="Share of labels that never arrive.")
 @click.option("--label-duplicates", type=SHARE, default=0.0, show_default=True, help="Share of labels sent twice.")
+@click.option("--resend", type=SHARE, default=0.0, show_default=True,
+              help="Share of events sent a second time, same id, as a retrying application does (the front serves "
+                   "each id once and dead-letters the copy as duplicate-event).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--metrics-port", type=PORT, help="Serve this producer's counters on /metrics at this port.")
 @click.option("--rebase-time", is_flag=True,
@@ -67,7 +70,7 @@ def _warn_if_all_late(session: Session, newest_ms: int | None) -> None:
                    "older than the validate stage's max lag would otherwise all be dead-lettered as late).")
 @pass_session
 def produce(session: Session, source: SourceSpec, duration: float | None, rate: float | None, feedback_delay: str,
-            label_loss: float, label_duplicates: float, progress: bool, metrics_port: int | None,
+            label_loss: float, label_duplicates: float, resend: float, progress: bool, metrics_port: int | None,
             rebase_time: bool) -> None:
     """Send events to events.raw and, after their delay, their labels to feedback.
 
@@ -86,7 +89,8 @@ def produce(session: Session, source: SourceSpec, duration: float | None, rate: 
     publisher = EventPublisher(session.settings, session.catalog)
     serve_metrics(metrics_port, publisher_collector(publisher), session.settings.web_bind)
     summary = publish(publisher, events, policy=FeedbackPolicy(feedback_delay, label_loss, label_duplicates),
-                      rate=rate, duration_s=duration, stop=stop_on_signals(), progress=progress, seed=source.seed)
+                      rate=rate, duration_s=duration, stop=stop_on_signals(), progress=progress, seed=source.seed,
+                      resend=resend)
     click.echo(summary.describe())
     for reason, n in {**summary.events.errors, **summary.feedback.errors}.items():
         click.echo(f"  delivery failure x{n}: {reason}", err=True)
