@@ -43,6 +43,7 @@ from streams.features import feature_vector
 from streams.validate.quality import summarize_metrics
 from streams.worker import EXIT_GAVE_UP, STATEFUL_STAGES, default_stages
 from weir.clock import poll_until
+from weir.contract.deadletter import DUPLICATE_EVENT
 from weir.contract.serde import SchemaCatalog, open_catalog
 from weir.errors import ConfigError, WeirError
 from weir.kafka import local as local_kafka
@@ -57,6 +58,7 @@ from weir.state import pickling
 
 MODEL = "default"
 MAX_WORKER_RESTARTS = 3
+RESEND = 0.01  # events sent twice under one id, as a retrying application does: the front serves them once
 HISTORY_EVENTS, HISTORY_SEED = 2_000, 7  # what the champion was trained on before the demo
 # The demo's automation: retrain on a concept drift or a performance drop (a fresh Hoeffding tree on the last 2,000
 # labels), then shadow, a 20% and a 50% canary, and promotion, each on sequential evidence. Steps are short so that
@@ -147,6 +149,8 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
         "predictions": t.predictions,
         "served": t.served,
         "served_twice": t.served_twice,
+        "events_resent": produced.events_resent,
+        "duplicates_dead_lettered": t.dead_letter_reasons[DUPLICATE_EVENT],
         "feedback_sent": produced.feedback_sent,
         "feedback_learned": t.learner_counter("labels_learned"),
         "feedback_duplicate": t.learner_counter("feedback_duplicate"),
@@ -252,7 +256,7 @@ class DemoRun:
         milestones = {total * 2 // 5: self._kill_learner}
         if self.outage_s > 0:
             milestones[total * 7 // 10] = self._broker_outage
-        publish(publisher, self.source, policy=policy, rate=rate, stop=stop, milestones=milestones)
+        publish(publisher, self.source, policy=policy, rate=rate, stop=stop, milestones=milestones, resend=RESEND)
 
     def _train_champion(self) -> Path:
         """v1 as a real deployment has it: trained offline on history (another stretch of the same domain), pickled
@@ -466,7 +470,9 @@ def run_demo(settings: Settings, *, events: int, feedback_delay_s: float, rate: 
 
 def _print_summary(s: dict[str, Any]) -> None:
     accuracy = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.3f}"
-    say(f"events {s['events_produced']}: served {s['served']}, dead-lettered {s['events_dead_lettered']}; "
+    say(f"events {s['events_produced']} ({s['events_resent']} resent under the same id): served {s['served']}, "
+        f"dead-lettered {s['events_dead_lettered']} ({s['duplicates_dead_lettered']} as duplicates), served twice "
+        f"{s['served_twice']}; "
         f"feedback {s['feedback_sent']}: learned {s['feedback_learned']}; alerts {s['alerts']}; "
         f"served accuracy {accuracy}; reconciled: {'yes' if s['reconciled'] else 'NO'}")
     steps = [f"{d['action']} {d['challenger'] if d['challenger'] != '-' else ''}".strip() + f" @{d['event']}"

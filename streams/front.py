@@ -20,6 +20,7 @@ from weir.contract.messages import InRecord, OutRecord
 from weir.contract.serde import SchemaCatalog
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
+from weir.state.served import ServedIds
 
 
 class FrontStage:
@@ -29,18 +30,22 @@ class FrontStage:
 
     def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
                  metrics: CollectorRegistry | None = None) -> None:
-        self.validate = ValidateStage(settings, catalog, metrics)
+        self.validate = ValidateStage(settings, catalog, metrics, state_name=self.name)
         self.features = FeaturesStage(settings, catalog)
         self.serve = ServeStage(settings, catalog, registry, metrics)
         self.inputs = self.validate.inputs
         self.outputs = tuple(dict.fromkeys(self.validate.outputs + self.features.outputs + self.serve.outputs))
 
+    @property
+    def partitioned_state(self) -> ServedIds:
+        """The event ids served, kept by validation (a duplicate is refused there, before any work)."""
+        return self.validate.served
+
     def process(self, batch: list[InRecord]) -> list[OutRecord]:
         out: list[OutRecord] = []
         for record in batch:
-            event, first = self.validate.check(record)
-            if first is not None:
-                out.append(first)
+            event, checked = self.validate.check(record)
+            out += checked
             if event is not None:
                 vector = feature_vector(event)
                 out.append(self.features.record(vector))

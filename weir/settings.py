@@ -150,6 +150,14 @@ class Settings(BaseSettings):
         description="how long a label whose event was never seen may hold learning back: until its partition's "
         "events are this far past its label time, or, once they stop coming, this long on the clock",
     )
+    dedupe_horizon_ms: int = Field(
+        default=24 * 3600 * 1000, ge=60_000,
+        description="how long, in event time, the front remembers the event ids it served: an event sent again "
+        "within it (a producer retry, a replayed file) is dead-lettered as duplicate-event, not served twice",
+    )
+    dedupe_cache_mb: int = Field(
+        default=16, ge=1, description="memory the front's file of served event ids may cache (it lives on disk)"
+    )
     resend_key: SecretStr | None = Field(
         default=None,
         description="key `weir dlq resend` signs records with; validate exempts only signed ones from the lateness "

@@ -58,8 +58,17 @@ from typing import Any, TypeVar
 import mode
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from streams.runtime.changelog import StateKeeper
 from streams.runtime.metrics import StageMetrics
-from streams.runtime.stage import MAX_RECORD_BYTES, HoldsBack, Stage, StatefulStage, oversized_output, record_size
+from streams.runtime.stage import (
+    MAX_RECORD_BYTES,
+    HoldsBack,
+    KeepsPartitionedState,
+    Stage,
+    StatefulStage,
+    oversized_output,
+    record_size,
+)
 from weir.contract.messages import InRecord, OutRecord, kafka_headers
 from weir.contract.topics import EVENTS_DLQ, MODELS, largest_record_bytes
 from weir.kafka.clients import (
@@ -72,6 +81,7 @@ from weir.kafka.clients import (
 from weir.settings import Settings
 
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the partitioner picks one by key
 HUNG_AFTER_S = 60.0  # a librdkafka call given 30 s that has not returned after this never will
 # Records a stage processes before the event loop lets the process's other stages run: the stages share one
 # thread, and a whole batch of the learner would hold the front's next batch, and its latency, back.
@@ -165,6 +175,9 @@ class StageLoop(mode.Service):
         self.hung = False  # a librdkafka call never returned: this process cannot recover the loop
         self.heartbeat = time.monotonic()  # the loop's last sign of life (liveness)
         self.stateful: StatefulStage | None = stage if isinstance(stage, StatefulStage) else None
+        # A grouped stage with per-partition state: restored from its changelog as partitions come.
+        self.keeper = (StateKeeper(settings, stage.partitioned_state, stage.inputs[0], stage.name)
+                       if isinstance(stage, KeepsPartitionedState) else None)
         # A stateful stage reads every partition in every replica, and keeps its own offsets: its identity is its
         # state file's (app id and state directory, one learner each), so its ids are stable by default. A grouped
         # stage's zombies are fenced by the group's generation whatever its transactional id; a stable one
@@ -220,6 +233,8 @@ class StageLoop(mode.Service):
                 opened = session or self.session  # a session that failed while opening has clients to close too
                 if opened is not None and not self.hung:  # a hung client is left alone: closing it would hang too
                     await self._close(opened)
+                if self.keeper is not None:
+                    self.keeper.session_ended()
                 self.session = None
             if self.gave_up is not None:
                 break
@@ -227,6 +242,8 @@ class StageLoop(mode.Service):
                 await self._back_off(failures)
         if self.stateful is not None:
             self.stateful.close()
+        if self.keeper is not None:
+            self.keeper.state.shut()
 
     def _failed(self, cause: str, reason: str, session: Session | None, failures: int) -> int:
         """Count a failed session; the number of failures in a row (a session that committed starts it over)."""
@@ -310,6 +327,8 @@ class StageLoop(mode.Service):
         while not self.should_stop:
             self.heartbeat = time.monotonic()
             batch = await self._in_thread(self.consumer_thread, lambda: self._next_batch(session))
+            if self.keeper is not None and self.keeper.to_restore:  # partitions just assigned: state first
+                await self._in_thread(self.consumer_thread, self.keeper.restore)
             lags = self._lags(session)
             self.metrics.observe_lag(self.stage.name, lags)
             self._hold_back(session, lags)
@@ -353,6 +372,8 @@ class StageLoop(mode.Service):
             return
         await self._commit(session, self.stage.tick(), [])
         await self._settle(session)
+        if self.keeper is not None:
+            await self._checkpoint(session, final=True)
         if self.stateful is not None and self.stateful.snapshot_due(final=True):
             await self._snapshot(session)
             await self._settle(session)
@@ -421,6 +442,9 @@ class StageLoop(mode.Service):
         """Hand the outputs and the offsets they came from to the broker; the commit runs in the background
         while the next batch is read and processed. The previous one must have succeeded first."""
         await self._settle(session)
+        if self.keeper is not None:
+            await self._checkpoint(session)
+            self.keeper.state.seal()  # the state's changes are part of this commit from now on
         producer = session.producer
         if self.settings.exactly_once:
             producer.begin_transaction()
@@ -471,6 +495,7 @@ class StageLoop(mode.Service):
             while True:
                 try:
                     producer.produce(o.topic, key=o.key, value=o.value, headers=kafka_headers(o.headers),
+                                     partition=ANY_PARTITION if o.partition is None else o.partition,
                                      on_delivery=report.callback)
                     break
                 except BufferError:  # librdkafka's queue is full: let it drain, then go on
@@ -494,6 +519,15 @@ class StageLoop(mode.Service):
         in_flight, session.in_flight = session.in_flight, None
         if in_flight is not None:
             await asyncio.wrap_future(in_flight)
+            if self.keeper is not None:
+                self.keeper.state.committed()
+
+    async def _checkpoint(self, session: Session, final: bool = False) -> None:
+        """Checkpoint the partitioned state when due (or ``final``), with no commit in flight."""
+        assert self.keeper is not None
+        if final or self.keeper.checkpoint_due():
+            keeper = self.keeper
+            await self._in_thread(self.consumer_thread, lambda: keeper.checkpoint(session.consumer))
 
     async def _snapshot(self, session: Session) -> None:
         """Persist the state once the offsets it reflects are committed; the copies it publishes go out in the
@@ -541,6 +575,8 @@ class StageLoop(mode.Service):
         if session is not None:  # new partitions start unpaused; the next batch pauses them again if needed
             session.stale_until.update(dict.fromkeys(session.held, time.monotonic() + STALE_AFTER_RESUME_S))
             session.held = set()
+        if self.keeper is not None:
+            self.keeper.assigned(partitions)
         log.info("stage %s assigned %s", self.stage.name, _describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -561,6 +597,8 @@ class StageLoop(mode.Service):
                     log.warning("stage %s: commit on revoke failed: %s", self.stage.name, exc.args[0].str())
         for tp in partitions:
             self.positions.pop((tp.topic, tp.partition), None)
+        if self.keeper is not None:
+            self.keeper.revoked(partitions)
         log.info("stage %s revoked %s", self.stage.name, _describe(partitions))
 
     async def _in_thread(self, thread: ThreadPoolExecutor, call: Callable[[], T]) -> T:

@@ -68,6 +68,54 @@ class StatefulStage(Stage, Protocol):
         ...
 
 
+class PartitionedState(Protocol):
+    """State a grouped stage keeps per input partition on local disk, whose changes the stage writes to a changelog
+    topic in its own transactions (to the partition number of the input partition they belong to). The runner
+    restores a partition from the changelog when the stage takes it, and tells the state how its transactions end.
+    """
+
+    @property
+    def changelog(self) -> str:
+        """The physical name of the changelog topic."""
+        ...
+
+    def open(self, partitions: set[int]) -> dict[int, int]:
+        """Take these input partitions; the changelog offset to restore each from."""
+        ...
+
+    def restore(self, partition: int, records: list[InRecord]) -> int:
+        """Changelog records of ``partition``, in order; how many were taken."""
+        ...
+
+    def close(self, partitions: set[int]) -> None:
+        """Give these partitions up; changes no transaction committed are forgotten."""
+        ...
+
+    def seal(self) -> None:
+        """The changes made since the last seal are in the transaction now being committed."""
+        ...
+
+    def committed(self) -> None:
+        """The sealed changes' transaction committed."""
+        ...
+
+    def checkpoint(self, ends: dict[int, int]) -> None:
+        """Every change below these changelog offsets (per partition) is in the state: keep that durably."""
+        ...
+
+    def shut(self) -> None:
+        """Release the state at the end of the stage's life."""
+        ...
+
+
+@runtime_checkable
+class KeepsPartitionedState(Protocol):
+    """A grouped stage with ``PartitionedState`` (it reads one input topic)."""
+
+    @property
+    def partitioned_state(self) -> PartitionedState: ...
+
+
 Partition = tuple[str, int]  # (topic, partition)
 
 

@@ -30,6 +30,7 @@ class QualityCounters:
     field_out_of_range: Counter[tuple[str, str]] = field(default_factory=Counter)
     late: Counter[str] = field(default_factory=Counter)  # by source
     served_elsewhere: Counter[str] = field(default_factory=Counter)  # by who served them (the HTTP service)
+    duplicates: Counter[str] = field(default_factory=Counter)  # by source: event ids served already, not again
 
 
 class QualityCollector(Collector):
@@ -52,6 +53,8 @@ class QualityCollector(Collector):
         yield _family("weir_quality_late_events", "Records older than the lag tolerance", ["source"], c.late)
         yield _family("weir_quality_served_elsewhere", "Raw events another Weir process served, passed by",
                       ["served_by"], c.served_elsewhere)
+        yield _family("weir_front_duplicates", "Events whose id was served already, dead-lettered, not served again",
+                      ["source"], c.duplicates)
 
 
 def _family(name: str, doc: str, labels: list[str], counts: Counter[Any]) -> CounterMetricFamily:

@@ -17,7 +17,7 @@ from weir.contract.topics import CONTRACT
 RECORDS: dict[str, Any] = {
     "raw_event": records.RawEvent, "valid_event": records.ValidEvent, "feature_vector": records.FeatureVector,
     "prediction": records.Prediction, "feedback": records.Feedback, "model_record": records.ModelRecord,
-    "alert": records.Alert,
+    "alert": records.Alert, "served_event": records.ServedEvent,
 }
 PRIMITIVES: dict[str, Any] = {"string": str, "long": int, "int": int, "double": float, "float": float,
                               "boolean": bool, "bytes": bytes, "null": type(None)}

@@ -46,12 +46,14 @@ class InRecord:
 
 @dataclass(frozen=True, slots=True)
 class OutRecord:
-    """A record to write: its topic, key, value and headers."""
+    """A record to write: its topic, key, value and headers; ``partition`` None lets the producer's partitioner
+    choose by key (every contract topic but a changelog, which follows its input partition)."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: Headers | None = None
+    partition: int | None = None
 
 
 def kafka_headers(headers: Headers | None) -> list[tuple[str, str | bytes | None]] | None:

@@ -63,6 +63,12 @@ class Prediction(TypedDict):
     error: str | None
 
 
+class ServedEvent(TypedDict):
+    """``events.served``: an event id the front served (the key), for its memory of served ids."""
+
+    event_time: int
+
+
 class Feedback(TypedDict):
     """``feedback``: the true label of an event, known later."""
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from weir.contract.records import Alert, FeatureVector, Feedback, ModelRecord, Prediction, RawEvent, ValidEvent
+from weir.contract.records import (
+    Alert,
+    FeatureVector,
+    Feedback,
+    ModelRecord,
+    Prediction,
+    RawEvent,
+    ServedEvent,
+    ValidEvent,
+)
 from weir.settings import Settings
 
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
@@ -40,6 +49,11 @@ FEATURES: ContractTopic[FeatureVector] = ContractTopic(
 PREDICTIONS: ContractTopic[Prediction] = ContractTopic(
     "predictions", "prediction", "one record per (event, scored version); one served"
 )
+# Written by the front to the partition number of the events.raw partition the event came on: its memory of served ids
+# for that partition, rebuilt from here after a crash or when the partition moves to another front.
+EVENTS_SERVED: ContractTopic[ServedEvent] = ContractTopic(
+    "events.served", "served_event", "event ids the front served, per events.raw partition: its dedupe memory"
+)
 FEEDBACK: ContractTopic[Feedback] = ContractTopic("feedback", "feedback", "true labels, late, duplicated or missing")
 FEEDBACK_LATE: ContractTopic[bytes] = ContractTopic(
     "feedback.late", None, "labels that came after their join window, bytes untouched"
@@ -54,6 +68,7 @@ CONTRACT: tuple[ContractTopic[Any], ...] = (
     EVENTS_RAW,
     EVENTS_DLQ,
     EVENTS_VALID,
+    EVENTS_SERVED,
     FEATURES,
     PREDICTIONS,
     FEEDBACK,
@@ -67,6 +82,9 @@ def topic_config(topic: ContractTopic[Any], settings: Settings) -> dict[str, str
     if topic is MODELS:  # model copies grow with what they learn (a Hoeffding tree passes 1 MB, Kafka's default)
         return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000",
                 "max.message.bytes": str(largest_record_bytes(settings))}
+    if topic is EVENTS_SERVED:  # an id is remembered for the horizon; a day more lets a recovery start before it
+        retention = settings.dedupe_horizon_ms + 24 * 3600 * 1000
+        return {"cleanup.policy": "delete", "retention.ms": str(retention)}
     if topic.compacted:
         return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
     retention = settings.retention_ms

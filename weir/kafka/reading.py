@@ -132,3 +132,39 @@ def assigned_members(settings: Settings, group: str) -> int:
     finally:
         admin.poll(0)  # an AdminClient's librdkafka log comes out of poll only
     return sum(1 for m in description.members if m.assignment.topic_partitions)
+
+
+def read_partition(settings: Settings, topic: str, partition: int, start: int, *,
+                   timeout_s: float) -> Iterator[list[InRecord]]:
+    """The committed records of one partition from ``start`` to the end it has now, in chunks.
+
+    Unlike ``read_topic`` it does not stop at the end of what is committed:
+    a transaction still open when it is called (a writer that crashed
+    mid-batch) is waited for until the broker aborts or commits it, so what
+    it returns is final. ``KafkaUnreachable`` past ``timeout_s``.
+    """
+    consumer = reader(settings, "changelog")
+    try:
+        tp = TopicPartition(topic, partition)
+        low, high = watermarks(consumer, tp)
+        if high <= max(low, start):
+            return
+        consumer.assign([TopicPartition(topic, partition, max(low, start))])
+        deadline = time.monotonic() + timeout_s
+        while True:
+            chunk = []
+            for msg in consumer.consume(1000, timeout=0.5):
+                error = msg.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise WeirError(f"reading {topic}[{partition}]: {error.str()}")
+                if error is None:
+                    chunk.append(InRecord.of(msg))
+            if chunk:
+                yield chunk
+            if consumer.position([tp])[0].offset >= high:  # past the commit or abort marker of the last batch
+                return
+            if time.monotonic() > deadline:
+                raise KafkaUnreachable(f"reading {topic}[{partition}] did not reach offset {high} within "
+                                       f"{timeout_s:.0f} s")
+    finally:
+        consumer.close()
