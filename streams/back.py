@@ -61,6 +61,7 @@ class BackStage:
         self.raised: list[Alert] = []
         self.started_ms = now_ms()
         self.inputs = self.learn.inputs
+        self.upstream = self.learn.upstream
         self.outputs = (*self.learn.outputs, self.watch.alerts.topic)
 
     # --- what the learner shows the monitor ------------------------------------------------------------------

@@ -26,7 +26,7 @@ from streams.learn.metrics import LearnMetrics
 from streams.learn.sequencer import Sequencer
 from streams.runtime.stage import Pacer, Partition, Route, dead_letter, dispatch
 from weir.clock import now_ms
-from weir.contract.deadletter import DUPLICATE_EVENT, Rejection, read_headers, refused_unserved
+from weir.contract.deadletter import DUPLICATE_EVENT, VALIDATE_STAGE, Rejection, read_headers, refused_unserved
 from weir.contract.feedback import feedback_rejection, parse_positive
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import FeatureVector, Feedback, Prediction
@@ -86,6 +86,8 @@ class LearnStage:
         feedback = topic_serde(catalog, settings, FEEDBACK)
         self.models = topic_serde(catalog, settings, MODELS)
         self.raw = topic_serde(catalog, settings, EVENTS_RAW)  # the event ids of refused events, from their letters
+        # The stage that reads events.raw and writes what this one reads: fused, the front.
+        self.upstream = ("front" if settings.fused else VALIDATE_STAGE, self.raw.topic)
         self.signer = model_signer(settings)  # serve workers in other processes load only signed copies
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
         self.late_topic = settings.topic(FEEDBACK_LATE.name)
@@ -175,15 +177,17 @@ class LearnStage:
         return strays
 
     def _given_up(self, event: PendingEvent, waited_ms: int) -> bool:
-        """Its event is not coming: the events of its partition are well past its label time, or have stopped
-        and it has waited as long on the clock (an event validate dead-lettered, an id nobody sent)."""
+        """Its event is not coming: the events of its partition are well past its label time, or have stopped, the
+        front has read every raw event sent so far, and it has waited as long on the clock (an id nobody sent). A
+        front busy with a backlog is no reason: the event may be in it."""
         wait = self.settings.unmatched_label_wait_ms
         if event.label_source is None:
             return waited_ms >= wait
         partition = event.label_source.partition
         if self.pacer.events.get(partition, 0) - event.label_time_ms > wait:
             return True
-        return waited_ms >= wait and self.pacer.events_quiet(partition, self.caught_up)
+        return (waited_ms >= wait and self.pacer.events_quiet(partition, self.caught_up)
+                and (self.raw.topic, partition) in self.caught_up)
 
     def held_back(self, behind: set[Partition]) -> set[Partition]:
         return self.pacer.held_back(behind)

@@ -47,6 +47,7 @@ the reason, for its own supervisor (compose, Kubernetes) to restart.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -66,9 +67,11 @@ from streams.runtime.stage import (
     KeepsPartitionedState,
     Stage,
     StatefulStage,
+    WaitsOnUpstream,
     oversized_output,
     record_size,
 )
+from streams.runtime.upstream import UpstreamWatch
 from weir.contract.messages import InRecord, OutRecord, kafka_headers
 from weir.contract.topics import EVENTS_DLQ, MODELS, largest_record_bytes
 from weir.kafka.clients import (
@@ -178,6 +181,7 @@ class StageLoop(mode.Service):
         # A grouped stage with per-partition state: restored from its changelog as partitions come.
         self.keeper = (StateKeeper(settings, stage.partitioned_state, stage.inputs[0], stage.name)
                        if isinstance(stage, KeepsPartitionedState) else None)
+        self.upstream = UpstreamWatch(settings, *stage.upstream) if isinstance(stage, WaitsOnUpstream) else None
         # A stateful stage reads every partition in every replica, and keeps its own offsets: its identity is its
         # state file's (app id and state directory, one learner each), so its ids are stable by default. A grouped
         # stage's zombies are fenced by the group's generation whatever its transactional id; a stable one
@@ -242,6 +246,8 @@ class StageLoop(mode.Service):
                 await self._back_off(failures)
         if self.stateful is not None:
             self.stateful.close()
+        if self.upstream is not None:
+            self.upstream.close()
         if self.keeper is not None:
             self.keeper.state.shut()
 
@@ -334,7 +340,13 @@ class StageLoop(mode.Service):
             self._hold_back(session, lags)
             if self.stateful is not None:
                 assigned = {(tp.topic, tp.partition) for tp in session.consumer.assignment()}
-                self.stateful.note_partitions(assigned, self._caught_up_with(session, lags))
+                caught_up = self._caught_up_with(session, lags)
+                if self.upstream is not None:
+                    if self.upstream.due():
+                        await self._in_thread(self.consumer_thread,
+                                              functools.partial(self.upstream.refresh, {p for _, p in assigned}))
+                    caught_up |= self.upstream.caught_up
+                self.stateful.note_partitions(assigned, caught_up)
             started = time.perf_counter()
             out: list[OutRecord] = []
             for i in range(0, len(batch), SLICE):

@@ -120,6 +120,18 @@ Partition = tuple[str, int]  # (topic, partition)
 
 
 @runtime_checkable
+class WaitsOnUpstream(Protocol):
+    """A stateful stage that must know when the stage before it has read its input to the end (the learner: only
+    then is an event that never came known never to come). Its runner adds those partitions of the upstream topic to
+    the ``caught_up`` it hands ``note_partitions``."""
+
+    @property
+    def upstream(self) -> tuple[str, str]:
+        """(the upstream stage's name, the topic it reads)."""
+        ...
+
+
+@runtime_checkable
 class HoldsBack(Protocol):
     """A stage that asks its runner to stop reading some input partitions for now, to bound what it holds."""
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from confluent_kafka import TopicPartition
+
 from apps.processes import start_worker, stop_process
 from producers.churn import ChurnDomain
+from streams.runtime.upstream import UpstreamWatch
 from tests.integration.test_learning import learner_counters
 from weir.clock import now_ms, poll_until
 from weir.contract.deadletter import read_headers
 from weir.contract.records import Feedback, RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW, FEEDBACK
-from weir.kafka.clients import make_producer, produce
-from weir.kafka.reading import read_topic
+from weir.kafka.clients import make_consumer, make_producer, produce
+from weir.kafka.reading import read_topic, watermarks
 from weir.settings import Settings
 
 GOOD = 50
@@ -95,3 +98,26 @@ def test_a_label_whose_event_the_front_refused_is_settled_at_once(
     traffic.label("refused", "refused-entity")
     _learned_all_then_stopped(settings, catalog, tmp_path / "worker.log", traffic,
                               {"refused-entity": "refused-event-feedback"})
+
+
+def test_the_front_counts_as_done_only_once_it_committed_every_raw_event(kafka: Settings,
+                                                                          catalog: SchemaCatalog) -> None:
+    """The learner's proof that an event will not come: the front's group has committed events.raw to its end. A
+    front behind on a backlog is not done, however quiet its outputs are."""
+    traffic = Traffic(kafka, catalog)
+    traffic.good_events_then_their_labels()
+    raw = kafka.topic(EVENTS_RAW.name)
+    watch = UpstreamWatch(kafka, "front", raw)
+    front = make_consumer(kafka, f"{kafka.app_id}-front", **{"enable.auto.commit": False})
+    try:
+        watch.refresh({0, 1, 2})
+        assert watch.caught_up == set()  # the front never ran: every event is still to come
+        ends = {p: watermarks(front, TopicPartition(raw, p))[1] for p in range(3)}
+        assert all(ends.values())
+        front.commit(offsets=[TopicPartition(raw, 0, ends[0]), TopicPartition(raw, 1, ends[1] - 2)],
+                     asynchronous=False)
+        watch.refresh({0, 1, 2})
+        assert watch.caught_up == {(raw, 0)}
+    finally:
+        front.close()
+        watch.close()

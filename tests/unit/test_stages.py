@@ -405,7 +405,7 @@ def test_a_label_whose_event_validation_refused_is_settled_as_soon_as_the_refusa
     learn.close()
 
 
-def test_when_events_stop_a_label_whose_event_never_came_waits_only_so_long_on_the_clock(
+def test_when_events_stop_a_label_whose_event_never_came_waits_only_so_long_on_the_clock_once_the_front_is_done(
         catalog: SchemaCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = SETTINGS.with_overrides(state_dir=tmp_path, unmatched_label_wait_ms=60_000, sequencer_idle_ms=1_000)
     clock = [now_ms()]
@@ -417,9 +417,12 @@ def test_when_events_stop_a_label_whose_event_never_came_waits_only_so_long_on_t
     learn.process([*_event_at(catalog, settings, "e1", t), _label(catalog, settings, "ghost", label_time=t + 1),
                    _label(catalog, settings, "e1", label_time=t + 2)])
     every = {(topic, 0) for topic in learn.inputs}
-    learn.note_partitions(every, every)  # read to the end: traffic has stopped
-    clock[0] += 59_000
+    learn.note_partitions(every, every)  # read to the end: traffic has stopped, or the front is behind
+    clock[0] += 61_000
     assert learn.tick()[:-1] == [] and learn.learner.labels_learned == 0  # (the last record is the METRICS one)
+    learn.note_partitions(every, every | {(learn.raw.topic, 0)})  # the front has read every raw event: none to come
+    clock[0] -= 2_000
+    assert learn.tick()[:-1] == [] and learn.learner.labels_learned == 0  # not a minute on the clock yet
     clock[0] += 2_000
     dead = [o for o in learn.tick() if o.topic == learn.dlq_topic]
     assert [read_headers(d.headers)["reason"] for d in dead] == ["unmatched-feedback"]
