@@ -10,6 +10,7 @@ from apps.cli.common import PORT, Session, pass_session, stop_on_signals
 from consumers.alerts import consume_alerts
 from consumers.sink import run_sink
 from consumers.webhook import Forwarder, shown
+from weir.kafka.admin import ensure_reachable
 from weir.settings import revealed
 
 
@@ -48,4 +49,5 @@ def alerts_serve(session: Session, port: int, forward_url: str | None, group: st
 @pass_session
 def alerts_tail(session: Session, group: str | None) -> None:
     """Print every alert as it arrives, until SIGINT/SIGTERM."""
+    ensure_reachable(session.settings)  # a wrong bootstrap says so, not librdkafka's retries for ever
     consume_alerts(session.settings, session.catalog, group_id=group, stop=stop_on_signals())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 from typing import Any
 
 import click
@@ -13,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from apps.cli import cli
 from tests.conftest import REPO
+from weir.kafka.logs import librdkafka_log
 
 
 def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -110,6 +113,30 @@ def test_a_kafka_error_is_one_line_naming_the_bootstrap(monkeypatch: pytest.Monk
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "weir: Kafka: Failed to get metadata: Broker transport failure (bootstrap nowhere.invalid:9092)"]
+
+
+def test_librdkafkas_repeat_counts_come_before_the_line_that_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Kafka error ends the command: how often librdkafka said the same thing is told before its last line, not
+    printed after it when the process exits."""
+    logger = librdkafka_log().logger
+    handler = logging.StreamHandler()
+
+    def unreachable(*_args: Any, **_kwargs: Any) -> None:
+        handler.setStream(sys.stderr)  # the runner's, as it is while the command runs
+        logger.addHandler(handler)
+        for ms in (0, 3):  # what confluent-kafka's log callback does with two lines of the same shape
+            logger.error("%s [%s] %s", "FAIL", "rdkafka#producer-1", "[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/"
+                         f"bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after {ms}ms)")
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata: Broker transport failure"))
+
+    monkeypatch.setattr("apps.cli.contract.create_topics", unreachable)
+    try:
+        result = CliRunner().invoke(cli, ["topics", "create"])
+    finally:
+        logger.removeHandler(handler)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and lines[-1].startswith("weir: Kafka: Failed to get metadata"), result.output
+    assert any("Connection refused (after Nms) repeated 1 more time" in line for line in lines[:-1]), result.output
 
 
 def test_a_missing_file_is_one_line() -> None:
