@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from typing import Any
@@ -14,8 +15,10 @@ from click.testing import CliRunner
 from confluent_kafka import KafkaError, KafkaException
 
 from apps.cli import cli
+from consumers.sink import receiver_token
 from tests.conftest import REPO
 from weir.kafka.logs import librdkafka_log
+from weir.settings import Settings
 
 
 def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -62,6 +65,36 @@ def test_every_weir_service_runs_a_command_the_cli_has(service: str) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"], prog_name="weir")
     assert result.exit_code == 0, f"{service}: `weir {' '.join(command)}` is not a valid command:\n{result.output}"
     assert "Usage: weir " + command[0] in result.output
+
+
+def test_an_alert_receiver_open_to_others_without_a_token_does_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEIR_WEB_BIND", "0.0.0.0")
+    monkeypatch.delenv("WEIR_ALERT_RECEIVER_TOKEN", raising=False)
+    started: list[object] = []
+    monkeypatch.setattr(sys.modules["apps.cli.alerts"], "run_sink", lambda *args, **kwargs: started.append(args))
+    result = CliRunner().invoke(cli, ["alerts", "serve", "--port", "0"])
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("weir: the Alertmanager receiver would take unauthenticated alerts on 0.0.0.0: set "
+                           "WEIR_ALERT_RECEIVER_TOKEN")
+    assert not started
+
+
+def test_compose_gives_the_alert_receiver_the_token_alertmanager_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In compose the receiver listens beyond loopback, so it needs a token: the one Alertmanager's config sends."""
+    [(name, sink)] = [(n, s) for n, s in compose_services().items() if s.get("command", [])[:2] == ["alerts", "serve"]]
+    for variable in [v for v in os.environ if v.startswith("WEIR_")]:
+        monkeypatch.delenv(variable)
+    for variable, value in sink["environment"].items():
+        monkeypatch.setenv(variable, str(value))
+    settings = Settings()
+    token = receiver_token(settings)  # raises without one
+    assert settings.web_bind == "0.0.0.0" and token
+    port = sink["command"][sink["command"].index("--port") + 1]
+    config = yaml.safe_load((REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
+    hooks = [h for r in config["receivers"] for h in r.get("webhook_configs", [])]
+    assert [h["url"] for h in hooks] == [f"http://{name}:{port}/alertmanager"]
+    assert hooks[0]["http_config"]["authorization"] == {"type": "Bearer", "credentials": token}
 
 
 def exposed_metric_names() -> set[str]:
