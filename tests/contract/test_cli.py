@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -177,6 +178,23 @@ def test_a_missing_file_is_one_line() -> None:
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1].startswith("weir: ") and "/nowhere/events.csv" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("rows, code, says", [
+    ("", 2, "has no rows, only a header: there are no events in it"),
+    ("c1,1,yes\nc2,2,no\n", 1, "2 label(s) in column 'label' would be dead-lettered, not learned (row 1 'yes', "
+                                "row 2 'no'): label 'yes' (str) is not a binary label"),
+], ids=["header only", "labels of another kind"])
+def test_a_file_with_nothing_to_send_or_labels_the_learners_refuse_is_one_line_before_the_broker_is_asked(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rows: str, code: int, says: str) -> None:
+    monkeypatch.setenv("WEIR_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # asked, it would say that nothing answers
+    monkeypatch.setenv("WEIR_LABEL_KIND", "binary")
+    path = tmp_path / "events.csv"
+    path.write_text("entity_id,spend,label\n" + rows)
+    result = CliRunner().invoke(cli, ["produce", "--source", str(path), "--no-progress"])
+    assert result.exit_code == code, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"weir: {path}") and says in line, line
 
 
 def test_produce_with_no_broker_fails_in_seconds_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
