@@ -159,6 +159,7 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
         "alerts": len(t.alerts),
         "accuracy": accuracy,
         "dead_letter_reasons": dict(t.dead_letter_reasons),
+        "undecodable_records": dict(t.undecodable),
         "served_by_version": dict(t.served_by_version),
         "alert_list": [alert_brief(a) for a in t.alerts],
         "delivery_failures": produced.events.failed + produced.feedback.failed,
@@ -475,6 +476,9 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"{s['served_twice']}; "
         f"feedback {s['feedback_sent']}: learned {s['feedback_learned']}; alerts {s['alerts']}; "
         f"served accuracy {accuracy}; reconciled: {'yes' if s['reconciled'] else 'NO'}")
+    if s["undecodable_records"]:
+        say("skipped records that do not decode, as the workers do: "
+            + ", ".join(f"{topic} {n}" for topic, n in sorted(s["undecodable_records"].items())))
     steps = [f"{d['action']} {d['challenger'] if d['challenger'] != '-' else ''}".strip() + f" @{d['event']}"
              for d in s.get("decisions", [])]
     say(f"policy decisions: {', '.join(steps) or 'none'}")

@@ -4,11 +4,14 @@ The demo and the end-to-end tests reconcile from here: served predictions are
 counted by distinct event id (a replay may repeat a record, never an event),
 dead letters by reason, and the learner's own counters come from the latest
 METRICS records on ``models``. Partitions are assigned, not subscribed: the
-tally joins no group and commits nothing.
+tally joins no group and commits nothing. A record that does not decode is
+skipped and counted by topic, as the workers skip it: one bad record must not
+end the count.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -20,8 +23,11 @@ from weir.contract.messages import InRecord
 from weir.contract.records import Alert, Label, ModelRecord, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, EVENTS_DLQ, MODELS, PREDICTIONS
+from weir.errors import SerdeError
 from weir.kafka.reading import reader, watermarks
 from weir.settings import Settings
+
+log = logging.getLogger("weir.tally")
 
 
 @dataclass
@@ -39,6 +45,7 @@ class Tally:
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     alerts: list[Alert] = field(default_factory=list)
     metrics: dict[str, ModelRecord] = field(default_factory=dict)  # latest METRICS record per version
+    undecodable: Counter[str] = field(default_factory=Counter)  # records skipped, by topic (predictions, models...)
 
     @property
     def served(self) -> int:
@@ -59,6 +66,8 @@ class TopicTally:
         self.alerts = topic_serde(catalog, settings, ALERTS)
         self.models = topic_serde(catalog, settings, MODELS)
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
+        self.topic_names = {serde.topic: topic.name for serde, topic in
+                            ((self.predictions, PREDICTIONS), (self.alerts, ALERTS), (self.models, MODELS))}
         self.tally = Tally()
         self.consumer = reader(settings, "tally")
         self.at_end: dict[tuple[str, int], int] = {}  # partitions read to their committed end: that end
@@ -86,14 +95,22 @@ class TopicTally:
         if record.topic == self.dlq_topic:
             t.dead_letters += 1
             t.dead_letter_reasons[read_headers(record.headers).get("reason", "?")] += 1
-        elif record.topic == self.predictions.topic:
-            self._fold_prediction(self.predictions.decode(record.value))
-        elif record.topic == self.alerts.topic:
-            t.alerts.append(self.alerts.decode(record.value))
-        else:
-            model_record = self.models.decode(record.value)
-            if model_record["kind"] == "METRICS" and model_record["version"] is not None:
-                t.metrics[model_record["version"]] = model_record
+            return
+        if record.topic == self.models.topic and record.value is None:
+            return  # a tombstone: compaction's delete, which the workers pass by too
+        try:
+            if record.topic == self.predictions.topic:
+                self._fold_prediction(self.predictions.decode(record.value))
+            elif record.topic == self.alerts.topic:
+                t.alerts.append(self.alerts.decode(record.value))
+            else:
+                model_record = self.models.decode(record.value)
+                if model_record["kind"] == "METRICS" and model_record["version"] is not None:
+                    t.metrics[model_record["version"]] = model_record
+        except SerdeError as exc:
+            t.undecodable[self.topic_names[record.topic]] += 1
+            log.warning("the tally skipped %s/%d/%d, which does not decode: %s", record.topic, record.partition,
+                        record.offset, exc)
 
     def _fold_prediction(self, prediction: Prediction) -> None:
         t, version = self.tally, prediction["model_version"]

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from producers.event import EventTime, LabelledEvent, Source, live, plain_value
-from weir.errors import ConfigError
+from weir.contract.feedback import LabelKind, label_problem
+from weir.errors import ConfigError, UsageError
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,28 @@ class FileColumns:
 
 def read_frame(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
-        return pd.read_csv(path)
+        try:
+            return pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise UsageError(f"{path} is empty, not even a header: there are no events in it") from None
     if path.suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     raise ConfigError(f"cannot replay {path}: only .csv and .parquet files are supported")
 
 
 def file_source(path: Path, columns: FileColumns, *, limit: int | None = None, event_time: EventTime = live,
-                rebase_to_ms: int | None = None) -> Source:
+                rebase_to_ms: int | None = None, label_kind: LabelKind | None = None) -> Source:
     """Replay ``path``; with no event-time column, events are stamped by ``event_time`` like a live source.
 
     ``rebase_to_ms``: shift every event time by the same amount, so that the newest is this time (history
-    replayed as if it had just happened, its spacing kept)."""
+    replayed as if it had just happened, its spacing kept). ``label_kind``: the labels are going to the
+    ``feedback`` topic, whose readers learn labels of this kind only (``WEIR_LABEL_KIND``): a file with another
+    label is refused before anything is sent, rather than dead-lettered label by label later.
+
+    A file without rows is refused (``UsageError``): there would be nothing to send."""
     frame = read_frame(path)
+    if frame.empty:
+        raise UsageError(f"{path} has no rows, only a header: there are no events in it")
     reserved = {c for c in (columns.entity, columns.label, columns.event_time, columns.event_id,
                             columns.label_delay_s) if c}
     missing = sorted(reserved - set(frame.columns) | set(columns.attributes) - set(frame.columns))
@@ -61,6 +71,8 @@ def file_source(path: Path, columns: FileColumns, *, limit: int | None = None, e
         frame = frame.assign(_weir_ms=_epoch_ms(frame[columns.event_time])).sort_values("_weir_ms", kind="stable")
     if limit is not None:
         frame = frame.head(limit)
+    if label_kind is not None:
+        _refuse_labels_of_another_kind(path, frame[columns.label], label_kind)
     newest = int(frame["_weir_ms"].max()) if columns.event_time and len(frame) else None
     if newest is not None and rebase_to_ms is not None:
         frame = frame.assign(_weir_ms=frame["_weir_ms"] + (rebase_to_ms - newest))
@@ -74,6 +86,21 @@ TIME_NAMES = frozenset({"time", "timestamp", "ts", "date", "datetime", "event_ti
 
 def _looks_like_time(name: str, column: pd.Series) -> bool:
     return name.lower() in TIME_NAMES or pd.api.types.is_datetime64_any_dtype(column)
+
+
+def _refuse_labels_of_another_kind(path: Path, labels: pd.Series, kind: LabelKind) -> None:
+    """A ``ConfigError`` naming the first rows whose label no learner takes (an empty cell is a label that never
+    comes, not a bad one)."""
+    refused: list[tuple[int, Any, str]] = []  # (row in the file, label, why)
+    for row, cell in zip(labels.index.tolist(), labels.tolist(), strict=True):  # the index: the row in the file
+        label = _cell(cell)
+        problem = label_problem(label, kind) if label is not None else None
+        if problem is not None:
+            refused.append((int(row) + 1, label, problem[1]))
+    if refused:
+        shown = ", ".join(f"row {row} {label!r}" for row, label, _ in refused[:3])
+        raise ConfigError(f"{path}: {len(refused)} label(s) in column {labels.name!r} would be dead-lettered, not "
+                          f"learned ({shown}): {refused[0][2]}; fix the file or set WEIR_LABEL_KIND")
 
 
 def _epoch_ms(column: pd.Series) -> pd.Series:

@@ -23,6 +23,7 @@ from producers.event import EventTime, LabelledEvent, Source, live, plain_value
 from producers.files import FileColumns, file_source
 from producers.schedule import DriftSchedule
 from producers.synthetic import synthetic_events
+from weir.contract.feedback import LabelKind
 from weir.errors import ConfigError
 
 
@@ -90,12 +91,14 @@ class SourceSpec:
     drift: str = "none"  # the drift schedule of a named source
     columns: FileColumns | None = None  # set for a file
 
-    def open(self, event_time: EventTime = live, *, rebase_to_ms: int | None = None) -> Source:
+    def open(self, event_time: EventTime = live, *, rebase_to_ms: int | None = None,
+             label_kind: LabelKind | None = None) -> Source:
         """The events; ``event_time`` stamps those of a named source, and of a file without a time column;
-        ``rebase_to_ms`` moves a file's times so its newest event is then."""
+        ``rebase_to_ms`` moves a file's times so its newest event is then; ``label_kind``: a file's labels must
+        be of this kind (they are sent to the learners)."""
         if self.columns is not None:
             return file_source(Path(self.name), self.columns, limit=self.count, event_time=event_time,
-                               rebase_to_ms=rebase_to_ms)
+                               rebase_to_ms=rebase_to_ms, label_kind=label_kind)
         total = self.count or DEFAULT_EVENTS
         return open_source(self.name, total, seed=self.seed, schedule=DriftSchedule.parse(self.drift, total),
                            event_time=event_time)

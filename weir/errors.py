@@ -23,6 +23,14 @@ class ConfigError(WeirError):
     """A setting or flag has a value Weir cannot work with."""
 
 
+class UsageError(ConfigError):
+    """A command asked for something Weir will not do as given (a receiver open to the network without its token,
+    a file with nothing to send): refused before it starts anything, with exit code 2 like a flag value that makes
+    no sense."""
+
+    exit_code = 2
+
+
 class SerdeError(WeirError):
     """A record could not be encoded or decoded; ``reason`` is a stable, short code for the DLQ."""
 

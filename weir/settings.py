@@ -139,7 +139,8 @@ class Settings(BaseSettings):
     )
     alert_receiver_token: SecretStr | None = Field(
         default=None,
-        description="bearer token the Alertmanager receiver requires (Alertmanager's http_config.authorization)",
+        description="bearer token the Alertmanager receiver requires (Alertmanager's http_config.authorization); "
+        "required when WEIR_WEB_BIND is not a loopback address: `weir alerts serve` refuses to start without it",
     )
     predict_timeout_ms: float = Field(
         default=50.0, gt=0, description="a challenger answering later than this counts as failed for that event"

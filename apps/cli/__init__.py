@@ -2,7 +2,8 @@
 
 Global options (``--bootstrap``, ``--prefix``...) override the ``WEIR_*``
 environment; every subcommand explains itself with ``--help``. A ``WeirError``
-ends the command with its one-line message and exit code 1, not a traceback.
+ends the command with its one-line message and its exit code (1; 2 for a
+``UsageError``, refused before anything started), not a traceback.
 Each command group lives in its own module and calls the layer below it.
 """
 

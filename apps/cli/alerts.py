@@ -8,8 +8,9 @@ import click
 
 from apps.cli.common import PORT, Session, pass_session, stop_on_signals
 from consumers.alerts import consume_alerts
-from consumers.sink import run_sink
+from consumers.sink import receiver_token, run_sink
 from consumers.webhook import Forwarder, shown
+from weir.kafka.admin import ensure_reachable
 from weir.settings import revealed
 
 
@@ -33,9 +34,8 @@ def alerts_serve(session: Session, port: int, forward_url: str | None, group: st
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = session.settings
-    token = revealed(settings.alert_webhook_token)
-    forwarder = Forwarder(forward_url or settings.alert_webhook_url, token=token)
-    guarded = " (bearer token required)" if settings.alert_receiver_token else ""
+    guarded = " (bearer token required)" if receiver_token(settings) else ""  # refused without one off loopback
+    forwarder = Forwarder(forward_url or settings.alert_webhook_url, token=revealed(settings.alert_webhook_token))
     click.echo(f"alert sink: alerts topic {settings.topic('alerts')} and http://{settings.web_bind}:{port}/alertmanager"
                f"{guarded}; forwarding to {shown(forwarder.url)}")
     run_sink(session.settings, session.catalog, forwarder, webhook_port=port, metrics_port=metrics_port,
@@ -48,4 +48,5 @@ def alerts_serve(session: Session, port: int, forward_url: str | None, group: st
 @pass_session
 def alerts_tail(session: Session, group: str | None) -> None:
     """Print every alert as it arrives, until SIGINT/SIGTERM."""
+    ensure_reachable(session.settings)  # a wrong bootstrap says so, not librdkafka's retries for ever
     consume_alerts(session.settings, session.catalog, group_id=group, stop=stop_on_signals())

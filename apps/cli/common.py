@@ -23,6 +23,7 @@ from producers.files import FileColumns
 from producers.sources import SourceSpec
 from weir.contract.serde import SchemaCatalog, open_catalog
 from weir.errors import WeirError
+from weir.kafka.logs import flush_librdkafka_log
 from weir.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,6 +56,7 @@ class WeirGroup(click.Group):
             session = ctx.find_object(Session)
             if session is not None and session.debug:
                 raise
+            flush_librdkafka_log()  # librdkafka's repeat counts go before the line that says why, not after it
             _fail(_one_line(exc, ctx), exc.exit_code if isinstance(exc, WeirError) else 1)
 
 

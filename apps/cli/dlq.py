@@ -11,6 +11,7 @@ import click
 
 from apps.cli.common import COUNT, Session, pass_session
 from consumers.dlq import inspect, resend, select
+from weir.kafka.admin import ensure_reachable
 
 
 @click.group()
@@ -24,6 +25,7 @@ def dlq() -> None:
 @pass_session
 def dlq_inspect(session: Session, examples: int, as_json: bool) -> None:
     """Dead letters grouped by reason (most frequent first), with their stage, rule, dimension and examples."""
+    ensure_reachable(session.settings)
     groups = inspect(session.settings, examples=examples)
     if as_json:
         click.echo(json.dumps([asdict(g) for g in groups], indent=2))
@@ -56,6 +58,7 @@ def dlq_resend(session: Session, reasons: tuple[str, ...], stages: tuple[str, ..
     lag, entity order) are not applied to it; every other rule is. Without a
     filter, every dead letter is resent. Exit code 1 if any send failed.
     """
+    ensure_reachable(session.settings)
     report = resend(session.settings, select(reasons, stages, rules), limit=limit, dry_run=dry_run)
     if log_path is not None:
         log_path.write_text("".join(json.dumps(r) + "\n" for r in report.records))

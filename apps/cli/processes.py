@@ -82,8 +82,9 @@ def produce(session: Session, source: SourceSpec, duration: float | None, rate: 
     timed = source.columns is not None and source.columns.event_time is not None
     if rebase_time and not timed:
         raise click.UsageError("--rebase-time moves a file's times: give a file with --time-column")
-    # A missing file says so before anything waits on the broker.
-    events = source.open(rebase_to_ms=now_ms() if rebase_time else None)
+    # A missing file, or one with no rows or with labels the learners refuse, says so before anything waits on the
+    # broker.
+    events = source.open(rebase_to_ms=now_ms() if rebase_time else None, label_kind=session.settings.label_kind)
     _warn_if_all_late(session, events.newest_time_ms)
     ensure_reachable(session.settings)
     publisher = EventPublisher(session.settings, session.catalog)

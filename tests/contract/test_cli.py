@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,7 +16,10 @@ from click.testing import CliRunner
 from confluent_kafka import KafkaError, KafkaException
 
 from apps.cli import cli
+from consumers.sink import receiver_token
 from tests.conftest import REPO
+from weir.kafka.logs import librdkafka_log
+from weir.settings import Settings
 
 
 def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -59,6 +66,36 @@ def test_every_weir_service_runs_a_command_the_cli_has(service: str) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"], prog_name="weir")
     assert result.exit_code == 0, f"{service}: `weir {' '.join(command)}` is not a valid command:\n{result.output}"
     assert "Usage: weir " + command[0] in result.output
+
+
+def test_an_alert_receiver_open_to_others_without_a_token_does_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEIR_WEB_BIND", "0.0.0.0")
+    monkeypatch.delenv("WEIR_ALERT_RECEIVER_TOKEN", raising=False)
+    started: list[object] = []
+    monkeypatch.setattr(sys.modules["apps.cli.alerts"], "run_sink", lambda *args, **kwargs: started.append(args))
+    result = CliRunner().invoke(cli, ["alerts", "serve", "--port", "0"])
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("weir: the Alertmanager receiver would take unauthenticated alerts on 0.0.0.0: set "
+                           "WEIR_ALERT_RECEIVER_TOKEN")
+    assert not started
+
+
+def test_compose_gives_the_alert_receiver_the_token_alertmanager_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In compose the receiver listens beyond loopback, so it needs a token: the one Alertmanager's config sends."""
+    [(name, sink)] = [(n, s) for n, s in compose_services().items() if s.get("command", [])[:2] == ["alerts", "serve"]]
+    for variable in [v for v in os.environ if v.startswith("WEIR_")]:
+        monkeypatch.delenv(variable)
+    for variable, value in sink["environment"].items():
+        monkeypatch.setenv(variable, str(value))
+    settings = Settings()
+    token = receiver_token(settings)  # raises without one
+    assert settings.web_bind == "0.0.0.0" and token
+    port = sink["command"][sink["command"].index("--port") + 1]
+    config = yaml.safe_load((REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
+    hooks = [h for r in config["receivers"] for h in r.get("webhook_configs", [])]
+    assert [h["url"] for h in hooks] == [f"http://{name}:{port}/alertmanager"]
+    assert hooks[0]["http_config"]["authorization"] == {"type": "Bearer", "credentials": token}
 
 
 def exposed_metric_names() -> set[str]:
@@ -112,11 +149,52 @@ def test_a_kafka_error_is_one_line_naming_the_bootstrap(monkeypatch: pytest.Monk
         "weir: Kafka: Failed to get metadata: Broker transport failure (bootstrap nowhere.invalid:9092)"]
 
 
+def test_librdkafkas_repeat_counts_come_before_the_line_that_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Kafka error ends the command: how often librdkafka said the same thing is told before its last line, not
+    printed after it when the process exits."""
+    logger = librdkafka_log().logger
+    handler = logging.StreamHandler()
+
+    def unreachable(*_args: Any, **_kwargs: Any) -> None:
+        handler.setStream(sys.stderr)  # the runner's, as it is while the command runs
+        logger.addHandler(handler)
+        for ms in (0, 3):  # what confluent-kafka's log callback does with two lines of the same shape
+            logger.error("%s [%s] %s", "FAIL", "rdkafka#producer-1", "[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/"
+                         f"bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after {ms}ms)")
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata: Broker transport failure"))
+
+    monkeypatch.setattr("apps.cli.contract.create_topics", unreachable)
+    try:
+        result = CliRunner().invoke(cli, ["topics", "create"])
+    finally:
+        logger.removeHandler(handler)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and lines[-1].startswith("weir: Kafka: Failed to get metadata"), result.output
+    assert any("Connection refused (after Nms) repeated 1 more time" in line for line in lines[:-1]), result.output
+
+
 def test_a_missing_file_is_one_line() -> None:
     result = CliRunner().invoke(cli, ["produce", "--source", "/nowhere/events.csv", "--events", "5"])
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1].startswith("weir: ") and "/nowhere/events.csv" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("rows, code, says", [
+    ("", 2, "has no rows, only a header: there are no events in it"),
+    ("c1,1,yes\nc2,2,no\n", 1, "2 label(s) in column 'label' would be dead-lettered, not learned (row 1 'yes', "
+                                "row 2 'no'): label 'yes' (str) is not a binary label"),
+], ids=["header only", "labels of another kind"])
+def test_a_file_with_nothing_to_send_or_labels_the_learners_refuse_is_one_line_before_the_broker_is_asked(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rows: str, code: int, says: str) -> None:
+    monkeypatch.setenv("WEIR_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # asked, it would say that nothing answers
+    monkeypatch.setenv("WEIR_LABEL_KIND", "binary")
+    path = tmp_path / "events.csv"
+    path.write_text("entity_id,spend,label\n" + rows)
+    result = CliRunner().invoke(cli, ["produce", "--source", str(path), "--no-progress"])
+    assert result.exit_code == code, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"weir: {path}") and says in line, line
 
 
 def test_produce_with_no_broker_fails_in_seconds_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from apps.cli import cli
+from consumers.sink import receiver_token
 from streams.front import FrontStage
 from streams.runtime.loop import StageLoop
 from streams.runtime.metrics import StageMetrics
@@ -338,6 +339,17 @@ def test_every_container_environment_is_valid_settings(entry: tuple[Doc, Doc]) -
 def test_pods_listen_beyond_loopback(entry: tuple[Doc, Doc]) -> None:
     """Weir's listeners default to 127.0.0.1, where neither the kubelet's probes nor Prometheus reach them."""
     assert settings_of(*entry).web_bind == "0.0.0.0"
+
+
+def test_the_alert_receiver_listens_beyond_loopback_with_a_token_from_the_secret() -> None:
+    """Without a token the receiver refuses to start on 0.0.0.0; with it, only Alertmanager can page on-call."""
+    sinks = [(w, c) for w, c in weir_containers() if c["args"][:2] == ["alerts", "serve"]]
+    assert sinks, "the alert sink has a Deployment"
+    for workload, container in sinks:
+        [ref] = [v["valueFrom"]["secretKeyRef"] for v in container["env"] if v["name"] == "WEIR_ALERT_RECEIVER_TOKEN"]
+        assert ref["name"] in secret_data()
+        settings = settings_of(workload, container)
+        assert settings.web_bind == "0.0.0.0" and receiver_token(settings)  # raises without one
 
 
 def test_every_worker_and_the_http_service_verify_models_with_the_same_key() -> None:

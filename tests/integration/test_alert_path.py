@@ -26,6 +26,7 @@ from weir.kafka.clients import make_producer
 from weir.settings import Settings
 
 RULES = REPO / "deploy" / "prometheus" / "rules.yml"
+ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -60,9 +61,13 @@ def test_a_rule_fires_through_prometheus_and_alertmanager_to_the_sink(
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
         "scrape_configs": [{"job_name": "weir", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}],
     }))
+    # The receiver wants its token, and Alertmanager sends it as deploy/alertmanager/alertmanager.yml says to.
+    [shipped] = [h for r in yaml.safe_load(ALERTMANAGER.read_text())["receivers"] for h in r["webhook_configs"]]
+    token = shipped["http_config"]["authorization"]["credentials"]
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
         "route": {"receiver": "sink", "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "sink", "webhook_configs": [{"url": f"http://127.0.0.1:{sink_port}/alertmanager"}]}],
+        "receivers": [{"name": "sink", "webhook_configs": [{"url": f"http://127.0.0.1:{sink_port}/alertmanager",
+                                                            "http_config": shipped["http_config"]}]}],
     }))
     logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("prometheus", "alertmanager", "sink")}
     processes = [
@@ -75,7 +80,8 @@ def test_a_rule_fires_through_prometheus_and_alertmanager_to_the_sink(
                           f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{alertmanager_port}",
                           "--cluster.listen-address="], stdout=logs["alertmanager"], stderr=subprocess.STDOUT),
         subprocess.Popen([*_weir(), "alerts", "serve", "--port", str(sink_port), "--forward-url", receiver],
-                         env=settings_env(kafka), stdout=logs["sink"], stderr=subprocess.STDOUT),
+                         env=settings_env(kafka.with_overrides(alert_receiver_token=token)), stdout=logs["sink"],
+                         stderr=subprocess.STDOUT),
     ]
     try:
         poll_until(lambda: any(a["alert"].get("labels", {}).get("alertname") == "WeirWorkerScraped"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -16,8 +17,9 @@ from producers.files import FileColumns, file_source
 from producers.labels import FeedbackPolicy
 from producers.schedule import DriftPoint, DriftSchedule
 from producers.sources import open_source
+from weir.contract.feedback import LabelKind, fits
 from weir.contract.records import AttributeValue, Label
-from weir.errors import ConfigError
+from weir.errors import ConfigError, UsageError
 
 N = 20_000
 SCHEDULE = DriftSchedule.parse("abrupt@0.3,gradual@0.45:0.1,concept@0.65,recurring@0.8:0.1", N)
@@ -136,6 +138,41 @@ def test_a_file_without_the_named_columns_says_which(tmp_path: Path) -> None:
     pd.DataFrame({"a": [1]}).to_csv(path, index=False)
     with pytest.raises(ConfigError, match="no column.*entity_id"):
         file_source(path, FileColumns("entity_id", "label"))
+
+
+@pytest.mark.parametrize("content", ["entity_id,label,spend\n", ""], ids=["header only", "empty"])
+def test_a_file_with_no_rows_is_refused_with_exit_code_2(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "nothing.csv"
+    path.write_text(content)
+    with pytest.raises(UsageError, match="there are no events in it") as refused:
+        file_source(path, FileColumns("entity_id", "label"))
+    assert refused.value.exit_code == 2
+
+
+@pytest.mark.parametrize("kind, labels, refused", [
+    ("binary", ["yes", "true", None, "maybe"], "3 label(s) in column 'label' would be dead-lettered, not learned "
+                                               "(row 1 'yes', row 2 'true', row 4 'maybe'): label 'yes' (str) is "
+                                               "not a binary label"),
+    ("binary", [1, 0, 2], "(row 3 2): label 2 (int) is not a binary label"),
+    ("regression", [1.5, float("inf")], "(row 2 inf): label is inf"),
+], ids=["words", "a 2", "inf"])
+def test_labels_the_learners_would_refuse_are_refused_before_anything_is_sent(
+        tmp_path: Path, kind: LabelKind, labels: list[Label | None], refused: str) -> None:
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"entity_id": [f"c{i}" for i in range(len(labels))], "label": labels}).to_csv(path, index=False)
+    with pytest.raises(ConfigError, match=re.escape(refused)):
+        file_source(path, FileColumns("entity_id", "label"), label_kind=kind)
+    file_source(path, FileColumns("entity_id", "label"))  # unchecked where the labels are not sent (a profile)
+
+
+@pytest.mark.parametrize("kind, labels", [("binary", ["true", "false", ""]), ("binary", ["1", "0", "1"]),
+                                          ("multiclass", ["gold", "silver", ""]), ("regression", ["1.5", "-2", ""])])
+def test_labels_of_the_learners_kind_pass(tmp_path: Path, kind: LabelKind, labels: list[str]) -> None:
+    """An empty cell is an event whose label never comes, not a bad label."""
+    path = tmp_path / "labels.csv"
+    path.write_text("entity_id,label\n" + "".join(f"c{i},{label}\n" for i, label in enumerate(labels)))
+    events = list(file_source(path, FileColumns("entity_id", "label"), label_kind=kind).events)
+    assert len(events) == 3 and all(fits(e.label, kind) for e in events if e.label is not None)
 
 
 def event(i: int, label: Label | None = True, delay: float | None = None) -> LabelledEvent:

@@ -13,8 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from consumers.sink import is_loopback, receiver_token
 from consumers.webhook import Forwarder, alertmanager_server
+from weir.errors import UsageError
+from weir.settings import Settings
 
 PAYLOAD = json.dumps({"alerts": [{"labels": {"alertname": "WeirNoData"}, "status": "firing"}]}).encode()
 
@@ -48,6 +52,23 @@ def test_the_receiver_listens_on_loopback_and_wants_its_token(
     assert got == []  # a forged alert reaches nobody
     assert post(url, PAYLOAD, {"Authorization": "Bearer t0k3n"}) == 200
     assert [a["labels"]["alertname"] for a in got] == ["WeirNoData"]
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::", "", "10.1.2.3", "alerts.example"])
+@pytest.mark.parametrize("token", [None, ""])
+def test_a_receiver_others_can_reach_is_refused_without_its_token(bind: str, token: str | None) -> None:
+    with pytest.raises(UsageError, match="set WEIR_ALERT_RECEIVER_TOKEN") as refused:
+        receiver_token(Settings(web_bind=bind, alert_receiver_token=None if token is None else SecretStr(token)))
+    assert refused.value.exit_code == 2
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.53", "::1", "localhost"])
+def test_a_receiver_on_loopback_needs_no_token(bind: str) -> None:
+    assert is_loopback(bind) and receiver_token(Settings(web_bind=bind, alert_receiver_token=None)) is None
+
+
+def test_a_receiver_others_can_reach_takes_its_token() -> None:
+    assert receiver_token(Settings(web_bind="0.0.0.0", alert_receiver_token=SecretStr("t0k3n"))) == "t0k3n"
 
 
 @pytest.mark.parametrize("length,status", [("-1", 411), ("abc", 411), (str(2 << 20), 413)])

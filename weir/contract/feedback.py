@@ -31,12 +31,21 @@ def feedback_rejection(feedback: Feedback, *, now_ms: int, max_future_ms: int, s
     if ahead > max_future_ms:
         return Rejection("future-label-time", stage, f"label time is {ahead} ms ahead of the clock "
                          f"(at most {max_future_ms} ms allowed)", dimension="timeliness")
-    label = feedback["label"]
+    problem = label_problem(feedback["label"], kind)
+    if problem is not None:
+        reason, detail = problem
+        return Rejection(reason, stage, detail, dimension="validity")
+    return None
+
+
+def label_problem(label: object, kind: LabelKind) -> tuple[str, str] | None:
+    """Why ``label`` is no ``kind`` label, as (dead-letter reason, detail), or None: what every reader of
+    ``feedback`` refuses, and so what a producer refuses before sending it."""
     if isinstance(label, float) and not math.isfinite(label):
-        return Rejection("non-finite-value", stage, f"label is {label}", dimension="validity")
+        return "non-finite-value", f"label is {label}"
     if not fits(label, kind):
-        return Rejection("unsupported-label", stage, f"label {label!r} ({type(label).__name__}) is not a {kind} "
-                         f"label: {KIND_TAKES[kind]} (WEIR_LABEL_KIND)", dimension="validity")
+        return "unsupported-label", (f"label {label!r} ({type(label).__name__}) is not a {kind} label: "
+                                     f"{KIND_TAKES[kind]} (WEIR_LABEL_KIND)")
     return None
 
 

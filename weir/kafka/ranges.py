@@ -26,6 +26,7 @@ from weir.contract.records import AttributeValue, FeatureVector, Label
 from weir.contract.serde import AvroSerde, SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, FEEDBACK
 from weir.errors import SerdeError
+from weir.kafka.admin import ensure_reachable
 from weir.kafka.reading import Positions, read_topic
 from weir.settings import Settings
 
@@ -74,7 +75,9 @@ class TopicRange:
 def read_topic_range(settings: Settings, catalog: SchemaCatalog, *, since_ms: int, until_ms: int,
                      progress: bool = True, timeout_s: float = 600.0, with_labels: bool = True) -> TopicRange:
     """The feature vectors with event time in [since, until) and (``with_labels``) their labels, read from the
-    topics as they are, from their beginning."""
+    topics as they are, from their beginning. A cluster that does not answer fails within
+    ``WEIR_CONNECT_TIMEOUT_S``, in one line."""
+    ensure_reachable(settings)
     return _joined(settings, catalog, lambda v: since_ms <= v["event_time"] < until_ms, None, None,
                    progress=progress, timeout_s=timeout_s, with_labels=with_labels)
 

@@ -14,6 +14,7 @@ from typing import Any
 from weir.contract.records import ModelRecord
 from weir.contract.serde import SchemaCatalog
 from weir.errors import ConfigError
+from weir.kafka.admin import ensure_reachable
 from weir.registry.factories import FACTORIES
 from weir.registry.records import PICKLE_FACTORY, routing_record, version_record
 from weir.registry.routing import Routing
@@ -24,6 +25,9 @@ from weir.settings import Settings
 
 
 def current(settings: Settings, catalog: SchemaCatalog, name: str) -> ModelRegistry:
+    """The registry as the topic holds it now. A wrong bootstrap fails within ``WEIR_CONNECT_TIMEOUT_S``, saying
+    so in one line, rather than after the reader's own metadata wait."""
+    ensure_reachable(settings)
     registry = ModelRegistry(name)
     load_registry(settings, catalog, registry)
     return registry
