@@ -118,9 +118,10 @@ class Settings(BaseSettings):
     )
     http_port: int = Field(default=8080, ge=0, description="port of `weir serve-http`, the HTTP inference service")
     http_source: str = Field(
-        default="http",
-        description="source an HTTP request's event gets when it names none; the validation rules are per source "
-        "(churn for the demo's domain)",
+        default="churn",
+        description="source an HTTP request's event gets when it names none, which picks its validation rules: "
+        "one the rules file declares, or any if it names a default_source (`weir serve-http` refuses to start "
+        "otherwise)",
     )
     http_max_body_bytes: int = Field(
         default=1_048_576, ge=1_024, description="largest request body the HTTP service reads; larger ones get 413"

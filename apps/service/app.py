@@ -25,12 +25,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from apps.service.inference import Inference, Refusal, Served
+from apps.service.inference import Inference, Refusal, Served, source_rules
 from apps.service.metrics import HttpMetrics
 from apps.service.payloads import Answer, PayloadError, labels_of, oip_events, oip_response, parse_json, simple_event
 from apps.service.writer import RecordsNotWritten, RecordWriter
 from streams.follower import RegistryFollower
-from streams.validate.rules import RuleSet
 from weir import __version__
 from weir.clock import now_ms
 from weir.contract.messages import OutRecord
@@ -76,7 +75,7 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
     http = HttpMetrics(metrics)
     running = Running()
     name = registry.model_name
-    rules = RuleSet.load(settings.rules_path).for_source(settings.http_source)
+    rules = source_rules(settings)
     inputs = EVENT_INPUTS + [{"name": n, "datatype": DATATYPES.get(rule.type or "", "BYTES"), "shape": [-1]}
                              for n, rule in rules.fields.items()]
 

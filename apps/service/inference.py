@@ -30,7 +30,7 @@ from streams.runtime.stage import dead_letter
 from streams.serve.metrics import ServeMetrics
 from streams.serve.scorer import Scorer
 from streams.validate import quality
-from streams.validate.rules import RuleSet
+from streams.validate.rules import RuleSet, SourceRules
 from streams.validate.validator import EventValidator
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
@@ -40,7 +40,7 @@ from weir.contract.records import Feedback, Prediction, RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.served import served_headers
 from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW, FEEDBACK, PREDICTIONS
-from weir.errors import SerdeError
+from weir.errors import ConfigError, SerdeError
 from weir.registry.signing import model_signer
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
@@ -48,6 +48,19 @@ from weir.settings import Settings
 SERVED_BY = "http"
 STAGE = "http"
 RECENT_ANSWERS = 100_000  # event ids answered lately, for retries
+
+
+def source_rules(settings: Settings) -> SourceRules:
+    """The rules of the source a request's event gets when it names none. Without any, every such event would
+    be refused: the service refuses to start instead."""
+    rules = RuleSet.load(settings.rules_path)
+    found = rules.for_source(settings.http_source)
+    if found is None:
+        raise ConfigError(f"the HTTP service's source {settings.http_source!r} (--source, WEIR_HTTP_SOURCE) has no "
+                          f"validation rules in {settings.rules_path}, which declares "
+                          f"{', '.join(sorted(rules.sources)) or 'none'} and no default_source: give --source one "
+                          "it declares, or declare the source (or a default_source) there")
+    return found
 
 
 @dataclass(frozen=True)

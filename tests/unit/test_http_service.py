@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from apps.service.inference import Inference, Refusal, Served
+from apps.service.inference import Inference, Refusal, Served, source_rules
 from apps.service.payloads import Answer, PayloadError, labels_of, oip_events, oip_response, parse_json, simple_event
 from producers.churn import ChurnDomain
 from streams.validate.stage import ValidateStage
@@ -20,6 +20,7 @@ from weir.contract.records import RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.served import SERVED_BY, SERVED_SIGNATURE
 from weir.contract.topics import EVENTS_RAW, PREDICTIONS
+from weir.errors import ConfigError
 from weir.registry.records import routing_record, version_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
@@ -201,6 +202,20 @@ def test_a_bad_event_refuses_the_request_and_only_it_is_dead_lettered(settings: 
     assert topic_serde(catalog, settings, EVENTS_RAW).decode(letter.value) == bad
     assert headers["original.topic"] == "u.events.raw" and headers["reason"] == "out-of-range"
     assert headers["received.by"] == "http" and headers["received.path"] == "/v2/models/default/infer"
+
+
+def test_an_event_of_a_source_without_rules_is_refused_not_served(settings: Settings, catalog: SchemaCatalog,
+                                                                  tmp_path: Path) -> None:
+    """The old default source, http, had no rules: "age": "old" was served. Now the service starts only with a
+    source that has rules (churn by default), and an event naming another source is refused."""
+    assert "age" in source_rules(Settings(home=tmp_path)).fields
+    with pytest.raises(ConfigError, match="source 'http' .* has no validation rules"):
+        source_rules(settings.with_overrides(http_source="http"))
+    (event,) = churn_events(1)
+    refusal = refused(inference(settings, catalog, registry()).serve(
+        [{**event, "source": "http", "attributes": {**event["attributes"], "age": "old"}}], path="/predict"))
+    assert refusal.status == 422 and refusal.problems[0]["reason"] == "unknown-source"
+    assert read_headers(refusal.letters[0].headers)["reason"] == "unknown-source"
 
 
 def test_a_body_that_is_no_request_is_dead_lettered_as_it_came(settings: Settings, catalog: SchemaCatalog) -> None:
