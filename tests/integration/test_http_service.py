@@ -101,6 +101,10 @@ def simple_body(e: LabelledEvent) -> dict[str, Any]:
     return {"event_id": e.event_id, "entity_id": e.entity_id, "attributes": e.attributes}
 
 
+def tensor_type(value: Any) -> str:
+    return {bool: "BOOL", str: "BYTES", int: "INT64"}.get(type(value), "FP64")
+
+
 def served_predictions(settings: Settings, catalog: SchemaCatalog) -> dict[str, list[Prediction]]:
     serde = topic_serde(catalog, settings, PREDICTIONS)
     served: dict[str, list[Prediction]] = defaultdict(list)
@@ -191,6 +195,37 @@ def test_bad_input_is_answered_422_with_the_reasons_and_dead_lettered(
     raw = topic_serde(catalog, service_settings, EVENTS_RAW)
     assert headers["received.path"] == "/predict" and raw.decode(value)["attributes"]["age"] == 5
     assert [raw.decode(m.value)["event_id"] for m in read_topic(service_settings, raw.topic)] == [good.event_id]
+
+
+def test_an_event_id_is_served_once_whatever_else_a_request_changes(
+        service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """Two requests with one event id and two entities were both answered 200, and predictions held two served
+    records for the id. A retry of the same event (without its time, which the server stamps) gets the first
+    answer; another event under the id gets 409 naming what differs, on both inference endpoints."""
+    register(service_settings, catalog, "default", factory="logistic_regression")
+    route(service_settings, catalog, "default", "basic", champion="v1")
+    first, second = churn(2)
+    body = simple_body(first)
+    with serve(service_settings, tmp_path) as service:
+        status, answer = service.call("POST", "/predict", body)
+        assert status == 200, answer
+        assert service.call("POST", "/predict", body) == (200, answer)  # a retry: the server stamps a new time
+        status, refusal = service.call("POST", "/predict", body | {"entity_id": "someone-else"})
+        assert status == 409 and [(p["field"], p["reason"]) for p in refusal["problems"]] == [
+            ("entity_id", "event-id-reused")], refusal
+        status, refusal = service.call("POST", "/v2/models/default/infer", {"inputs": [
+            {"name": "entity_id", "datatype": "BYTES", "shape": [2], "data": [second.entity_id, first.entity_id]},
+            {"name": "event_id", "datatype": "BYTES", "shape": [2], "data": [second.event_id, first.event_id]},
+            *({"name": k, "datatype": tensor_type(v), "shape": [2], "data": [second.attributes[k],
+                                                                              77 if k == "age" else v]}
+              for k, v in first.attributes.items() if v is not None)]})
+        assert status == 409 and [(p["event_id"], p["field"]) for p in refusal["problems"]] == [
+            (first.event_id, "attributes")], refusal
+        assert service.call("POST", "/predict", simple_body(second))[0] == 200  # refused before: served now
+    served = served_predictions(service_settings, catalog)
+    assert {event_id: len(records) for event_id, records in served.items()} == {first.event_id: 1,
+                                                                                 second.event_id: 1}
+    assert served[first.event_id][0]["entity_id"] == first.entity_id
 
 
 def test_labels_posted_over_http_are_learned_and_reach_the_served_copy(

@@ -259,6 +259,45 @@ def test_a_retried_event_id_is_answered_again_and_written_once(settings: Setting
     assert refused(service.serve([events[0], events[0]], path="/predict")).status == 422
 
 
+@pytest.mark.parametrize("change, field, says", [
+    ({"entity_id": "someone-else"}, "entity_id", "not 'someone-else'"),
+    ({"source": "simple"}, "source", "for source 'churn', not 'simple'"),
+    ({"attributes": {"age": 77}}, "attributes", "with other attributes"),
+])
+def test_an_answered_event_id_is_never_served_again_for_another_event(
+        settings: Settings, catalog: SchemaCatalog, change: dict[str, Any], field: str, says: str) -> None:
+    """Two requests with one event id and another entity were both served: two served predictions for one id."""
+    service = inference(settings, catalog, registry())
+    first, other = churn_events(2)
+    answered = served(service.serve([first], path="/predict"))
+    service.settle(answered, written=True)
+    attributes = {**first["attributes"], **change.get("attributes", {})}
+    reused: RawEvent = {**first, "entity_id": change.get("entity_id", first["entity_id"]),
+                        "source": change.get("source", first["source"]), "attributes": attributes}
+    for events, path in (([reused], "/predict"), ([other, reused], "/v2/models/default/infer")):
+        refusal = refused(service.serve(events, path=path))
+        assert refusal.status == 409 and refusal.letters == [], refusal
+        (problem,) = refusal.problems
+        assert (problem["event_id"], problem["reason"], problem["field"]) == (first["event_id"], "event-id-reused",
+                                                                              field)
+        assert problem["message"].startswith(f"event {first['event_id']} was answered ") and says in problem["message"]
+        assert "served once" in refusal.message
+    assert served(service.serve([other], path="/predict")).fresh == {other["event_id"]}  # refused: not remembered
+
+
+def test_a_retry_without_its_time_is_the_same_event_and_an_id_older_than_the_memory_is_not_known(
+        settings: Settings, catalog: SchemaCatalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server stamps an event that names no time, so a retry's time differs from the first's."""
+    monkeypatch.setattr("apps.service.inference.RECENT_ANSWERS", 2)
+    service = inference(settings, catalog, registry())
+    events = churn_events(3)
+    for event in events:
+        service.settle(served(service.serve([event], path="/predict")), written=True)
+    again = served(service.serve([{**events[-1], "event_time": events[-1]["event_time"] + 1_500}], path="/predict"))
+    assert again.records == [] and again.fresh == frozenset()
+    assert served(service.serve([events[0]], path="/predict")).fresh == {events[0]["event_id"]}  # forgotten
+
+
 def test_a_retry_is_answered_from_memory_before_the_entity_rules_see_it(settings: Settings,
                                                                         catalog: SchemaCatalog) -> None:
     """A customer's tenure never goes back: an event retried after a later one of its customer would break the
