@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         description="how long a request waits for the broker to acknowledge its records before it is answered 503 "
         "(librdkafka message.timeout.ms of the service's producer)",
     )
+    http_body_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="how long a request's body may take to arrive once its headers have; a slower one (a body "
+        "shorter than its Content-Length, a client trickling it) gets 408",
+    )
     http_shutdown_grace_s: float = Field(
         default=10.0, gt=0, description="how long the HTTP service lets in-flight requests finish on SIGTERM"
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from apps.processes import free_port, scrape, start_service, start_worker, stop_process
 from producers.churn import ChurnDomain
@@ -259,6 +260,57 @@ def test_labels_posted_over_http_are_learned_and_reach_the_served_copy(
     assert before == 0.5 and after != before  # an untrained logistic regression says 0.5; the copy has learned
 
 
+def send_raw(port: int, data: bytes) -> socket.socket:
+    """A connection that has sent ``data`` and nothing more: a client as slow or as broken as a test needs."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=60)
+    connection.sendall(data)
+    return connection
+
+
+def reply_of(connection: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
+    """The status line, headers and body the server sent before it closed the connection."""
+    with connection, connection.makefile("rb") as stream:
+        status = stream.readline().strip()
+        head, _, body = stream.read().partition(b"\r\n\r\n")
+    headers = dict(line.decode().lower().split(": ", 1) for line in head.split(b"\r\n") if b": " in line)
+    return status, headers, body
+
+
+def http_requests_total(service: Service) -> dict[tuple[str, str], float]:
+    metrics = urllib.request.urlopen(service.url + "/metrics", timeout=10).read().decode()
+    return {(s.labels["route"], s.labels["status"]): s.value for family in text_string_to_metric_families(metrics)
+            if family.name == "weir_http_requests" for s in family.samples if s.name.endswith("_total")}
+
+
+def test_a_body_that_does_not_come_is_a_408_and_a_client_that_leaves_is_a_499_not_a_server_error(
+        service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """A body shorter than its Content-Length was waited for as long as the client held the connection (150 s
+    seen), and a client that hung up was logged with a traceback and counted as a 500, which WeirHttpErrors
+    counts."""
+    settings = service_settings.with_overrides(http_body_timeout_s=1.0)
+    register(settings, catalog, "default", factory="logistic_regression")
+    route(settings, catalog, "default", "basic", champion="v1")
+    (event,) = churn(1)
+    body = json.dumps(simple_body(event)).encode()
+    head = (b"POST /predict HTTP/1.1\r\nHost: weir\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    with serve(settings, tmp_path) as service:
+        status, headers, answer = reply_of(send_raw(settings.http_port, head + body[:10]))
+        assert status == b"HTTP/1.1 408 Request Timeout" and headers["connection"] == "close", (status, answer)
+        assert json.loads(answer) == {"error": f"the body did not arrive within 1 s (WEIR_HTTP_BODY_TIMEOUT_S): 10 "
+                                               f"bytes came of the {len(body)} its Content-Length says"}
+        send_raw(settings.http_port, head + body[:10]).close()  # the client hangs up halfway through its body
+        poll_until(lambda: http_requests_total(service).get(("/predict", "499")) == 1.0, timeout_s=30,
+                   interval_s=0.1, what="the client that left to be counted")
+        assert service.call("POST", "/predict", simple_body(event))[0] == 200  # the event was never served
+        counted = http_requests_total(service)
+    assert {k: v for k, v in counted.items() if k[0] == "/predict"} == {
+        ("/predict", "408"): 1.0, ("/predict", "499"): 1.0, ("/predict", "200"): 1.0}
+    assert "Traceback" not in service.log.read_text() and "ClientDisconnect" not in service.log.read_text()
+    served = served_predictions(settings, catalog)
+    assert list(served) == [event.event_id] and len(served[event.event_id]) == 1
+
+
 async def predict_all(url: str, bodies: list[dict[str, Any]], concurrency: int = 32) -> list[dict[str, Any]]:
     answers: list[dict[str, Any]] = []
     queue = list(reversed(bodies))
@@ -306,6 +358,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_every_answer_is_recorded(
         service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
     """A request held half-sent across the SIGTERM is answered once the server has stopped taking connections;
     under load, every answer given before or after the signal has its records on the topics."""
+    service_settings = service_settings.with_overrides(http_body_timeout_s=600.0)  # the held body waits the load out
     register(service_settings, catalog, "default", factory="logistic_regression")
     route(service_settings, catalog, "default", "basic", champion="v1")
     held_event, *events = churn(4_001, customers=4_001)

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from apps.service.inference import Inference, Refusal, Served, source_rules
+from apps.service.metrics import HttpMetrics
 from apps.service.payloads import Answer, PayloadError, labels_of, oip_events, oip_response, parse_json, simple_event
 from producers.churn import ChurnDomain
 from streams.validate.stage import ValidateStage
@@ -327,3 +328,16 @@ def test_labels_of_another_kind_are_refused(settings: Settings, catalog: SchemaC
     assert isinstance(refusal, Refusal)
     assert refusal.status == 422 and refusal.problems[0]["reason"] == "unsupported-label"
     assert read_headers(refusal.letters[0].headers)["original.topic"] == "u.feedback"
+
+
+def test_requests_the_client_ended_are_counted_not_timed() -> None:
+    """A body that took 10 s to not arrive is the client's time: in the latency histogram it would fire
+    WeirHttpSlow."""
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry)
+    for status, seconds in ((200, 0.004), (408, 10.0), (499, 3.0)):
+        metrics.observe("/predict", status, seconds)
+    assert registry.get_sample_value("weir_http_request_seconds_count", {"route": "/predict"}) == 1
+    assert registry.get_sample_value("weir_http_request_seconds_sum", {"route": "/predict"}) == 0.004
+    assert [registry.get_sample_value("weir_http_requests_total", {"route": "/predict", "status": s})
+            for s in ("200", "408", "499")] == [1, 1, 1]
