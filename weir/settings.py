@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         description="how long a request waits for the broker to acknowledge its records before it is answered 503 "
         "(librdkafka message.timeout.ms of the service's producer)",
     )
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="how long a request's line and headers may take to arrive, from its first byte (or from the "
+        "connection's opening, for its first request); a slower one gets 408, a connection silent that long is closed",
+    )
     http_body_timeout_s: float = Field(
         default=10.0, gt=0,
         description="how long a request's body may take to arrive once its headers have; a slower one (a body "

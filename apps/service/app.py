@@ -74,10 +74,10 @@ class Running:
 
 
 def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry, intake: RegistryIntake,
-              follow_from: dict[int, int], metrics: CollectorRegistry) -> Starlette:
-    """The service over ``registry`` (loaded), following the topic from ``follow_from``."""
+              follow_from: dict[int, int], metrics: CollectorRegistry, http: HttpMetrics) -> Starlette:
+    """The service over ``registry`` (loaded), following the topic from ``follow_from``; ``http`` on
+    ``metrics``."""
     inference = Inference(settings, catalog, registry, metrics)
-    http = HttpMetrics(metrics)
     running = Running()
     name = registry.model_name
     rules = source_rules(settings)

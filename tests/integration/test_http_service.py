@@ -268,10 +268,17 @@ def send_raw(port: int, data: bytes) -> socket.socket:
 
 
 def reply_of(connection: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
-    """The status line, headers and body the server sent before it closed the connection."""
-    with connection, connection.makefile("rb") as stream:
-        status = stream.readline().strip()
-        head, _, body = stream.read().partition(b"\r\n\r\n")
+    """The status line, headers and body the server sent before it closed the connection (or reset it, as it
+    may when it closes on bytes it did not read)."""
+    received = b""
+    with connection:
+        try:
+            while chunk := connection.recv(65_536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    status, _, rest = received.partition(b"\r\n")
+    head, _, body = rest.partition(b"\r\n\r\n")
     headers = dict(line.decode().lower().split(": ", 1) for line in head.split(b"\r\n") if b": " in line)
     return status, headers, body
 
@@ -309,6 +316,35 @@ def test_a_body_that_does_not_come_is_a_408_and_a_client_that_leaves_is_a_499_no
     assert "Traceback" not in service.log.read_text() and "ClientDisconnect" not in service.log.read_text()
     served = served_predictions(settings, catalog)
     assert list(served) == [event.event_id] and len(served[event.event_id]) == 1
+
+
+def test_a_request_that_is_no_http_or_whose_headers_are_too_slow_or_too_big_gets_a_json_refusal(
+        service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """uvicorn answered a malformed Content-Length itself, in plain text; it held a connection whose headers never
+    ended for as long as the client liked, and took in headers of any size (200 MB seen)."""
+    settings = service_settings.with_overrides(http_header_timeout_s=1.0)
+    register(settings, catalog, "default", factory="logistic_regression")
+    route(settings, catalog, "default", "basic", champion="v1")
+    start = b"POST /predict HTTP/1.1\r\nHost: weir\r\nContent-Type: application/json\r\n"
+    with serve(settings, tmp_path) as service:
+        port = settings.http_port
+        for length, says in ((b"abc", "Invalid character in Content-Length"), (b"-1", "Invalid character in "
+                             "Content-Length"), (b"2\r\nContent-Length: 3", "Duplicate Content-Length")):
+            status, headers, body = reply_of(send_raw(port, start + b"Content-Length: " + length + b"\r\n\r\n{}"))
+            assert (status, headers["content-type"], headers["connection"]) == (
+                b"HTTP/1.1 400 Bad Request", "application/json", "close"), (status, body)
+            assert json.loads(body) == {"error": f"not a valid HTTP request: {says}"}
+        status, _, body = reply_of(send_raw(port, start + b"Content-Len"))  # and nothing more
+        assert status == b"HTTP/1.1 408 Request Timeout" and json.loads(body) == {
+            "error": "the request's headers did not arrive within 1 s (WEIR_HTTP_HEADER_TIMEOUT_S)"}
+        assert reply_of(send_raw(port, b"")) == (b"", {}, b"")  # silent: closed, with nothing to answer
+        status, _, body = reply_of(send_raw(port, start + b"X-Padding: " + b"a" * 100_000 + b"\r\n\r\n"))
+        assert status == b"HTTP/1.1 431 Request Header Fields Too Large", (status, body)
+        assert json.loads(body) == {"error": "the request's line and headers are over 65536 bytes"}
+        assert service.call("POST", "/predict", simple_body(churn(1)[0]))[0] == 200  # and the service serves on
+        counted = http_requests_total(service)
+    assert {k: v for k, v in counted.items() if k[0] == "(protocol)"} == {
+        ("(protocol)", "400"): 3.0, ("(protocol)", "408"): 1.0, ("(protocol)", "431"): 1.0}
 
 
 async def predict_all(url: str, bodies: list[dict[str, Any]], concurrency: int = 32) -> list[dict[str, Any]]:
