@@ -17,6 +17,9 @@ from weir.contract.messages import InRecord
 from weir.contract.records import Label, Prediction
 from weir.registry.factories import Classifier, Model, as_classifier
 
+# Rules that declare the made-up sources of stage tests, with the global checks only (its header says why).
+MADE_UP_SOURCES_RULES = Path(__file__).parent / "fixtures" / "made-up-sources.rules.yaml"
+
 # river's ``base.typing.Dataset``: (features keyed by any hashable name, target) pairs.
 RiverDataset = list[tuple[dict[Hashable, Any], Any]]
 

@@ -118,9 +118,10 @@ class Settings(BaseSettings):
     )
     http_port: int = Field(default=8080, ge=0, description="port of `weir serve-http`, the HTTP inference service")
     http_source: str = Field(
-        default="http",
-        description="source an HTTP request's event gets when it names none; the validation rules are per source "
-        "(churn for the demo's domain)",
+        default="churn",
+        description="source an HTTP request's event gets when it names none, which picks its validation rules: "
+        "one the rules file declares, or any if it names a default_source (`weir serve-http` refuses to start "
+        "otherwise)",
     )
     http_max_body_bytes: int = Field(
         default=1_048_576, ge=1_024, description="largest request body the HTTP service reads; larger ones get 413"
@@ -129,6 +130,16 @@ class Settings(BaseSettings):
         default=5_000, ge=100,
         description="how long a request waits for the broker to acknowledge its records before it is answered 503 "
         "(librdkafka message.timeout.ms of the service's producer)",
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="how long a request's line and headers may take to arrive, from its first byte (or from the "
+        "connection's opening, for its first request); a slower one gets 408, a connection silent that long is closed",
+    )
+    http_body_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="how long a request's body may take to arrive once its headers have; a slower one (a body "
+        "shorter than its Content-Length, a client trickling it) gets 408",
     )
     http_shutdown_grace_s: float = Field(
         default=10.0, gt=0, description="how long the HTTP service lets in-flight requests finish on SIGTERM"

@@ -41,9 +41,14 @@ def worker(session: Session, stages: tuple[str, ...], web_port: int | None, logl
     run_worker(settings, stages or default_stages(settings), loglevel=loglevel)
 
 
-def _warn_if_all_late(session: Session, newest_ms: int | None) -> None:
-    """Say so when the validate stage would reject every event of a file as late, before any is sent."""
-    max_lag = RuleSet.load(session.settings.rules_path).max_lag_ms
+def _warn_if_all_refused(session: Session, source: str, newest_ms: int | None) -> None:
+    """Say so when the validate stage would refuse every event, before any is sent: a source the rules file does
+    not declare (a file's own name, say), or a file whose events are all late."""
+    rules = RuleSet.load(session.settings.rules_path)
+    if rules.for_source(source) is None:
+        click.secho(f"weir produce: warning: {session.settings.rules_path}: {rules.unknown_source(source)}; every "
+                    "event would be dead-lettered as unknown-source.", fg="yellow", err=True)
+    max_lag = rules.max_lag_ms
     if newest_ms is None or max_lag is None or now_ms() - newest_ms <= max_lag:
         return
     click.secho(f"weir produce: warning: the newest event of this file is {(now_ms() - newest_ms) / 86_400_000:.1f} "
@@ -85,7 +90,7 @@ def produce(session: Session, source: SourceSpec, duration: float | None, rate: 
     # A missing file, or one with no rows or with labels the learners refuse, says so before anything waits on the
     # broker.
     events = source.open(rebase_to_ms=now_ms() if rebase_time else None, label_kind=session.settings.label_kind)
-    _warn_if_all_late(session, events.newest_time_ms)
+    _warn_if_all_refused(session, events.name, events.newest_time_ms)
     ensure_reachable(session.settings)
     publisher = EventPublisher(session.settings, session.catalog)
     serve_metrics(metrics_port, publisher_collector(publisher), session.settings.web_bind)
@@ -102,8 +107,9 @@ def produce(session: Session, source: SourceSpec, duration: float | None, rate: 
 @click.command("serve-http")
 @click.option("--port", type=PORT, help="Port to listen on (env WEIR_HTTP_PORT; default 8080).")
 @click.option("--bind", help="Address to listen on (env WEIR_WEB_BIND; default 127.0.0.1, 0.0.0.0 in a container).")
-@click.option("--source", help="Source of a request's event when it names none, which picks its validation rules "
-              "(env WEIR_HTTP_SOURCE; default http: the generic checks only).")
+@click.option("--source", help="Source of a request's event when it names none, which picks its validation rules: "
+              "one the rules file declares, or any if it names a default_source (env WEIR_HTTP_SOURCE; default "
+              "churn).")
 @click.option("--loglevel", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               show_default=True)
 @pass_session
@@ -125,8 +131,10 @@ def serve_http(session: Session, port: int | None, bind: str | None, source: str
     goes out. Routing changes reach the service within a second. SIGTERM lets
     requests in flight finish and flushes the producer. See docs/http.md.
     """
-    from apps.service.server import run_service  # uvicorn and the stream stages load only for this command
+    from apps.service.inference import source_rules  # the stream stages and uvicorn load only for this command
+    from apps.service.server import run_service
 
     settings = session.settings.with_overrides(http_port=port, web_bind=bind, http_source=source)
+    source_rules(settings)  # a source without rules says so before anything waits on the broker
     ensure_reachable(settings)
     run_service(settings, loglevel=loglevel)

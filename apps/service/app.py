@@ -21,16 +21,15 @@ from typing import Any, TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from apps.service.inference import Inference, Refusal, Served
+from apps.service.inference import Inference, Refusal, Served, source_rules
 from apps.service.metrics import HttpMetrics
 from apps.service.payloads import Answer, PayloadError, labels_of, oip_events, oip_response, parse_json, simple_event
 from apps.service.writer import RecordsNotWritten, RecordWriter
 from streams.follower import RegistryFollower
-from streams.validate.rules import RuleSet
 from weir import __version__
 from weir.clock import now_ms
 from weir.contract.messages import OutRecord
@@ -56,6 +55,11 @@ OUTPUTS = [{"name": "predicted_label", "datatype": "BYTES", "shape": [-1]},
 
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
+CLIENT_LEFT = 499  # nginx's status for a client that closed the connection before its answer
+
+
+class BodyTooSlow(Exception):
+    """A request's body did not arrive within WEIR_HTTP_BODY_TIMEOUT_S: the client's delay, answered 408."""
 
 
 EXTENSIONS = ["weir-simple-json", "weir-feedback"]  # the endpoints beyond the protocol's, in the server metadata
@@ -70,13 +74,13 @@ class Running:
 
 
 def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry, intake: RegistryIntake,
-              follow_from: dict[int, int], metrics: CollectorRegistry) -> Starlette:
-    """The service over ``registry`` (loaded), following the topic from ``follow_from``."""
+              follow_from: dict[int, int], metrics: CollectorRegistry, http: HttpMetrics) -> Starlette:
+    """The service over ``registry`` (loaded), following the topic from ``follow_from``; ``http`` on
+    ``metrics``."""
     inference = Inference(settings, catalog, registry, metrics)
-    http = HttpMetrics(metrics)
     running = Running()
     name = registry.model_name
-    rules = RuleSet.load(settings.rules_path).for_source(settings.http_source)
+    rules = source_rules(settings)
     inputs = EVENT_INPUTS + [{"name": n, "datatype": DATATYPES.get(rule.type or "", "BYTES"), "shape": [-1]}
                              for n, rule in rules.fields.items()]
 
@@ -122,15 +126,24 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
 
     async def read(request: Request, topic: str, parse: Callable[[Any], T]) -> T | Refusal:
         """The body (within the size limit) parsed by ``parse``, or the refusal whose dead letter keeps it as it
-        came, bound for ``topic``."""
+        came, bound for ``topic``. ``BodyTooSlow`` if it does not come in time (a body shorter than its
+        Content-Length would otherwise be waited for as long as the client keeps the connection open), and
+        starlette's ``ClientDisconnect`` if the client leaves first."""
         path, chunks, size = request.scope["path"], [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > settings.http_max_body_bytes:
-                return inference.refuse_body(413, f"the body is over {settings.http_max_body_bytes} bytes "
-                                             "(WEIR_HTTP_MAX_BODY_BYTES)", b"", topic=topic, path=path,
-                                             reason="oversized-request")
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(settings.http_body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > settings.http_max_body_bytes:
+                        return inference.refuse_body(413, f"the body is over {settings.http_max_body_bytes} bytes "
+                                                     "(WEIR_HTTP_MAX_BODY_BYTES)", b"", topic=topic, path=path,
+                                                     reason="oversized-request")
+                    chunks.append(chunk)
+        except TimeoutError:
+            declared = request.headers.get("content-length")
+            raise BodyTooSlow(f"the body did not arrive within {settings.http_body_timeout_s:g} s "
+                              f"(WEIR_HTTP_BODY_TIMEOUT_S): {size} bytes came"
+                              + ("" if declared is None else f" of the {declared} its Content-Length says")) from None
         body = b"".join(chunks)
         try:
             return parse(parse_json(body))
@@ -243,6 +256,11 @@ def build_app(settings: Settings, catalog: SchemaCatalog, registry: ModelRegistr
             http.in_flight.inc()
             try:
                 response = await handler(request)
+            except BodyTooSlow as exc:  # the rest of the body may still come: close rather than read it as a request
+                response = JSONResponse({"error": str(exc)}, 408, headers={"Connection": "close"})
+            except ClientDisconnect:  # the client's doing, not a server error: counted, and no one to answer
+                log.debug("%s: the client left before its body arrived", route)
+                response = Response(status_code=CLIENT_LEFT)
             except Exception as exc:  # an answer, and the cause in the log, rather than a dropped connection
                 log.exception("%s failed", route)
                 response = JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)

@@ -10,13 +10,16 @@ its predictions, or dead letters and the status that refuses the request.
 
 A request is all or nothing: one bad event refuses the whole request (422),
 and only the bad events are dead-lettered; the caller fixes them and sends the
-request again. An event id answered a moment ago is answered again from memory
-and written nothing twice (a client retrying after its own timeout); one still
-being written is refused with 409 until it is answered.
+request again. An event id is served once: an id answered lately, sent again
+with the same event (a client retrying after its own timeout), gets the same
+answer from memory and writes nothing; sent with another entity, source or
+attributes, it is refused with 409 naming what differs; one still being
+written is refused with 409 until it is answered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -30,7 +33,7 @@ from streams.runtime.stage import dead_letter
 from streams.serve.metrics import ServeMetrics
 from streams.serve.scorer import Scorer
 from streams.validate import quality
-from streams.validate.rules import RuleSet
+from streams.validate.rules import RuleSet, SourceRules
 from streams.validate.validator import EventValidator
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
@@ -40,14 +43,27 @@ from weir.contract.records import Feedback, Prediction, RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.served import served_headers
 from weir.contract.topics import EVENTS_DLQ, EVENTS_RAW, FEEDBACK, PREDICTIONS
-from weir.errors import SerdeError
+from weir.errors import ConfigError, SerdeError
 from weir.registry.signing import model_signer
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
 SERVED_BY = "http"
 STAGE = "http"
-RECENT_ANSWERS = 100_000  # event ids answered lately, for retries
+RECENT_ANSWERS = 100_000  # event ids answered lately, for retries and reused ids
+
+
+def source_rules(settings: Settings) -> SourceRules:
+    """The rules of the source a request's event gets when it names none. Without any, every such event would
+    be refused: the service refuses to start instead."""
+    rules = RuleSet.load(settings.rules_path)
+    found = rules.for_source(settings.http_source)
+    if found is None:
+        raise ConfigError(f"the HTTP service's source {settings.http_source!r} (--source, WEIR_HTTP_SOURCE) has no "
+                          f"validation rules in {settings.rules_path}, which declares "
+                          f"{', '.join(sorted(rules.sources)) or 'none'} and no default_source: give --source one "
+                          "it declares, or declare the source (or a default_source) there")
+    return found
 
 
 @dataclass(frozen=True)
@@ -68,14 +84,47 @@ class Refusal:
         return body
 
 
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """An answered event: its answer, and what tells a retry of it from another event under the same id. Its
+    time is not compared: the server stamps an event that names none, and a client may stamp each attempt."""
+
+    answer: Answer
+    source: str
+    attributes: bytes  # a digest: the attributes themselves would cost far more memory
+
+    @classmethod
+    def of(cls, answer: Answer, event: RawEvent) -> Remembered:
+        return cls(answer, event["source"], _digest(event["attributes"]))
+
+    def conflict(self, event: RawEvent) -> dict[str, str] | None:
+        """The problem of ``event`` reusing this event's id for another event; None for a retry of it."""
+        if event["entity_id"] != self.answer.entity_id:
+            differs, detail = "entity_id", f"for entity_id {self.answer.entity_id!r}, not {event['entity_id']!r}"
+        elif event["source"] != self.source:
+            differs, detail = "source", f"for source {self.source!r}, not {event['source']!r}"
+        elif _digest(event["attributes"]) != self.attributes:
+            differs, detail = "attributes", "with other attributes"
+        else:
+            return None
+        return {"event_id": event["event_id"], "reason": "event-id-reused", "field": differs,
+                "message": f"event {event['event_id']} was answered {detail}"}
+
+
+def _digest(attributes: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(json.dumps(attributes, sort_keys=True, separators=(",", ":")).encode(),
+                           digest_size=16).digest()
+
+
 @dataclass(frozen=True)
 class Served:
-    """The answers, one per event, the records that make them part of the loop, and the events answered anew
-    (not from memory), in flight until ``Inference.settle``."""
+    """The answers, one per event, what to remember of each once written, the records that make them part of
+    the loop, and the events answered anew (not from memory), in flight until ``Inference.settle``."""
 
     answers: list[Answer]
     records: list[OutRecord]
     fresh: frozenset[str] = frozenset()
+    remembered: list[Remembered] = field(default_factory=list)
 
 
 class Inference:
@@ -95,14 +144,15 @@ class Inference:
                              positive=parse_positive(settings.positive_label))
         self.signer = model_signer(settings)
         self.settings = settings
-        self.recent: OrderedDict[str, Answer] = OrderedDict()  # answered lately, by event id
+        self.recent: OrderedDict[str, Remembered] = OrderedDict()  # answered lately, by event id
         self.in_flight: set[str] = set()  # event ids whose records are being written
 
     # --- events ------------------------------------------------------------------------------------------------
 
     def serve(self, events: list[RawEvent], *, path: str, version: str | None = None) -> Served | Refusal:
         """Answer every event, or refuse the request; ``version``: the one the caller asked for by name. An event
-        id answered lately gets its answer again, whatever the version asked (it was served already)."""
+        id answered lately gets its answer again, whatever the version asked (it was served already), if the
+        event is the same; another event under that id is refused (an event id is served once)."""
         if version is not None:
             refused = self.unservable(version)
             if refused is not None:
@@ -114,8 +164,11 @@ class Inference:
         if busy:
             return Refusal(409, f"event {busy[0]} is being answered by an earlier request; send it again once "
                            "that one is answered")
-        known = {e["event_id"]: a for e in events if (a := self.recent.get(e["event_id"])) is not None
-                 and a.entity_id == e["entity_id"]}
+        known = {e["event_id"]: r for e in events if (r := self.recent.get(e["event_id"])) is not None}
+        conflicts = [p for e in events if e["event_id"] in known and (p := known[e["event_id"]].conflict(e))]
+        if conflicts:
+            return Refusal(409, f"{len(conflicts)} of {len(events)} events reuse the id of an event answered "
+                           "already, which is served once: give another event another id", conflicts)
         fresh = [e for e in events if e["event_id"] not in known]
         encoded: list[bytes] = []
         problems: list[dict[str, str]] = []
@@ -142,11 +195,12 @@ class Inference:
                                      served_headers(SERVED_BY, self.signer.sign_served(value))))
             records.append(self.features.record(vector))
             records += [OutRecord(self.predictions.topic, key, self.predictions.encode(p)) for p in scored]
-            known[event["event_id"]] = _answer(scored[-1])
+            known[event["event_id"]] = Remembered.of(_answer(scored[-1]), event)
         self.scorer.metrics.flush()
         fresh_ids = frozenset(e["event_id"] for e in fresh)
         self.in_flight |= fresh_ids
-        return Served([known[i] for i in ids], records, fresh_ids)
+        remembered = [known[i] for i in ids]
+        return Served([r.answer for r in remembered], records, fresh_ids, remembered)
 
     def settle(self, served: Served, *, written: bool) -> None:
         """Once a request's records are written (or not): its events are no longer in flight, and a retry of a
@@ -154,9 +208,9 @@ class Inference:
         self.in_flight -= served.fresh
         if not written:
             return
-        for answer in served.answers:
-            self.recent[answer.event_id] = answer
-            self.recent.move_to_end(answer.event_id)
+        for remembered in served.remembered:
+            self.recent[remembered.answer.event_id] = remembered
+            self.recent.move_to_end(remembered.answer.event_id)
         while len(self.recent) > RECENT_ANSWERS:
             self.recent.popitem(last=False)
 

@@ -9,6 +9,11 @@ REQUEST_BUCKETS = (0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0
                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+# Requests that ended on the client's side: its body did not come in time (408), or it left first (499, as nginx
+# counts them). Counted, not timed: their time is the client's, and WeirHttpSlow watches ours.
+CLIENT_ENDED = (408, 499)
+
+
 class HttpMetrics:
     """Requests by route and status, their latency by route, and those in flight."""
 
@@ -21,4 +26,5 @@ class HttpMetrics:
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        if status not in CLIENT_ENDED:
+            self.latency.labels(route).observe(seconds)

@@ -6,6 +6,10 @@ categories and whether they are required; cross-field checks as small
 expressions; and per-entity history rules (non-decreasing, immutable). Global
 limits cover record size and event-time lag and skew. Loading compiles
 everything once; checking a record is then plain Python.
+
+A source the file does not declare has no rules: its events are refused
+(``unknown-source``) rather than passed on unchecked, unless the file names a
+``default_source`` whose rules every undeclared source then gets.
 """
 
 from __future__ import annotations
@@ -178,13 +182,21 @@ class RuleSet:
     max_lag_ms: int | None = 24 * 3600 * 1000
     max_future_skew_ms: int = 300_000
     sources: dict[str, SourceRules] = field(default_factory=dict)
+    default_source: str | None = None  # a declared source whose rules the undeclared ones get
 
-    def for_source(self, source: str) -> SourceRules:
-        """The rules of ``source``; a source the file does not name gets the generic checks only."""
+    def for_source(self, source: str) -> SourceRules | None:
+        """The rules of ``source``, else those of the default source; None when the file has neither (the event
+        is refused: a source nobody declared must not skip the rules)."""
         rules = self.sources.get(source)
-        if rules is None:
-            rules = self.sources[source] = SourceRules()
+        if rules is None and self.default_source is not None:
+            return self.sources[self.default_source]
         return rules
+
+    def unknown_source(self, source: str) -> str:
+        """Why ``source`` gets no rules, and the two ways to give it some."""
+        declared = ", ".join(sorted(self.sources)) or "none"
+        return (f"source {source!r} has no validation rules (the rules file declares {declared}, and no "
+                "default_source): declare it under sources, or name a default_source")
 
     @classmethod
     def load(cls, path: Path) -> RuleSet:
@@ -201,6 +213,11 @@ class RuleSet:
         )
         for source, spec in (doc.get("sources") or {}).items():
             rules.sources[source] = _source_rules(source, spec or {})
+        default = doc.get("default_source")
+        if default is not None and (not isinstance(default, str) or default not in rules.sources):
+            raise ConfigError(f"default_source {default!r} in {path} is not a source the file declares; name one "
+                              f"of {', '.join(sorted(rules.sources)) or '(none declared)'}, or remove it")
+        rules.default_source = default
         return rules
 
 

@@ -2,7 +2,10 @@
 
 Nothing raised here can escape: every failure becomes a ``Rejection`` with a
 reason, a rule and a quality dimension. Every record is also measured
-(missing and out-of-range fields, lateness) into ``QualityCounters``.
+(missing and out-of-range fields, lateness) into ``QualityCounters``, under
+its source when the rules file declares it and under ``UNDECLARED`` when not:
+the ``source`` field is the sender's to choose, and a label per value would
+grow without bound.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from weir.contract.serde import AvroSerde
 from weir.errors import SerdeError
 
 STAGE = "validate"
+UNDECLARED = "(undeclared)"  # the metrics' source label of every source the rules file does not declare
 
 
 class EventValidator:
@@ -43,9 +47,12 @@ class EventValidator:
 
     def _counted(self, verdict: ValidEvent | Rejection) -> ValidEvent | Rejection:
         if isinstance(verdict, Rejection):
-            source = verdict.source or "?"
+            source = "?" if verdict.source is None else self._label(verdict.source)
             self.counters.dead_letters[(source, verdict.dimension or "accuracy", verdict.reason)] += 1
         return verdict
+
+    def _label(self, source: str) -> str:
+        return source if source in self.rules.sources else UNDECLARED
 
     def _oversized(self, value: bytes | None) -> Rejection | None:
         if value is not None and len(value) > self.rules.max_record_bytes:
@@ -66,15 +73,19 @@ class EventValidator:
     def check(self, event: RawEvent, *, resent: bool = False) -> ValidEvent | Rejection:
         """The rules on a decoded event (what ``validate`` does after decoding), counting its quality."""
         source: str = event["source"]
-        self.counters.records[source] += 1
+        label = self._label(source)
+        self.counters.records[label] += 1
         rules = self.rules.for_source(source)
-        self._measure(source, rules, event)
+        if rules is None:
+            return _reject(_ids(event) or Violation("unknown-source", "declared-source", "consistency",
+                                                    self.rules.unknown_source(source), "source"), source=source)
+        self._measure(label, rules, event)
         violation = (
             _ids(event)
             or _finite(event["attributes"])
             or next(filter(None, (r.check(event["attributes"].get(n)) for n, r in rules.fields.items())), None)
             or next(filter(None, (r.check(event["attributes"]) for r in rules.cross_field)), None)
-            or self._timeliness(source, event["event_time"], resent)
+            or self._timeliness(label, event["event_time"], resent)
             or (None if resent else rules.entity.check(event["entity_id"], event["attributes"]))
         )
         if violation is not None:
@@ -84,17 +95,17 @@ class EventValidator:
         return {"event_id": event["event_id"], "entity_id": event["entity_id"], "event_time": event["event_time"],
                 "source": source, "attributes": event["attributes"], "validated_at": self.clock()}
 
-    def _measure(self, source: str, rules: SourceRules, event: RawEvent) -> None:
+    def _measure(self, label: str, rules: SourceRules, event: RawEvent) -> None:
         c, attributes = self.counters, event["attributes"]
         for name, rule in rules.fields.items():
             value = attributes.get(name)
-            c.field_seen[(source, name)] += 1
+            c.field_seen[(label, name)] += 1
             if value is None:
-                c.field_missing[(source, name)] += 1
+                c.field_missing[(label, name)] += 1
             elif rule.out_of_range(value):
-                c.field_out_of_range[(source, name)] += 1
+                c.field_out_of_range[(label, name)] += 1
 
-    def _timeliness(self, source: str, event_time: int, resent: bool) -> Violation | None:
+    def _timeliness(self, label: str, event_time: int, resent: bool) -> Violation | None:
         now = self.clock()
         skew = event_time - now
         if skew > self.rules.max_future_skew_ms:
@@ -102,7 +113,7 @@ class EventValidator:
                              f"event_time is {skew / 1000:.0f} s in the future")
         lag = now - event_time
         if self.rules.max_lag_ms is not None and lag > self.rules.max_lag_ms and not resent:
-            self.counters.late[source] += 1
+            self.counters.late[label] += 1
             return Violation("late-event", "max-lag", "timeliness", f"event_time is {lag / 1000:.0f} s old")
         return None
 

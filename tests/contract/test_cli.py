@@ -197,6 +197,18 @@ def test_a_file_with_nothing_to_send_or_labels_the_learners_refuse_is_one_line_b
     assert line.startswith(f"weir: {path}") and says in line, line
 
 
+def test_serve_http_refuses_a_source_without_rules_in_one_line_before_asking_the_broker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event of a source without rules would be refused (unknown-source): the service says so at start."""
+    monkeypatch.setenv("WEIR_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens: a broker check would say so
+    result = CliRunner().invoke(cli, ["serve-http", "--source", "http"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"weir: the HTTP service's source 'http' (--source, WEIR_HTTP_SOURCE) has no validation rules in "
+        f"{REPO / 'schemas' / 'raw_event.rules.yaml'}, which declares agrawal, churn, hyperplane, sea, simple and no "
+        "default_source: give --source one it declares, or declare the source (or a default_source) there"]
+
+
 def test_produce_with_no_broker_fails_in_seconds_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not a minute of retries ending in every record counted as failed."""
     monkeypatch.setenv("WEIR_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens on port 1

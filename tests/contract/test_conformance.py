@@ -37,6 +37,7 @@ from streams.monitor.stage import MonitorStage
 from streams.runtime.stage import Stage
 from streams.serve.stage import ServeStage
 from streams.validate.stage import ValidateStage
+from tests.support import MADE_UP_SOURCES_RULES
 from weir.clock import now_ms
 from weir.contract.deadletter import Origin, Rejection, dead_letter_headers, read_headers
 from weir.contract.messages import InRecord, OutRecord
@@ -63,7 +64,7 @@ from weir.settings import Settings
 from weir.state import pickling
 from weir.state.join import PendingJoin
 
-SETTINGS = Settings(topic_prefix="c.", app_id="conformance")
+SETTINGS = Settings(topic_prefix="c.", app_id="conformance", rules_file=MADE_UP_SOURCES_RULES)
 OVERSIZED = 2_000_000  # twice the broker's default message limit
 DEAD_LETTER_TOPICS = {SETTINGS.topic(EVENTS_DLQ.name), SETTINGS.topic(FEEDBACK_LATE.name)}
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from apps.processes import free_port, scrape, start_service, start_worker, stop_process
 from producers.churn import ChurnDomain
@@ -99,6 +100,10 @@ def churn(n: int, *, seed: int = 5, customers: int = 300) -> list[LabelledEvent]
 
 def simple_body(e: LabelledEvent) -> dict[str, Any]:
     return {"event_id": e.event_id, "entity_id": e.entity_id, "attributes": e.attributes}
+
+
+def tensor_type(value: Any) -> str:
+    return {bool: "BOOL", str: "BYTES", int: "INT64"}.get(type(value), "FP64")
 
 
 def served_predictions(settings: Settings, catalog: SchemaCatalog) -> dict[str, list[Prediction]]:
@@ -193,6 +198,37 @@ def test_bad_input_is_answered_422_with_the_reasons_and_dead_lettered(
     assert [raw.decode(m.value)["event_id"] for m in read_topic(service_settings, raw.topic)] == [good.event_id]
 
 
+def test_an_event_id_is_served_once_whatever_else_a_request_changes(
+        service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """Two requests with one event id and two entities were both answered 200, and predictions held two served
+    records for the id. A retry of the same event (without its time, which the server stamps) gets the first
+    answer; another event under the id gets 409 naming what differs, on both inference endpoints."""
+    register(service_settings, catalog, "default", factory="logistic_regression")
+    route(service_settings, catalog, "default", "basic", champion="v1")
+    first, second = churn(2)
+    body = simple_body(first)
+    with serve(service_settings, tmp_path) as service:
+        status, answer = service.call("POST", "/predict", body)
+        assert status == 200, answer
+        assert service.call("POST", "/predict", body) == (200, answer)  # a retry: the server stamps a new time
+        status, refusal = service.call("POST", "/predict", body | {"entity_id": "someone-else"})
+        assert status == 409 and [(p["field"], p["reason"]) for p in refusal["problems"]] == [
+            ("entity_id", "event-id-reused")], refusal
+        status, refusal = service.call("POST", "/v2/models/default/infer", {"inputs": [
+            {"name": "entity_id", "datatype": "BYTES", "shape": [2], "data": [second.entity_id, first.entity_id]},
+            {"name": "event_id", "datatype": "BYTES", "shape": [2], "data": [second.event_id, first.event_id]},
+            *({"name": k, "datatype": tensor_type(v), "shape": [2], "data": [second.attributes[k],
+                                                                              77 if k == "age" else v]}
+              for k, v in first.attributes.items() if v is not None)]})
+        assert status == 409 and [(p["event_id"], p["field"]) for p in refusal["problems"]] == [
+            (first.event_id, "attributes")], refusal
+        assert service.call("POST", "/predict", simple_body(second))[0] == 200  # refused before: served now
+    served = served_predictions(service_settings, catalog)
+    assert {event_id: len(records) for event_id, records in served.items()} == {first.event_id: 1,
+                                                                                 second.event_id: 1}
+    assert served[first.event_id][0]["entity_id"] == first.entity_id
+
+
 def test_labels_posted_over_http_are_learned_and_reach_the_served_copy(
         service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
     settings = service_settings.with_overrides(snapshot_every_s=2.0, sequencer_idle_ms=1_000)
@@ -222,6 +258,93 @@ def test_labels_posted_over_http_are_learned_and_reach_the_served_copy(
     finally:
         assert stop_process(worker) == 0, (tmp_path / "back.log").read_text()[-3000:]
     assert before == 0.5 and after != before  # an untrained logistic regression says 0.5; the copy has learned
+
+
+def send_raw(port: int, data: bytes) -> socket.socket:
+    """A connection that has sent ``data`` and nothing more: a client as slow or as broken as a test needs."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=60)
+    connection.sendall(data)
+    return connection
+
+
+def reply_of(connection: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
+    """The status line, headers and body the server sent before it closed the connection (or reset it, as it
+    may when it closes on bytes it did not read)."""
+    received = b""
+    with connection:
+        try:
+            while chunk := connection.recv(65_536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    status, _, rest = received.partition(b"\r\n")
+    head, _, body = rest.partition(b"\r\n\r\n")
+    headers = dict(line.decode().lower().split(": ", 1) for line in head.split(b"\r\n") if b": " in line)
+    return status, headers, body
+
+
+def http_requests_total(service: Service) -> dict[tuple[str, str], float]:
+    metrics = urllib.request.urlopen(service.url + "/metrics", timeout=10).read().decode()
+    return {(s.labels["route"], s.labels["status"]): s.value for family in text_string_to_metric_families(metrics)
+            if family.name == "weir_http_requests" for s in family.samples if s.name.endswith("_total")}
+
+
+def test_a_body_that_does_not_come_is_a_408_and_a_client_that_leaves_is_a_499_not_a_server_error(
+        service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """A body shorter than its Content-Length was waited for as long as the client held the connection (150 s
+    seen), and a client that hung up was logged with a traceback and counted as a 500, which WeirHttpErrors
+    counts."""
+    settings = service_settings.with_overrides(http_body_timeout_s=1.0)
+    register(settings, catalog, "default", factory="logistic_regression")
+    route(settings, catalog, "default", "basic", champion="v1")
+    (event,) = churn(1)
+    body = json.dumps(simple_body(event)).encode()
+    head = (b"POST /predict HTTP/1.1\r\nHost: weir\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    with serve(settings, tmp_path) as service:
+        status, headers, answer = reply_of(send_raw(settings.http_port, head + body[:10]))
+        assert status == b"HTTP/1.1 408 Request Timeout" and headers["connection"] == "close", (status, answer)
+        assert json.loads(answer) == {"error": f"the body did not arrive within 1 s (WEIR_HTTP_BODY_TIMEOUT_S): 10 "
+                                               f"bytes came of the {len(body)} its Content-Length says"}
+        send_raw(settings.http_port, head + body[:10]).close()  # the client hangs up halfway through its body
+        poll_until(lambda: http_requests_total(service).get(("/predict", "499")) == 1.0, timeout_s=30,
+                   interval_s=0.1, what="the client that left to be counted")
+        assert service.call("POST", "/predict", simple_body(event))[0] == 200  # the event was never served
+        counted = http_requests_total(service)
+    assert {k: v for k, v in counted.items() if k[0] == "/predict"} == {
+        ("/predict", "408"): 1.0, ("/predict", "499"): 1.0, ("/predict", "200"): 1.0}
+    assert "Traceback" not in service.log.read_text() and "ClientDisconnect" not in service.log.read_text()
+    served = served_predictions(settings, catalog)
+    assert list(served) == [event.event_id] and len(served[event.event_id]) == 1
+
+
+def test_a_request_that_is_no_http_or_whose_headers_are_too_slow_or_too_big_gets_a_json_refusal(
+        service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
+    """uvicorn answered a malformed Content-Length itself, in plain text; it held a connection whose headers never
+    ended for as long as the client liked, and took in headers of any size (200 MB seen)."""
+    settings = service_settings.with_overrides(http_header_timeout_s=1.0)
+    register(settings, catalog, "default", factory="logistic_regression")
+    route(settings, catalog, "default", "basic", champion="v1")
+    start = b"POST /predict HTTP/1.1\r\nHost: weir\r\nContent-Type: application/json\r\n"
+    with serve(settings, tmp_path) as service:
+        port = settings.http_port
+        for length, says in ((b"abc", "Invalid character in Content-Length"), (b"-1", "Invalid character in "
+                             "Content-Length"), (b"2\r\nContent-Length: 3", "Duplicate Content-Length")):
+            status, headers, body = reply_of(send_raw(port, start + b"Content-Length: " + length + b"\r\n\r\n{}"))
+            assert (status, headers["content-type"], headers["connection"]) == (
+                b"HTTP/1.1 400 Bad Request", "application/json", "close"), (status, body)
+            assert json.loads(body) == {"error": f"not a valid HTTP request: {says}"}
+        status, _, body = reply_of(send_raw(port, start + b"Content-Len"))  # and nothing more
+        assert status == b"HTTP/1.1 408 Request Timeout" and json.loads(body) == {
+            "error": "the request's headers did not arrive within 1 s (WEIR_HTTP_HEADER_TIMEOUT_S)"}
+        assert reply_of(send_raw(port, b"")) == (b"", {}, b"")  # silent: closed, with nothing to answer
+        status, _, body = reply_of(send_raw(port, start + b"X-Padding: " + b"a" * 100_000 + b"\r\n\r\n"))
+        assert status == b"HTTP/1.1 431 Request Header Fields Too Large", (status, body)
+        assert json.loads(body) == {"error": "the request's line and headers are over 65536 bytes"}
+        assert service.call("POST", "/predict", simple_body(churn(1)[0]))[0] == 200  # and the service serves on
+        counted = http_requests_total(service)
+    assert {k: v for k, v in counted.items() if k[0] == "(protocol)"} == {
+        ("(protocol)", "400"): 3.0, ("(protocol)", "408"): 1.0, ("(protocol)", "431"): 1.0}
 
 
 async def predict_all(url: str, bodies: list[dict[str, Any]], concurrency: int = 32) -> list[dict[str, Any]]:
@@ -271,6 +394,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_every_answer_is_recorded(
         service_settings: Settings, catalog: SchemaCatalog, tmp_path: Path) -> None:
     """A request held half-sent across the SIGTERM is answered once the server has stopped taking connections;
     under load, every answer given before or after the signal has its records on the topics."""
+    service_settings = service_settings.with_overrides(http_body_timeout_s=600.0)  # the held body waits the load out
     register(service_settings, catalog, "default", factory="logistic_regression")
     route(service_settings, catalog, "default", "basic", champion="v1")
     held_event, *events = churn(4_001, customers=4_001)

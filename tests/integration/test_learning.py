@@ -234,7 +234,11 @@ def test_string_classes_go_round_the_live_loop(kafka: Settings, catalog: SchemaC
     and the back with WEIR_LABEL_KIND=multiclass: every label learned, none dead-lettered, metrics about the
     declared positive class."""
     n = 1_500
-    settings = kafka.with_overrides(state_dir=tmp_path / "state", label_kind="multiclass", positive_label="churned")
+    rules = tmp_path / "rules.yaml"  # a file's events carry the source file:<name>, which needs its rules
+    rules.write_text('sources:\n  "file:classes.csv":\n    fields:\n      a: {type: number, required: true}\n'
+                     '      b: {type: number, required: true}\n')
+    settings = kafka.with_overrides(state_dir=tmp_path / "state", label_kind="multiclass", positive_label="churned",
+                                    rules_file=rules)
     rng = random.Random(4)
     rows = []
     for i in range(n):

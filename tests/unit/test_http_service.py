@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from apps.service.inference import Inference, Refusal, Served
+from apps.service.inference import Inference, Refusal, Served, source_rules
+from apps.service.metrics import HttpMetrics
 from apps.service.payloads import Answer, PayloadError, labels_of, oip_events, oip_response, parse_json, simple_event
 from producers.churn import ChurnDomain
 from streams.validate.stage import ValidateStage
@@ -20,6 +21,7 @@ from weir.contract.records import RawEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.served import SERVED_BY, SERVED_SIGNATURE
 from weir.contract.topics import EVENTS_RAW, PREDICTIONS
+from weir.errors import ConfigError
 from weir.registry.records import routing_record, version_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
@@ -205,6 +207,20 @@ def test_a_bad_event_refuses_the_request_and_only_it_is_dead_lettered(settings: 
     assert headers["received.by"] == "http" and headers["received.path"] == "/v2/models/default/infer"
 
 
+def test_an_event_of_a_source_without_rules_is_refused_not_served(settings: Settings, catalog: SchemaCatalog,
+                                                                  tmp_path: Path) -> None:
+    """The old default source, http, had no rules: "age": "old" was served. Now the service starts only with a
+    source that has rules (churn by default), and an event naming another source is refused."""
+    assert "age" in source_rules(Settings(home=tmp_path)).fields
+    with pytest.raises(ConfigError, match="source 'http' .* has no validation rules"):
+        source_rules(settings.with_overrides(http_source="http"))
+    (event,) = churn_events(1)
+    refusal = refused(inference(settings, catalog, registry()).serve(
+        [{**event, "source": "http", "attributes": {**event["attributes"], "age": "old"}}], path="/predict"))
+    assert refusal.status == 422 and refusal.problems[0]["reason"] == "unknown-source"
+    assert read_headers(refusal.letters[0].headers)["reason"] == "unknown-source"
+
+
 def test_a_body_that_is_no_request_is_dead_lettered_as_it_came(settings: Settings, catalog: SchemaCatalog) -> None:
     refusal = inference(settings, catalog, registry()).refuse_body(422, "the body is not JSON", b"{oops",
                                                                     topic="feedback", path="/v2/feedback")
@@ -246,6 +262,45 @@ def test_a_retried_event_id_is_answered_again_and_written_once(settings: Setting
     assert refused(service.serve([events[0], events[0]], path="/predict")).status == 422
 
 
+@pytest.mark.parametrize("change, field, says", [
+    ({"entity_id": "someone-else"}, "entity_id", "not 'someone-else'"),
+    ({"source": "simple"}, "source", "for source 'churn', not 'simple'"),
+    ({"attributes": {"age": 77}}, "attributes", "with other attributes"),
+])
+def test_an_answered_event_id_is_never_served_again_for_another_event(
+        settings: Settings, catalog: SchemaCatalog, change: dict[str, Any], field: str, says: str) -> None:
+    """Two requests with one event id and another entity were both served: two served predictions for one id."""
+    service = inference(settings, catalog, registry())
+    first, other = churn_events(2)
+    answered = served(service.serve([first], path="/predict"))
+    service.settle(answered, written=True)
+    attributes = {**first["attributes"], **change.get("attributes", {})}
+    reused: RawEvent = {**first, "entity_id": change.get("entity_id", first["entity_id"]),
+                        "source": change.get("source", first["source"]), "attributes": attributes}
+    for events, path in (([reused], "/predict"), ([other, reused], "/v2/models/default/infer")):
+        refusal = refused(service.serve(events, path=path))
+        assert refusal.status == 409 and refusal.letters == [], refusal
+        (problem,) = refusal.problems
+        assert (problem["event_id"], problem["reason"], problem["field"]) == (first["event_id"], "event-id-reused",
+                                                                              field)
+        assert problem["message"].startswith(f"event {first['event_id']} was answered ") and says in problem["message"]
+        assert "served once" in refusal.message
+    assert served(service.serve([other], path="/predict")).fresh == {other["event_id"]}  # refused: not remembered
+
+
+def test_a_retry_without_its_time_is_the_same_event_and_an_id_older_than_the_memory_is_not_known(
+        settings: Settings, catalog: SchemaCatalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server stamps an event that names no time, so a retry's time differs from the first's."""
+    monkeypatch.setattr("apps.service.inference.RECENT_ANSWERS", 2)
+    service = inference(settings, catalog, registry())
+    events = churn_events(3)
+    for event in events:
+        service.settle(served(service.serve([event], path="/predict")), written=True)
+    again = served(service.serve([{**events[-1], "event_time": events[-1]["event_time"] + 1_500}], path="/predict"))
+    assert again.records == [] and again.fresh == frozenset()
+    assert served(service.serve([events[0]], path="/predict")).fresh == {events[0]["event_id"]}  # forgotten
+
+
 def test_a_retry_is_answered_from_memory_before_the_entity_rules_see_it(settings: Settings,
                                                                         catalog: SchemaCatalog) -> None:
     """A customer's tenure never goes back: an event retried after a later one of its customer would break the
@@ -275,3 +330,16 @@ def test_labels_of_another_kind_are_refused(settings: Settings, catalog: SchemaC
     assert isinstance(refusal, Refusal)
     assert refusal.status == 422 and refusal.problems[0]["reason"] == "unsupported-label"
     assert read_headers(refusal.letters[0].headers)["original.topic"] == "u.feedback"
+
+
+def test_requests_the_client_ended_are_counted_not_timed() -> None:
+    """A body that took 10 s to not arrive is the client's time: in the latency histogram it would fire
+    WeirHttpSlow."""
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry)
+    for status, seconds in ((200, 0.004), (408, 10.0), (499, 3.0)):
+        metrics.observe("/predict", status, seconds)
+    assert registry.get_sample_value("weir_http_request_seconds_count", {"route": "/predict"}) == 1
+    assert registry.get_sample_value("weir_http_request_seconds_sum", {"route": "/predict"}) == 0.004
+    assert [registry.get_sample_value("weir_http_requests_total", {"route": "/predict", "status": s})
+            for s in ("200", "408", "499")] == [1, 1, 1]

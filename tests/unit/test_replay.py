@@ -159,3 +159,21 @@ def test_produce_warns_before_sending_history_that_would_all_be_late(tmp_path: P
     assert "dead-lettered as late-event" not in rebased.output and rebased.exit_code == 1
     refused = CliRunner().invoke(cli, ["produce", "--source", "sea", "--rebase-time"], prog_name="weir")
     assert refused.exit_code == 2 and "give a file with --time-column" in refused.output
+
+
+def test_produce_warns_before_sending_a_file_whose_source_the_rules_do_not_declare(tmp_path: Path) -> None:
+    """A file's events carry the source file:<name>: without rules of that name the front refuses every one."""
+    path = str(_timed_file(tmp_path, rows=5, entities=True))
+
+    def produce(**env: str) -> Result:
+        return CliRunner().invoke(cli, ["--bootstrap", "127.0.0.1:1", "produce", "--source", path, "--time-column",
+                                        "t", "--rebase-time", "--no-progress"], prog_name="weir",
+                                  env={"WEIR_CONNECT_TIMEOUT_S": "1", **env})
+
+    warned = produce()
+    assert "source 'file:timed.csv' has no validation rules" in warned.output
+    assert "every event would be dead-lettered as unknown-source" in warned.output and warned.exit_code == 1
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('sources:\n  "file:timed.csv":\n    fields:\n      x0: {type: number, required: true}\n')
+    declared = produce(WEIR_RULES_FILE=str(rules))
+    assert "no validation rules" not in declared.output and declared.exit_code == 1  # then no broker answers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -10,8 +11,9 @@ from hypothesis import strategies as st
 
 from producers.churn import ChurnDomain
 from producers.schedule import DriftSchedule
+from producers.sources import NAMED, open_source
 from streams.validate.rules import CrossFieldRule, EntityHistory, FieldRule, RuleSet
-from streams.validate.validator import EventValidator
+from streams.validate.validator import UNDECLARED, EventValidator
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
 from weir.contract.records import AttributeValue, RawEvent
@@ -21,7 +23,7 @@ from weir.errors import ConfigError
 from weir.settings import Settings
 
 RULES = RuleSet.load(Settings().rules_path)
-CHURN = RULES.for_source("churn")
+CHURN = RULES.sources["churn"]
 NUMERIC = {n: r for n, r in CHURN.fields.items() if r.type in ("number", "integer")}
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
 
@@ -111,9 +113,9 @@ CATALOG = SchemaCatalog(Settings().schemas_dir)
 RAW = topic_serde(CATALOG, Settings(topic_prefix="t."), EVENTS_RAW)
 
 
-def encode(attributes: dict[str, AttributeValue], *, event_time: int | None = None) -> bytes:
+def encode(attributes: dict[str, AttributeValue], *, event_time: int | None = None, source: str = "churn") -> bytes:
     event: RawEvent = {"event_id": "e1", "entity_id": "cust-1", "event_time": now_ms() if event_time is None
-                       else event_time, "source": "churn", "attributes": attributes}
+                       else event_time, "source": source, "attributes": attributes}
     return RAW.encode(event)
 
 
@@ -167,3 +169,46 @@ def test_a_resent_record_skips_the_rules_its_resending_breaks_but_no_others() ->
     broken = encode({**churn_attributes(1, 0, "none"), "age": 7}, event_time=now_ms() - 3 * 86_400_000)
     verdict = validator.validate(broken, resent=True)
     assert isinstance(verdict, Rejection) and verdict.reason == "out-of-range"
+
+
+def test_an_event_of_a_source_the_file_does_not_declare_is_refused_and_counted_under_one_label() -> None:
+    """The HTTP service's old default source, http, had no rules, so any attributes passed: "age": "old" was
+    served. A made-up source per event must not grow the rules nor the metrics' labels either."""
+    validator = EventValidator(RAW, RuleSet.load(Settings().rules_path))
+    verdict = validator.validate(encode({"age": "old"}, source="http"))
+    assert isinstance(verdict, Rejection)
+    assert (verdict.reason, verdict.rule, verdict.dimension, verdict.source) == (
+        "unknown-source", "declared-source", "consistency", "http")
+    assert "source 'http' has no validation rules" in verdict.message and "churn" in verdict.message
+    for i in range(1_000):
+        assert isinstance(validator.validate(encode(churn_attributes(1, 0, "none"), source=f"made-up-{i}")),
+                          Rejection)
+    assert set(validator.rules.sources) == set(RULES.sources)
+    assert validator.counters.records == {UNDECLARED: 1_001}
+    assert validator.counters.dead_letters == {(UNDECLARED, "consistency", "unknown-source"): 1_001}
+
+
+def with_default(tmp_path: Path, default: str) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(Settings().rules_path.read_text() + f"\ndefault_source: {default}\n")
+    return path
+
+
+def test_a_default_source_gives_its_rules_to_every_undeclared_source(tmp_path: Path) -> None:
+    validator = EventValidator(RAW, RuleSet.load(with_default(tmp_path, "churn")))
+    verdict = validator.validate(encode({**churn_attributes(1, 0, "none"), "age": "old"}, source="http"))
+    assert isinstance(verdict, Rejection) and (verdict.reason, verdict.rule) == ("wrong-type", "type:age")
+    assert not isinstance(validator.validate(encode(churn_attributes(1, 0, "none"), source="http")), Rejection)
+    assert validator.counters.field_seen[(UNDECLARED, "age")] == 2
+
+
+def test_a_default_source_the_file_does_not_declare_is_refused_when_it_loads(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="default_source 'http' .* is not a source the file declares"):
+        RuleSet.load(with_default(tmp_path, "http"))
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_every_source_weir_produce_generates_has_rules_its_events_pass(name: str) -> None:
+    validator = EventValidator(RAW, RuleSet.load(Settings().rules_path))
+    verdicts = [validator.check(e.raw(name)) for e in open_source(name, 2_000, seed=3).events]
+    assert name in RULES.sources and [v for v in verdicts if isinstance(v, Rejection)] == []

@@ -36,7 +36,7 @@ from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingEvent, PendingJoin
 
-SETTINGS = Settings(topic_prefix="u.")
+SETTINGS = Settings(topic_prefix="u.", rules_file=support.MADE_UP_SOURCES_RULES)
 
 
 def raw_event(catalog: SchemaCatalog, *, entity_id: str = "c1", event_time: int | None = None,
