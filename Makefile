@@ -60,7 +60,7 @@ bench-learn: $(STAMP)
 # The HTTP service against a minimal ASGI endpoint of the same model: requests/s, p50/p99 (about 3 min).
 bench-http: $(STAMP)
 	scripts/install-tools bench
-	$(VENV)/bin/python -m bench.http
+	$(VENV)/bin/python -m bench.http_service
 
 kafka-up: $(STAMP)
 	$(WEIR) kafka up

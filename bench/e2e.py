@@ -420,8 +420,10 @@ def quix_python() -> Path:
 
 
 def start_quix(settings: Settings) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([str(quix_python()), str(HERE / "quix_serve.py")], env=settings_env(settings),
-                            stdout=_log("quix").open("ab"), stderr=subprocess.STDOUT)
+    """The Quix Streams application, run as a module from the repository's root: run as a script, its folder
+    (bench/) would come first on its path, ahead of the standard library."""
+    return subprocess.Popen([str(quix_python()), "-m", "bench.quix_serve"], cwd=HERE.parent,
+                            env=settings_env(settings), stdout=_log("quix").open("ab"), stderr=subprocess.STDOUT)
 
 
 # --- report ------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The HTTP service against a minimal ASGI endpoint of the same model, on the real broker.
 
-    python -m bench.http [--duration 30] [--concurrency 16] [--rate 500]
+    python -m bench.http_service [--duration 30] [--concurrency 16] [--rate 500]
 
 A logistic regression is trained here on 5,000 labelled churn events, pickled,
 signed and registered as the champion; ``weir serve-http`` serves it in its
