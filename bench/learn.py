@@ -31,6 +31,9 @@ from weir.registry.factories import build_model
 from weir.settings import Settings
 
 
+LABEL_DELAY_MS = 1_000  # each label's time after its event's: a label older than its event is never joined
+
+
 def plain_loop(data: list[FeatureVector], labels: list[bool], k: int) -> float:
     models = [build_model(f, {key: str(v) for key, v in p.items()}) for f, p in VERSIONS[:k]]
     started = time.perf_counter()
@@ -89,14 +92,14 @@ def send_predictions_and_labels(settings: Settings, catalog: SchemaCatalog, data
     predictions = catalog.serde("prediction", settings.topic("predictions"))
     feedback = catalog.serde("feedback", settings.topic("feedback"))
     producer = make_producer(settings)
-    for i, (v, y) in enumerate(zip(data, labels, strict=True)):
+    for v, y in zip(data, labels, strict=True):
         for topic, value in (
             (settings.topic("predictions"), predictions.encode({
                 "event_id": v["event_id"], "entity_id": v["entity_id"], "event_time": v["event_time"],
                 "model_name": "default", "model_version": "v1", "role": "champion", "served": True, "score": 0.5,
                 "predicted_label": False, "latency_ms": 0.01, "predicted_at": 0, "error": None})),
             (settings.topic("feedback"), feedback.encode({"event_id": v["event_id"], "entity_id": v["entity_id"],
-                                                          "label": y, "label_time": 1_700_000_000_000 + i})),
+                                                          "label": y, "label_time": v["event_time"] + LABEL_DELAY_MS})),
         ):
             produce(producer, topic, value, v["entity_id"].encode())
     producer.flush(60)
