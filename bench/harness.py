@@ -7,13 +7,18 @@ import argparse
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
 from apps.processes import start_worker, stop_process
 from weir.clock import poll_until
+from weir.errors import WeirError
+from weir.kafka.clients import make_consumer
 from weir.settings import Settings
 
 SMOKE_HELP = "seconds and tiny sizes on the same code paths: CI's check that this bench still runs (make bench-smoke)"
@@ -129,3 +134,39 @@ def run_to_end(child: Child, *, watching: Sequence[Running], timeout_s: float) -
         raise ChildDied(f"{child.name} exited with {child.process.returncode}; {child.log} ends:\n"
                         f"{log_tail(child.log)}")
 
+
+class CommittedReader:
+    """A topic's records as a ``read_committed`` consumer receives them, from its start, each with the wall-clock
+    time (epoch ms) it came: the moment any reader could first read it. A latency ends there, not at a timestamp
+    the stage wrote before its transaction committed."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.received: list[tuple[float, bytes]] = []
+        self.consumer = make_consumer(settings, f"{settings.app_id}-bench-reader")
+        partitions = self.consumer.list_topics(topic, timeout=15).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.thread = LoopThread(f"the reader of {topic}", self._read)
+
+    def _read(self, stopping: threading.Event) -> None:
+        try:
+            while not stopping.is_set():
+                message = self.consumer.poll(0.05)  # one record at a time: a batch would hold the first ones back
+                if message is None:
+                    continue
+                received = time.time() * 1000
+                error = message.error()
+                if error is not None:
+                    if error.fatal():
+                        raise WeirError(f"the bench's reader: {error.str()}")
+                    continue
+                value = message.value()
+                assert value is not None, "a Weir topic holds no null values"
+                self.received.append((received, value))
+        finally:
+            self.consumer.close()
+
+    def check(self) -> None:
+        self.thread.check()
+
+    def stop(self) -> None:
+        self.thread.stop()

@@ -21,7 +21,11 @@ import pytest
 
 from apps.processes import settings_env
 from bench.e2e import PARTS
+from bench.harness import CommittedReader
 from tests.conftest import REPO
+from weir.clock import poll_until
+from weir.contract.topics import PREDICTIONS
+from weir.kafka.clients import make_producer, make_transactional_producer, produce
 from weir.settings import Settings
 
 # Each smoke: its command line after ``python -m``, and the figures it prints (the names before ": "); a bench that
@@ -33,12 +37,13 @@ SMOKES: dict[str, tuple[list[str], list[str]]] = {
     "e2e loop": (["bench.e2e", "--only", "plain,loop"], [
         "plain loop", "whole loop, exactly-once on", "whole loop, exactly-once off", "cost of exactly-once"]),
     "e2e latency, serve": (["bench.e2e", "--only", "latency,serve"], [
-        "latency, event time to served prediction",
+        "latency, event sent to served prediction readable (read_committed)",
+        "latency, old measure (event time to predicted_at, before the commit)",
         "serve alone, plain confluent-kafka transactional loop", "serve alone, Weir serve stage"]),
     "e2e scale": (["bench.e2e", "--only", "scale"], ["fused front, 1 worker process",
                                                      "fused front, 2 worker processes"]),
     "serve": (["bench.serve"], ["1 active version", "3 active versions",
-                                "routing change to first prediction under it",
+                                "routing change to first prediction under it readable (read_committed)",
                                 "Avro per event"]),
     "learn": (["bench.learn"], ["1 active version", "3 active versions"]),
     "drift": (["bench.drift"], [f"{g} {measure}" for g in ("churn", "simple", "sea", "agrawal", "hyperplane",
@@ -126,3 +131,28 @@ def test_bench_smoke_runs_and_prints_its_figures(name: str, smokes: dict[str, Sm
     missing = [f for f in SMOKES[name][1] if f not in printed]
     assert not missing, f"{smoke.command} did not print {missing}; it printed:\n{out}"
 
+
+def test_committed_reader_receives_a_record_once_its_transaction_commits(kafka: Settings) -> None:
+    """The bench's latencies end when this reader gets a record: never before the transaction that wrote it
+    committed, as a reader of predictions would see it."""
+    topic = kafka.topic(PREDICTIONS.name)  # the reader reads bytes: these need not be predictions
+    transactional = make_transactional_producer(kafka, f"{kafka.app_id}-reader-test")
+    transactional.init_transactions(30)
+    plain = make_producer(kafka)
+    reader = CommittedReader(kafka, topic)
+    try:
+        transactional.begin_transaction()
+        produce(transactional, topic, b"in the transaction", b"k", partition=0)
+        transactional.flush(30)
+        produce(plain, topic, b"outside it", b"k", partition=1)
+        plain.flush(30)
+        poll_until(lambda: any(value == b"outside it" for _, value in reader.received), timeout_s=60,
+                   what="the record outside the transaction")
+        assert [value for _, value in reader.received] == [b"outside it"]
+        committing = time.time() * 1000
+        transactional.commit_transaction(30)
+        poll_until(lambda: len(reader.received) == 2, timeout_s=60, what="the committed record")
+        received_at, value = reader.received[1]
+        assert value == b"in the transaction" and received_at >= committing
+    finally:
+        reader.stop()
