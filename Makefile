@@ -9,7 +9,7 @@ BENCH_EVENTS ?= 200000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-drift bench-policy bench-http kafka-up kafka-down clean venv
+.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-drift bench-policy bench-http bench-smoke kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
@@ -60,7 +60,14 @@ bench-learn: $(STAMP)
 # The HTTP service against a minimal ASGI endpoint of the same model: requests/s, p50/p99 (about 3 min).
 bench-http: $(STAMP)
 	scripts/install-tools bench
-	$(VENV)/bin/python -m bench.http
+	$(VENV)/bin/python -m bench.http_service
+
+# Every bench above in its smoke mode (--smoke: seconds, tiny sizes, the same code paths, the real broker), all at
+# once, each checked for its figures (a few minutes): `make test` runs the same tests, so a bench that cannot run
+# fails CI.
+bench-smoke: $(STAMP)
+	scripts/install-tools bench
+	$(VENV)/bin/pytest tests/unit/test_bench_harness.py tests/integration/test_benches.py
 
 kafka-up: $(STAMP)
 	$(WEIR) kafka up

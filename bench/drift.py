@@ -1,6 +1,7 @@
 """Detection quality of the monitor against river's own detectors, over generators and seeds, every alert kind.
 
-    python -m bench.drift [--seeds 10] [--events 100000] [--generators churn,sea,...]
+    python -m bench.drift [--seeds 10] [--events 100000] [--generators churn,sea,...] [--drift-at 20000]
+                          [--after 15000] [--smoke]
 
 The same monitor code as the worker's back, fed in-process (no broker), with a
 model that learns every label as it comes: a logistic regression for the
@@ -30,6 +31,9 @@ For each generator and seed:
 Goals (issue 14): every kind at most 1 false alert per 100,000 stationary
 events; data-drift delay at most the per-feature ADWIN's; concept-drift delay
 at most 1.2x ADWIN's on the error stream, with no more false alarms.
+
+A generator's figures are printed as soon as its seeds are done; ``--smoke``
+runs every generator once on a few thousand events.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from typing import Any
 
 from river import drift
 
+from bench.harness import arguments, figure
 from producers.event import LabelledEvent
 from producers.schedule import DriftSchedule
 from producers.sources import open_source
@@ -57,14 +62,27 @@ from weir.registry.factories import Model, as_classifier, build_model
 from weir.settings import Settings
 from weir.state.join import PendingJoin
 
-DRIFT_AT = 20_000
+DRIFT_AT = 20_000  # events before the drift point in the drift runs (plus 0-63)
+AFTER = 15_000  # events after it
 
 
-def drift_at(seed: int) -> int:
-    """Where a seed's drift starts: 20,000 plus 0-63 events, so no detector's checking rhythm (ADWIN checks every
-    32 values from the stream's start) lines up with every drift point."""
-    return DRIFT_AT + random.Random(seed).randrange(64)
-AFTER = 15_000  # events after the drift point in the drift runs
+@dataclass(frozen=True)
+class Job:
+    """One generator and seed: a stationary run of ``events``, then drift runs drifting at ``drift_base`` + 0-63
+    and going on ``after`` events past it."""
+
+    generator: str
+    seed: int
+    events: int
+    drift_base: int = DRIFT_AT
+    after: int = AFTER
+
+    @property
+    def drift_at(self) -> int:
+        """Where this seed's drift starts: the base plus 0-63 events, so no detector's checking rhythm (ADWIN
+        checks every 32 values from the stream's start) lines up with every drift point."""
+        return self.drift_base + random.Random(self.seed).randrange(64)
+
 KINDS = ("data_drift", "prediction_drift", "concept_drift", "performance_drop")
 GENERATORS = ("churn", "simple", "sea", "agrawal", "hyperplane", "friedman")
 CHURN_MOVED = {"monthly_charges", "payment_method", "total_charges"}  # what churn's abrupt drift moves
@@ -91,10 +109,10 @@ def stream(generator: str, n: int, seed: int, *, concept_at: int | None = None) 
     return open_source(generator, n, seed=seed, schedule=schedule, event_time=lambda i: i).events
 
 
-def shifted(generator: str, n: int, seed: int) -> tuple[Iterator[LabelledEvent], set[str]]:
-    """A data drift at the seed's drift point, and the features it moves."""
+def shifted(generator: str, n: int, seed: int, at: int) -> tuple[Iterator[LabelledEvent], set[str]]:
+    """A data drift at ``at``, and the features it moves."""
     if generator == "churn":
-        events = open_source("churn", n, seed=seed, schedule=DriftSchedule.parse(f"abrupt@{drift_at(seed)}", n),
+        events = open_source("churn", n, seed=seed, schedule=DriftSchedule.parse(f"abrupt@{at}", n),
                              event_time=lambda i: i).events
         return events, CHURN_MOVED
     first = next(stream(generator, 1, seed))
@@ -103,7 +121,7 @@ def shifted(generator: str, n: int, seed: int) -> tuple[Iterator[LabelledEvent],
 
     def scaled() -> Iterator[LabelledEvent]:
         for i, e in enumerate(stream(generator, n, seed)):
-            if i >= drift_at(seed):
+            if i >= at:
                 e = LabelledEvent(e.event_id, e.entity_id, e.event_time_ms,
                                   {k: (v * 1.5 if k in moved and isinstance(v, float) else v)
                                    for k, v in e.attributes.items()}, e.label)
@@ -194,10 +212,10 @@ def _first(indices: list[int], at: int) -> int | None:
     return after[0] - at if after else None
 
 
-def data_drift(generator: str, seed: int) -> dict[str, Any]:
-    at = drift_at(seed)
-    events, moved = shifted(generator, at + AFTER, seed)
-    seen = run(generator, events)
+def data_drift(job: Job) -> dict[str, Any]:
+    at = job.drift_at
+    events, moved = shifted(job.generator, at + job.after, job.seed, at)
+    seen = run(job.generator, events)
     alerts = [(i, a) for i, a in seen.alerts if a["kind"] == "data_drift" and i >= at]
     named = alerts[0][1]["evidence"].get("moved_most", "") if alerts else ""
     named_features = {part.split(" (")[0] for part in named.split(", ") if part and part != "-"}
@@ -205,17 +223,16 @@ def data_drift(generator: str, seed: int) -> dict[str, Any]:
             "named_right": bool(named_features) and named_features <= moved}
 
 
-def concept_drift(generator: str, seed: int) -> dict[str, int | None]:
-    at = drift_at(seed)
-    seen = run(generator, stream(generator, at + AFTER, seed, concept_at=at))
+def concept_drift(job: Job) -> dict[str, int | None]:
+    at = job.drift_at
+    seen = run(job.generator, stream(job.generator, at + job.after, job.seed, concept_at=at))
     weir = [i for i, a in seen.alerts if a["kind"] == "concept_drift"]
     return {"weir": _first(weir, at), "river": _first(seen.river["error"], at)}
 
 
-def measure(job: tuple[str, int, int]) -> dict[str, Any]:
-    generator, seed, events = job
-    return {"generator": generator, "false": false_alarms(generator, seed, events),
-            "data": data_drift(generator, seed), "concept": concept_drift(generator, seed)}
+def measure(job: Job) -> dict[str, Any]:
+    return {"generator": job.generator, "false": false_alarms(job.generator, job.seed, job.events),
+            "data": data_drift(job), "concept": concept_drift(job)}
 
 
 # --- the table ----------------------------------------------------------------------------------------------------
@@ -226,37 +243,35 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--events", type=int, default=100_000, help="events of each stationary run")
     parser.add_argument("--generators", default=",".join(GENERATORS))
-    args = parser.parse_args()
+    parser.add_argument("--drift-at", type=int, default=DRIFT_AT, help="events before the drift point (plus 0-63)")
+    parser.add_argument("--after", type=int, default=AFTER, help="events after the drift point")
+    args = arguments(parser, {"seeds": 1, "events": 1_000, "drift_at": 1_000, "after": 500})
     generators = args.generators.split(",")
-    jobs = [(g, seed, args.events) for g in generators for seed in range(args.seeds)]
+    jobs = [Job(g, seed, args.events, args.drift_at, args.after) for g in generators for seed in range(args.seeds)]
+    print(f"{args.seeds} seeds, {args.events:,} stationary events per run; drift at event {args.drift_at:,} + 0-63, "
+          f"{args.after:,} events after it; delays are medians in events after the drift point", flush=True)
     with ProcessPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(measure, jobs))
-    print(f"{args.seeds} seeds, {args.events:,} stationary events per run; drift at event {DRIFT_AT:,} + 0-63")
-    print()
-    print(f"{'generator':11} | false alerts per 100k: {'data':>5} {'pred':>5} {'concept':>7} {'perf':>5} | "
-          f"river ADWIN: {'data':>6} {'score':>6} {'error':>6}")
-    for g in generators:
-        rows = [r["false"] for r in results if r["generator"] == g]
-        mean = {k: statistics.fmean(r[k] for r in rows) for k in rows[0]}
-        print(f"{g:11} | {'':22} {mean['data_drift']:5.1f} {mean['prediction_drift']:5.1f} "
-              f"{mean['concept_drift']:7.1f} {mean['performance_drop']:5.1f} | {'':12} {mean['river_data']:6.1f} "
-              f"{mean['river_score']:6.1f} {mean['river_error']:6.1f}")
-    print()
-    print(f"{'generator':11} | data drift: found weir/river {'weir':>6} {'river':>6} named right | "
-          f"concept drift: found weir/river {'weir':>6} {'river':>6} ratio")
-    for g in generators:
-        data = [r["data"] for r in results if r["generator"] == g]
-        concept = [r["concept"] for r in results if r["generator"] == g]
-        wd, rd = _delays(data, "weir"), _delays(data, "river")
-        wc, rc = _delays(concept, "weir"), _delays(concept, "river")
-        ratio = f"{statistics.median(wc) / statistics.median(rc):.2f}" if wc and rc and statistics.median(rc) else "-"
-        print(f"{g:11} | {'':12} {len(wd):5}/{len(rd):<5} {_median(wd):>6} {_median(rd):>6} "
-              f"{sum(d['named_right'] for d in data):4}/{len(data):<4} | {'':15} {len(wc):5}/{len(rc):<5} "
-              f"{_median(wc):>6} {_median(rc):>6} {ratio:>5}")
-    print()
-    print(f"found: runs (of {args.seeds}) with a detection after the drift point; median delays in events after "
-          "it; goals: <= 1 false alert per 100k for every kind; data "
-          "drift no slower than river's per-feature ADWIN; concept drift <= 1.2x river's ADWIN on the error")
+        results = pool.map(measure, jobs)  # in the jobs' order: a generator's seeds one after the other
+        for g in generators:
+            rows = [next(results) for _ in range(args.seeds)]
+            false = {k: statistics.fmean(r["false"][k] for r in rows) for k in rows[0]["false"]}
+            figure(f"{g} false alerts per 100k", f"data {false['data_drift']:.1f}, prediction "
+                   f"{false['prediction_drift']:.1f}, concept {false['concept_drift']:.1f}, performance "
+                   f"{false['performance_drop']:.1f}; river ADWIN: data {false['river_data']:.1f}, score "
+                   f"{false['river_score']:.1f}, error {false['river_error']:.1f}")
+            data = [r["data"] for r in rows]
+            wd, rd = _delays(data, "weir"), _delays(data, "river")
+            named = sum(d["named_right"] for d in data)
+            figure(f"{g} data drift", f"found {len(wd)}/{len(rd)} of {args.seeds} (weir/river), delay "
+                   f"{_median(wd)}/{_median(rd)}, named only moved features {named}/{len(data)}")
+            concept = [r["concept"] for r in rows]
+            wc, rc = _delays(concept, "weir"), _delays(concept, "river")
+            ratio = f"{statistics.median(wc) / statistics.median(rc):.2f}" if wc and rc and statistics.median(rc) \
+                else "-"
+            figure(f"{g} concept drift", f"found {len(wc)}/{len(rc)} of {args.seeds} (weir/river), delay "
+                   f"{_median(wc)}/{_median(rc)}, ratio {ratio}")
+    print("goals: <= 1 false alert per 100k for every kind; data drift no slower than river's per-feature ADWIN; "
+          "concept drift <= 1.2x river's ADWIN on the error", flush=True)
 
 
 def _delays(rows: list[dict[str, Any]], who: str) -> list[int]:

@@ -1,27 +1,34 @@
 """The whole loop on the real broker, exactly once, against the same computation in a plain Python loop.
 
-    python -m bench.e2e [--events 200000] [--skip-quix]
+    python -m bench.e2e [--events 200000] [--skip-quix] [--latency-rate 2000] [--latency-seconds 40]
+                        [--only plain,loop,latency,scale,serve] [--smoke]
 
-One run measures, on the same churn events:
+One run measures, on the same churn events (``--only`` picks some of these parts):
 
 * **plain loop**: in this process, no Kafka and no Avro: validation rules,
   features, v1 (logistic regression) and v2 (Hoeffding tree) scoring and
   routing, both learning every label with their metrics, and the monitor on
   the 19 features, the served scores and the error streams;
-* **whole loop**: a worker process (the front and the back) over events and
+* **whole loop** (``loop``): a worker process (the front and the back) over events and
   labels produced beforehand, with exactly-once on, then the same with it off:
   events/s (served, over the span of the predictions' own timestamps), labels/s
   (until the learner reports every label), CPU µs per event, resident memory;
-* **latency**: events offered live at 2,000 events/s for 40 s: event time to
-  served prediction, p50 and p99;
-* **scale-out**: the fused front in one worker process, then in two;
-* **serve alone**: pre-produced feature vectors scored by v1 and v2 (trained,
+* **latency**: events offered live at 2,000 events/s for 40 s: from each
+  event's send (its ``events.raw`` record's timestamp, stamped by the
+  producer) to the moment a ``read_committed`` consumer receives its served
+  prediction, that is once its transaction committed; p50 and p99 (beside it
+  the old measure, which ended at the prediction's ``predicted_at``, before the
+  commit);
+* **scale-out** (``scale``): the fused front in one worker process, then in two;
+* **serve alone** (``serve``): pre-produced feature vectors scored by v1 and v2 (trained,
   uploaded as pickles), by a plain confluent-kafka transactional loop in this
   process, by Weir's serve stage, and by a Quix Streams application (in a
   virtual environment this benchmark makes for it, outside Weir's dependencies).
 
 Every rate comes from counts over a span of tens of seconds; nothing here is
 asserted. The broker, the producer and the workers share this machine's cores.
+Each figure is printed as soon as it is measured. ``--smoke`` runs every part
+but Quix on a few hundred events in about a minute (CI runs it).
 """
 
 from __future__ import annotations
@@ -43,8 +50,20 @@ from pathlib import Path
 
 from confluent_kafka import TopicPartition
 
-from apps.processes import settings_env, start_worker, stop_process
+from apps.processes import settings_env
 from bench.broker import running_broker
+from bench.harness import (
+    Child,
+    CommittedReader,
+    LoopThread,
+    Running,
+    arguments,
+    figure,
+    new_log,
+    run_to_end,
+    wait_for,
+    worker,
+)
 from producers.event import LabelledEvent
 from producers.publisher import EventPublisher
 from producers.sources import open_source
@@ -53,7 +72,7 @@ from streams.monitor.detectors import DriftMonitor
 from streams.serve.scorer import Scorer
 from streams.validate.rules import RuleSet
 from streams.validate.validator import EventValidator
-from weir.clock import now_ms, poll_until
+from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
 from weir.contract.messages import InRecord
 from weir.contract.records import FeatureVector, Prediction
@@ -178,12 +197,13 @@ def produce_backlog(settings: Settings, catalog: SchemaCatalog, events: list[Lab
     assert publisher.summary.failed == 0
 
 
-def served_span(settings: Settings, catalog: SchemaCatalog, expected: int) -> tuple[int, int, int]:
-    """(served events, first and last served ``predicted_at``), from the committed predictions."""
+def served_span(settings: Settings, catalog: SchemaCatalog) -> tuple[int, int, int]:
+    """(served events, first and last served ``predicted_at``), from the committed predictions; the last at least
+    a millisecond after the first, so that a smoke run's handful of events still gives a rate."""
     serde = topic_serde(catalog, settings, PREDICTIONS)
     stamps = [p["predicted_at"] for p in (serde.decode(r.value) for r in read_topic(settings, serde.topic,
                                                                                     timeout_s=600)) if p["served"]]
-    return len(stamps), min(stamps), max(stamps)
+    return len(stamps), min(stamps), max(max(stamps), min(stamps) + 1)
 
 
 def labels_learned(settings: Settings, catalog: SchemaCatalog) -> int:
@@ -223,21 +243,21 @@ def whole_loop(base: Settings, catalog: SchemaCatalog, events: list[LabelledEven
     with fresh(base, "loop", exactly_once=exactly_once, instance_id="b1") as run:
         two_versions(run, catalog)
         produce_backlog(run, catalog, events)
-        log = Path(tempfile.mkstemp(prefix="weir-bench-loop-", suffix=".log")[1])
-        worker = start_worker(run, log)
+        loop = worker(run, "loop")
         try:
-            poll_until(lambda: served_count(run) > 0, timeout_s=120, interval_s=0.1, what="the first prediction")
-            cpu_at_start = cpu_seconds(worker.pid)
-            poll_until(lambda: all_scored(run, 2 * len(events)), timeout_s=3_600, interval_s=0.5,
-                       what="every event served")
-            poll_until(lambda: labels_learned(run, catalog) >= len(events), timeout_s=3_600, interval_s=1.0,
-                       what="every label learned")
+            wait_for(lambda: served_count(run) > 0, watching=[loop], timeout_s=120, interval_s=0.1,
+                     what="the first prediction")
+            cpu_at_start = cpu_seconds(loop.process.pid)
+            wait_for(lambda: all_scored(run, 2 * len(events)), watching=[loop], timeout_s=3_600, interval_s=0.5,
+                     what="every event served")
+            wait_for(lambda: labels_learned(run, catalog) >= len(events), watching=[loop], timeout_s=3_600,
+                     interval_s=1.0, what="every label learned")
             labels_done = now_ms()
-            cpu = cpu_seconds(worker.pid) - cpu_at_start
-            rss, peak = memory_mb(worker.pid)
+            cpu = cpu_seconds(loop.process.pid) - cpu_at_start
+            rss, peak = memory_mb(loop.process.pid)
         finally:
-            stop_process(worker)
-        served, first, last = served_span(run, catalog, len(events))
+            loop.stop()
+        served, first, last = served_span(run, catalog)
         # The loop is done with an event once it is served and its label learned: the rate is over all of it.
         return Run(f"whole loop, exactly-once {'on' if exactly_once else 'off'}", served,
                    (labels_done - first) / 1000, served_per_s=served / ((last - first) / 1000),
@@ -245,45 +265,74 @@ def whole_loop(base: Settings, catalog: SchemaCatalog, events: list[LabelledEven
                    cpu_us_per_event=cpu / len(events) * 1e6, rss_mb=rss, peak_rss_mb=peak)
 
 
-def latency(base: Settings, catalog: SchemaCatalog, *, rate: int = 2_000, seconds: int = 40) -> tuple[float, float]:
-    """p50 and p99 (ms) from event time to served prediction at a fixed offered rate, the first 5 s left out."""
+@dataclass(frozen=True)
+class Latency:
+    """Percentiles (ms) of the served predictions' latency, measured two ways."""
+
+    p50_ms: float
+    p99_ms: float
+    old_p50_ms: float  # event time to the prediction's predicted_at: how the figures up to 2026-12-06 were taken
+    old_p99_ms: float
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99)]
+
+
+def latency(base: Settings, catalog: SchemaCatalog, *, rate: int, seconds: int) -> Latency:
+    """From each event's send to its served prediction readable by a ``read_committed`` consumer, at a fixed offered
+    rate, the first eighth of the events left out.
+
+    The send time is the ``events.raw`` record's timestamp, which the producer's client stamps when the record is
+    handed to it; the receive time is the wall clock when the reader here got the prediction, which it can only
+    once the stage's transaction committed. One machine, one clock.
+    """
     with fresh(base, "latency", instance_id="b1") as run:
         two_versions(run, catalog)
-        log = Path(tempfile.mkstemp(prefix="weir-bench-latency-", suffix=".log")[1])
-        worker = start_worker(run, log)
+        loop = worker(run, "latency")
+        reader = CommittedReader(run, run.topic(PREDICTIONS.name))
         try:
-            poll_until(lambda: assigned_members(run, f"{run.app_id}-front") > 0, timeout_s=120, interval_s=0.2,
-                       what="the worker holding the front's partitions")
-            producer = subprocess.run(
-                [sys.executable, "-m", "apps", "produce", "--events", str(rate * seconds), "--rate", str(rate),
-                 "--drift", "none", "--feedback-delay", "fixed:1", "--no-progress"],
-                env=settings_env(run), capture_output=True, text=True, timeout=seconds * 3)
-            assert producer.returncode == 0, producer.stdout + producer.stderr
-            poll_until(lambda: all_scored(run, 2 * rate * seconds), timeout_s=600, interval_s=0.5,
-                       what="every event served")
+            wait_for(lambda: assigned_members(run, f"{run.app_id}-front") > 0, watching=[loop, reader],
+                     timeout_s=120, what="the worker holding the front's partitions")
+            log = new_log("latency-producer")
+            with log.open("ab") as out:
+                producer = Child("weir produce", subprocess.Popen(
+                    [sys.executable, "-m", "apps", "produce", "--events", str(rate * seconds), "--rate", str(rate),
+                     "--drift", "none", "--feedback-delay", "fixed:1", "--no-progress"],
+                    env=settings_env(run), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log)
+            try:
+                run_to_end(producer, watching=[loop, reader], timeout_s=seconds * 3 + 60)
+            finally:
+                producer.stop()
+            wait_for(lambda: len(reader.received) >= 2 * rate * seconds, watching=[loop, reader], timeout_s=600,
+                     interval_s=0.5, what="every event's two predictions readable")
         finally:
-            stop_process(worker)
-        serde = topic_serde(catalog, run, PREDICTIONS)
-        served = sorted((p["event_time"], p["predicted_at"] - p["event_time"])
-                        for p in (serde.decode(r.value) for r in read_topic(run, serde.topic)) if p["served"])
-        start = served[0][0] + 5_000
-        delays = sorted(d for t, d in served if t >= start)
-        return statistics.median(delays), delays[int(len(delays) * 0.99)]
+            reader.stop()
+            loop.stop()
+        raw = topic_serde(catalog, run, EVENTS_RAW)
+        sent = {raw.decode(r.value)["event_id"]: r.timestamp_ms for r in read_topic(run, raw.topic)}
+    serde = topic_serde(catalog, run, PREDICTIONS)
+    served = [(at, p) for at, p in ((at, serde.decode(value)) for at, value in reader.received) if p["served"]]
+    start = min(sent.values()) + seconds * 1000 / 8
+    counted = [(at, p) for at, p in served if sent[p["event_id"]] >= start]
+    p50, p99 = percentiles([at - sent[p["event_id"]] for at, p in counted])
+    old_p50, old_p99 = percentiles([p["predicted_at"] - p["event_time"] for _, p in counted])
+    return Latency(p50, p99, old_p50, old_p99)
 
 
 def scale_out(base: Settings, catalog: SchemaCatalog, events: list[LabelledEvent], workers: int) -> Run:
     with fresh(base, f"scale{workers}") as run:
         two_versions(run, catalog)
         produce_backlog(run, catalog, events, labels=False)
-        logs = [Path(tempfile.mkstemp(prefix=f"weir-bench-scale-{i}-", suffix=".log")[1]) for i in range(workers)]
-        started = [start_worker(run.with_overrides(instance_id=f"s{i}"), log, "front") for i, log in enumerate(logs)]
+        started = [worker(run.with_overrides(instance_id=f"s{i}"), f"scale-{i}", "front") for i in range(workers)]
         try:
-            poll_until(lambda: all_scored(run, 2 * len(events)), timeout_s=3_600, interval_s=0.5,
-                       what="every event served")
+            wait_for(lambda: all_scored(run, 2 * len(events)), watching=started, timeout_s=3_600, interval_s=0.5,
+                     what="every event served")
         finally:
             for w in started:
-                stop_process(w)
-        served, first, last = served_span(run, catalog, len(events))
+                w.stop()
+        served, first, last = served_span(run, catalog)
         return Run(f"fused front, {workers} worker process{'es' if workers > 1 else ''}", served, (last - first) / 1000)
 
 
@@ -319,39 +368,32 @@ def produce_vectors(settings: Settings, catalog: SchemaCatalog, vectors: list[Fe
 
 
 def serve_runs(base: Settings, catalog: SchemaCatalog, events: list[LabelledEvent], models: dict[str, Model],
-               quix: bool) -> list[Run]:
+               quix: bool) -> None:
+    """Each serve-alone run, its figure printed as it ends: events/s, and the ratio to the first (the plain
+    transactional loop)."""
     vectors = [feature_vector(e.raw("churn")) for e in events]
-    runs: list[Run] = []
-    kinds: list[tuple[str, Callable[[Settings], Callable[[], None]]]] = [
+    kinds: list[tuple[str, Callable[[Settings], Running]]] = [
         ("plain confluent-kafka transactional loop", lambda run: plain_serve(run, catalog)),
-        ("Weir serve stage", lambda run: process(start_worker(run, _log("serve"), "serve"))),
+        ("Weir serve stage", lambda run: worker(run, "serve", "serve")),
     ]
     if quix:
-        kinds.append(("Quix Streams 3.28, exactly-once", lambda run: process(start_quix(run))))
+        kinds.append((f"Quix Streams {QUIX.split('==')[1]}, exactly-once", start_quix))
+    baseline = None
     for name, start in kinds:
         with fresh(base, "serve", fused=False, instance_id="b1") as run:
             upload(run, catalog, models)
             produce_vectors(run, catalog, vectors)
-            stop = start(run)
+            scoring = start(run)
             try:
-                poll_until(lambda: all_scored(run, 2 * len(vectors)), timeout_s=3_600, interval_s=0.5,
-                           what=f"{name}: every vector scored")
+                wait_for(lambda: all_scored(run, 2 * len(vectors)), watching=[scoring], timeout_s=3_600,
+                         interval_s=0.5, what=f"{name}: every vector scored")
             finally:
-                stop()
-            served, first, last = served_span(run, catalog, len(vectors))
-            runs.append(Run(name, served, (last - first) / 1000))
-    return runs
-
-
-def _log(name: str) -> Path:
-    return Path(tempfile.mkstemp(prefix=f"weir-bench-{name}-", suffix=".log")[1])
-
-
-def process(child: subprocess.Popen[bytes]) -> Callable[[], None]:
-    def stop() -> None:
-        stop_process(child)
-
-    return stop
+                scoring.stop()
+            served, first, last = served_span(run, catalog)
+            rate = served / ((last - first) / 1000)
+            baseline = baseline or rate
+            figure(f"serve alone, {name}", f"{rate:,.0f} events/s ({rate / baseline:.2f} of the plain "
+                   "transactional loop)")
 
 
 def prediction_of(result: list[Prediction] | Rejection) -> list[Prediction]:
@@ -359,7 +401,7 @@ def prediction_of(result: list[Prediction] | Rejection) -> list[Prediction]:
     return result
 
 
-def plain_serve(settings: Settings, catalog: SchemaCatalog) -> Callable[[], None]:
+def plain_serve(settings: Settings, catalog: SchemaCatalog) -> LoopThread:
     """Consume, score with the same versions, produce, and commit each batch in one transaction: a thread here."""
     import threading
 
@@ -373,32 +415,26 @@ def plain_serve(settings: Settings, catalog: SchemaCatalog) -> Callable[[], None
     producer = make_transactional_producer(settings, f"{settings.app_id}-plain")
     producer.init_transactions(30)
     consumer.subscribe([features.topic])
-    stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.is_set():
-            messages = consumer.consume(2_000, timeout=0.2)
-            batch = [InRecord.of(m) for m in messages if m.error() is None]
-            if not batch:
-                continue
-            producer.begin_transaction()
-            for record in batch:
-                for p in prediction_of(scorer.score(features.decode(record.value))):
-                    produce(producer, predictions.topic, predictions.encode(p), record.key)
-            last = {(r.topic, r.partition): r.offset for r in batch}
-            producer.send_offsets_to_transaction([TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
-                                                 consumer.consumer_group_metadata(), 30)
-            producer.commit_transaction(60)
-        consumer.close()
+    def loop(stopping: threading.Event) -> None:
+        try:
+            while not stopping.is_set():
+                messages = consumer.consume(2_000, timeout=0.2)
+                batch = [InRecord.of(m) for m in messages if m.error() is None]
+                if not batch:
+                    continue
+                producer.begin_transaction()
+                for record in batch:
+                    for p in prediction_of(scorer.score(features.decode(record.value))):
+                        produce(producer, predictions.topic, predictions.encode(p), record.key)
+                last = {(r.topic, r.partition): r.offset for r in batch}
+                producer.send_offsets_to_transaction([TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
+                                                     consumer.consumer_group_metadata(), 30)
+                producer.commit_transaction(60)
+        finally:
+            consumer.close()
 
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-
-    def finish() -> None:
-        stop.set()
-        thread.join(timeout=60)
-
-    return finish
+    return LoopThread("the plain transactional loop", loop)
 
 
 def quix_python() -> Path:
@@ -419,58 +455,68 @@ def quix_python() -> Path:
     return python
 
 
-def start_quix(settings: Settings) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([str(quix_python()), str(HERE / "quix_serve.py")], env=settings_env(settings),
-                            stdout=_log("quix").open("ab"), stderr=subprocess.STDOUT)
+def start_quix(settings: Settings) -> Child:
+    """The Quix Streams application, run as a module from the repository's root: run as a script, its folder
+    (bench/) would come first on its path, ahead of the standard library."""
+    log = new_log("quix")
+    with log.open("ab") as out:
+        return Child("the Quix Streams application", subprocess.Popen(
+            [str(quix_python()), "-m", "bench.quix_serve"], cwd=HERE.parent, env=settings_env(settings),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log)
 
 
-# --- report ------------------------------------------------------------------------------------------------------
+# --- the figures --------------------------------------------------------------------------------------------------
+
+
+PARTS = ("plain", "loop", "latency", "scale", "serve")
+SMOKE = {"events": 300, "skip_quix": True, "latency_rate": 200, "latency_seconds": 4}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000, help="events (and labels) of the backlog runs")
     parser.add_argument("--skip-quix", action="store_true", help="leave the Quix Streams run out")
-    args = parser.parse_args()
+    parser.add_argument("--latency-rate", type=int, default=NOMINAL_RATE, help="events/s offered in the latency run")
+    parser.add_argument("--latency-seconds", type=int, default=40, help="length of the latency run")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"the parts to run, of {','.join(PARTS)}")
+    args = arguments(parser, SMOKE)
+    parts = args.only.split(",")
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"no part {', '.join(sorted(unknown))}: the parts are {', '.join(PARTS)}")
     events = churn(args.events)
     with running_broker() as settings:
         catalog = open_catalog(settings)
         print(f"bench.e2e: {args.events} churn events; v1 logistic regression champion, v2 Hoeffding tree shadow",
               flush=True)
-        plain = plain_loop(settings, catalog, events)
-        print(f"  plain loop: {plain.rate:,.0f} events/s", flush=True)
-        loops = [whole_loop(settings, catalog, events, exactly_once=eos) for eos in (True, False)]
-        for r in loops:
-            print(f"  {r.name}: {r.rate:,.0f} events/s ({r.served_per_s or 0:,.0f} served/s, "
-              f"{r.labels_per_s or 0:,.0f} labels/s)", flush=True)
-        p50, p99 = latency(settings, catalog)
-        scaled = [scale_out(settings, catalog, events, n) for n in (1, 2)]
-        models = trained_models(churn(5_000, seed=7))  # a registry record holds a model of up to 900 kB
-        served = serve_runs(settings, catalog, events, models, quix=not args.skip_quix)
-    report(plain, loops, (p50, p99), scaled, served)
-
-
-def report(plain: Run, loops: list[Run], latencies: tuple[float, float], scaled: list[Run], served: list[Run]) -> None:
-    eos, alo = loops
-    print()
-    print("whole loop: events/s until every event is served and its label learned; served/s and labels/s apart")
-    print(f"{'':40} {'events/s':>9} {'served/s':>9} {'labels/s':>9} {'vs plain':>9} {'CPU µs/ev':>10} "
-          f"{'RSS MB':>7} {'peak MB':>8}")
-    print(f"{plain.name:40} {plain.rate:9,.0f} {plain.rate:9,.0f} {plain.rate:9,.0f} {1:9.2f}")
-    for r in loops:
-        print(f"{r.name:40} {r.rate:9,.0f} {r.served_per_s or 0:9,.0f} {r.labels_per_s or 0:9,.0f} "
-              f"{r.rate / plain.rate:9.2f} {r.cpu_us_per_event or 0:10,.0f} {r.rss_mb or 0:7,.0f} "
-              f"{r.peak_rss_mb or 0:8,.0f}")
-    print(f"exactly-once costs {1 - eos.rate / alo.rate:.1%} of the at-least-once rate")
-    print(f"event time to served prediction at 2,000 events/s offered: p50 {latencies[0]:.0f} ms, "
-          f"p99 {latencies[1]:.0f} ms")
-    one, two = scaled
-    print(f"fused front: 1 worker {one.rate:,.0f} events/s, 2 workers {two.rate:,.0f} events/s "
-          f"({two.rate / one.rate:.2f}x)")
-    base = served[0]
-    print(f"{'serve stage alone (trained v1 + v2)':44} {'events/s':>9} {'vs plain':>9}")
-    for r in served:
-        print(f"{r.name:44} {r.rate:9,.0f} {r.rate / base.rate:9.2f}")
+        plain = None
+        if "plain" in parts:
+            plain = plain_loop(settings, catalog, events)
+            figure("plain loop", f"{plain.rate:,.0f} events/s")
+        if "loop" in parts:
+            loops = []
+            for exactly_once in (True, False):
+                r = whole_loop(settings, catalog, events, exactly_once=exactly_once)
+                loops.append(r)
+                against = f"{r.rate / plain.rate:.2f} of the plain loop; " if plain else ""
+                figure(r.name, f"{r.rate:,.0f} events/s ({against}{r.served_per_s or 0:,.0f} served/s, "
+                       f"{r.labels_per_s or 0:,.0f} labels/s), CPU {r.cpu_us_per_event or 0:,.0f} µs/event, "
+                       f"RSS {r.rss_mb or 0:,.0f} MB, peak {r.peak_rss_mb or 0:,.0f} MB")
+            eos, alo = loops
+            figure("cost of exactly-once", f"{1 - eos.rate / alo.rate:.1%} of the at-least-once rate")
+        if "latency" in parts:
+            lat = latency(settings, catalog, rate=args.latency_rate, seconds=args.latency_seconds)
+            figure("latency, event sent to served prediction readable (read_committed)",
+                   f"p50 {lat.p50_ms:,.0f} ms, p99 {lat.p99_ms:,.0f} ms at {args.latency_rate:,} events/s offered")
+            figure("latency, old measure (event time to predicted_at, before the commit)",
+                   f"p50 {lat.old_p50_ms:,.0f} ms, p99 {lat.old_p99_ms:,.0f} ms")
+        if "scale" in parts:
+            one = scale_out(settings, catalog, events, 1)
+            figure(one.name, f"{one.rate:,.0f} events/s")
+            two = scale_out(settings, catalog, events, 2)
+            figure(two.name, f"{two.rate:,.0f} events/s ({two.rate / one.rate:.2f}x)")
+        if "serve" in parts:
+            models = trained_models(churn(5_000, seed=7))  # a registry record holds a model of up to 900 kB
+            serve_runs(settings, catalog, events, models, quix=not args.skip_quix)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Learn-stage throughput on the real broker against river's learn_one in a plain loop, same run.
 
-    python -m bench.learn [--labels 30000]
+    python -m bench.learn [--labels 30000] [--smoke]
 
 The learn stage runs alone in a worker process (``weir worker --stage learn``)
 over pre-produced features, served predictions and labels, with 1 and with 3
 active versions (logistic-regression variants). Its rate is labels over the
 time from its first to its last learned label, read from its /metrics. The
 baseline calls ``learn_one`` of the same fresh models on the same (features,
-label) pairs in a plain Python loop in this process.
+label) pairs in a plain Python loop in this process. Each figure is printed as
+soon as it is measured; ``--smoke`` runs them all on a few hundred labels.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from apps.processes import free_port, scrape, start_worker, stop_process
+from apps.processes import free_port, scrape
 from bench.broker import running_broker
+from bench.harness import arguments, figure, wait_for, worker
 from bench.serve import VERSIONS, deploy_versions, send, vectors
 from weir.contract.records import FeatureVector
 from weir.contract.serde import SchemaCatalog, open_catalog
@@ -29,6 +31,8 @@ from weir.kafka.admin import create_topics, delete_topics
 from weir.kafka.clients import make_producer, produce
 from weir.registry.factories import build_model
 from weir.settings import Settings
+
+LABEL_DELAY_MS = 1_000  # each label's time after its event's: a label older than its event is never joined
 
 
 def plain_loop(data: list[FeatureVector], labels: list[bool], k: int) -> float:
@@ -50,7 +54,8 @@ def learned(settings: Settings) -> float:
 
 
 def learn_stage(settings: Settings, catalog: SchemaCatalog, data: list[FeatureVector], labels: list[bool],
-                k: int) -> float:
+                k: int) -> float | None:
+    """Labels/s of the learn stage, or None if it learned them all between two samples (a smoke run's few)."""
     run = settings.with_overrides(topic_prefix=f"bench-learn-{uuid.uuid4().hex[:6]}.",
                                   app_id=f"bench-learn-{uuid.uuid4().hex[:6]}", web_port=free_port(),
                                   commit_interval_s=0.2,  # the learned-labels counter refreshes that often
@@ -60,25 +65,28 @@ def learn_stage(settings: Settings, catalog: SchemaCatalog, data: list[FeatureVe
         deploy_versions(run, catalog, k)
         send(run, catalog, data)
         send_predictions_and_labels(run, catalog, data, labels)
-        worker = start_worker(run, Path(tempfile.mkstemp(prefix="weir-bench-learn-", suffix=".log")[1]), "learn")
+        learning = worker(run, "learn", "learn")
+        first: tuple[float, float] | None = None  # when the counter first moved, and where to
+        last = 0.0
+
+        def sample() -> bool:
+            nonlocal first, last
+            try:
+                n = learned(run)
+            except OSError:  # the worker's web server is not up yet
+                n = 0
+            last = time.perf_counter()
+            if n > 0 and first is None:
+                first = (last, n)
+            return n >= len(data)
+
         try:
-            first = last = None
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                try:
-                    n = learned(run)
-                except OSError:  # the worker's web server is not up yet
-                    n = 0
-                now = time.perf_counter()
-                if n > 0 and first is None:
-                    first = (now, n)
-                if n >= len(data):
-                    last = now
-                    break
-                time.sleep(0.1)  # a benchmark's sampling interval, not synchronisation
+            wait_for(sample, watching=[learning], timeout_s=600, interval_s=0.1, what="every label learned")
         finally:
-            stop_process(worker)
-        assert first is not None and last is not None, "the learn stage did not finish"
+            learning.stop()
+        assert first is not None, "sample() saw every label learned"
+        if first[1] >= len(data):
+            return None
         return (len(data) - first[1]) / (last - first[0])
     finally:
         delete_topics(run)
@@ -89,14 +97,14 @@ def send_predictions_and_labels(settings: Settings, catalog: SchemaCatalog, data
     predictions = catalog.serde("prediction", settings.topic("predictions"))
     feedback = catalog.serde("feedback", settings.topic("feedback"))
     producer = make_producer(settings)
-    for i, (v, y) in enumerate(zip(data, labels, strict=True)):
+    for v, y in zip(data, labels, strict=True):
         for topic, value in (
             (settings.topic("predictions"), predictions.encode({
                 "event_id": v["event_id"], "entity_id": v["entity_id"], "event_time": v["event_time"],
                 "model_name": "default", "model_version": "v1", "role": "champion", "served": True, "score": 0.5,
                 "predicted_label": False, "latency_ms": 0.01, "predicted_at": 0, "error": None})),
             (settings.topic("feedback"), feedback.encode({"event_id": v["event_id"], "entity_id": v["entity_id"],
-                                                          "label": y, "label_time": 1_700_000_000_000 + i})),
+                                                          "label": y, "label_time": v["event_time"] + LABEL_DELAY_MS})),
         ):
             produce(producer, topic, value, v["entity_id"].encode())
     producer.flush(60)
@@ -105,15 +113,16 @@ def send_predictions_and_labels(settings: Settings, catalog: SchemaCatalog, data
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", type=int, default=30_000)
-    args = parser.parse_args()
+    args = arguments(parser, {"labels": 600})
     data = vectors(args.labels)
     labels = [bool(i % 4 == 0) for i in range(len(data))]
     with running_broker() as settings:
         catalog = open_catalog(settings)
-        rows = [(k, learn_stage(settings, catalog, data, labels, k), plain_loop(data, labels, k)) for k in (1, 3)]
-    print(f"{'active versions':>15} {'learn stage labels/s':>21} {'plain learn_one labels/s':>25} {'ratio':>7}")
-    for k, stage, baseline in rows:
-        print(f"{k:>15} {stage:21.0f} {baseline:25.0f} {stage / baseline:7.3f}")
+        for k in (1, 3):
+            stage, baseline = learn_stage(settings, catalog, data, labels, k), plain_loop(data, labels, k)
+            measured = f"{stage:,.0f} labels/s, ratio {stage / baseline:.3f}" if stage else "too fast to time"
+            figure(f"{k} active version{'s' if k > 1 else ''}", f"plain learn_one {baseline:,.0f} labels/s, "
+                   f"learn stage {measured}")
 
 
 if __name__ == "__main__":

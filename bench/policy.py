@@ -1,6 +1,6 @@
 """How often the controller promotes, rolls back or holds, when the truth is known: the policy's error rates.
 
-    python -m bench.policy [--seeds 20] [--labels 30000] [--generators churn,sea,...]
+    python -m bench.policy [--seeds 20] [--labels 30000] [--generators churn,sea,...] [--smoke]
 
 The same controller code as the back (``streams.control.controller``), fed
 in-process with no broker. For each generator and seed, a logistic regression
@@ -25,6 +25,9 @@ Scenarios, each over the same champion answers:
   rollbacks.
 
 Goals (issue 15): false promotion at most 5%, false rollback at most 1%.
+
+A generator's figures are printed as soon as its seeds are done; ``--smoke``
+runs every generator and scenario once on a few thousand labels.
 """
 
 from __future__ import annotations
@@ -35,8 +38,7 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
+from bench.harness import arguments, figure
 from producers.schedule import DriftSchedule
 from producers.sources import open_source
 from streams.control.controller import Controller, Decision
@@ -149,38 +151,38 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--labels", type=int, default=30_000, help="labelled events per run")
     parser.add_argument("--generators", default=",".join(GENERATORS))
-    args = parser.parse_args()
+    args = arguments(parser, {"seeds": 1, "labels": 1_500})
     generators = args.generators.split(",")
     jobs = [(g, seed, args.labels) for g in generators for seed in range(args.seeds)]
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        results = [row for rows in tqdm(pool.map(measure, jobs), total=len(jobs), desc="runs") for row in rows]
     policy = Policy(model="m")
     print(f"{args.seeds} seeds, {args.labels:,} labels per run; challengers {GAP:.0%} better, equal or worse; "
           f"policy defaults: false promotion {policy.promotion.false_promotion:g}, false rollback "
           f"{policy.rollback.false_rollback:g}, min {policy.promotion.min_labels} labels, canary steps "
-          f"{'/'.join(f'{s:g}' for s in policy.promotion.canary_steps)}%")
-    print()
-    print(f"{'generator':11} {'scenario':14} {'promoted':>9} {'rolled back':>12} {'retired':>8} {'undecided':>10} "
-          f"{'median labels':>14}")
-    for g in generators:
-        for scenario in SCENARIOS:
-            rows = [r for r in results if r[0] == g and r[1] == scenario.name]
-            count = {a: sum(r[2] == a for r in rows) for a in ("promote", "rollback", "retire", None)}
-            evidence_rollbacks = sum(r[2] == "rollback" and "worse on" in r[4] for r in rows)
-            deciding = {"better": "promote", "equal": "promote", "worse canary": "rollback"}.get(scenario.name)
-            labels = [r[3] for r in rows if r[2] == deciding and r[3] is not None]
-            median = f"{statistics.median(labels):,.0f}" if labels else "-"
-            rolled = f"{count['rollback']}/{len(rows)} ({evidence_rollbacks})"
-            print(f"{g:11} {scenario.name:14} {count['promote']:>4}/{len(rows):<4} {rolled:>12} "
-                  f"{count['retire']:>8} {count[None]:>10} {median:>14}")
-    print()
+          f"{'/'.join(f'{s:g}' for s in policy.promotion.canary_steps)}%; rolled back: all rollbacks, and in "
+          "brackets those on evidence (the rest gave up at give_up_labels)", flush=True)
+    results = []
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        runs = pool.map(measure, jobs)  # in the jobs' order: a generator's seeds one after the other
+        for g in generators:
+            done = [row for _ in range(args.seeds) for row in next(runs)]
+            results += done
+            for scenario in SCENARIOS:
+                rows = [r for r in done if r[1] == scenario.name]
+                count = {a: sum(r[2] == a for r in rows) for a in ("promote", "rollback", "retire", None)}
+                evidence_rollbacks = sum(r[2] == "rollback" and "worse on" in r[4] for r in rows)
+                deciding = {"better": "promote", "equal": "promote", "worse canary": "rollback"}.get(scenario.name)
+                labels = [r[3] for r in rows if r[2] == deciding and r[3] is not None]
+                median = f"{statistics.median(labels):,.0f}" if labels else "-"
+                figure(f"{g} {scenario.name}", f"promoted {count['promote']}/{len(rows)}, rolled back "
+                       f"{count['rollback']}/{len(rows)} ({evidence_rollbacks}), retired {count['retire']}, "
+                       f"undecided {count[None]}" + (f", median labels to {deciding} {median}" if deciding else ""))
     shadow_equal = [r for r in results if r[1] == "equal"]
     false_promotion = sum(r[2] == "promote" for r in shadow_equal) / len(shadow_equal)
+    figure("false promotion", f"{false_promotion:.1%} of equal challengers promoted (goal <= 5%)")
     fair = [r for r in results if r[1] in ("equal canary", "better canary")]
     false_rollback = sum(r[2] == "rollback" and "worse on" in r[4] for r in fair) / len(fair)
-    print(f"false promotion (equal challengers promoted): {false_promotion:.1%} (goal <= 5%)")
-    print(f"false rollback (equal or better canaries rolled back on evidence): {false_rollback:.1%} (goal <= 1%)")
-    print("rolled back (n): all rollbacks, and in brackets those on evidence (the rest gave up at give_up_labels)")
+    figure("false rollback", f"{false_rollback:.1%} of equal or better canaries rolled back on evidence "
+           "(goal <= 1%)")
 
 
 if __name__ == "__main__":

@@ -1,30 +1,31 @@
 """Throughput on the real broker: faust agent vs confluent-kafka batch loop vs the whole skeleton.
 
-    python -m bench.throughput [--records 200000] [--events 10000]
+    python -m bench.throughput [--records 200000] [--events 10000] [--smoke]
 
 Prints events/s for (1) a faust-streaming agent that only consumes and counts,
 (2) the same consume-and-count as a confluent-kafka batch loop, and (3) the
 walking skeleton end to end (produce -> validate -> features -> serve ->
 learn). Timings start at the first record a consumer sees, so group-join time
 is reported apart. Ratios are against the confluent loop measured in this same
-run, because these machines are shared and noisy.
+run, because these machines are shared and noisy. Each figure is printed as
+soon as it is measured; ``--smoke`` runs them all on a few thousand records.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import faust
 
-from apps.processes import start_worker, stop_process
 from apps.tally import TopicTally
 from bench.broker import running_broker
+from bench.harness import arguments, figure, wait_for, worker
 from producers.labels import FeedbackPolicy
 from producers.publisher import EventPublisher, publish
 from producers.sources import open_source
@@ -96,7 +97,9 @@ def faust_count(settings: Settings, topic: str, records: int) -> Measurement:
                 if state["seen"] >= records:
                     done.set()
 
-        worker = faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False, daemon=False)
+        # Its start-up spinner to stderr: standard output carries the figures.
+        worker = faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False, daemon=False,
+                              stdout=sys.stderr)
         started = time.perf_counter()
         await worker.start()
         await done.wait()
@@ -112,8 +115,7 @@ def skeleton(settings: Settings, events: int) -> Measurement:
                                   web_port=0)
     create_topics(run)
     catalog = open_catalog(run)
-    log = Path(tempfile.mkstemp(prefix="weir-bench-worker-", suffix=".log")[1])
-    worker = start_worker(run, log)
+    loop = worker(run, "skeleton")
     tally = TopicTally(run, catalog)
     try:
         started = time.perf_counter()
@@ -121,18 +123,21 @@ def skeleton(settings: Settings, events: int) -> Measurement:
                 progress=False)
         t = tally.tally
         first = None
-        while t.served < events or t.learner_counter("feedback_joined") < events:
+
+        def done() -> bool:
+            nonlocal first
             tally.poll(0.2)
             if first is None and t.served:
                 first = time.perf_counter()
-            if worker.poll() is not None:
-                raise RuntimeError(f"worker exited; see {log}")
+            return t.served >= events and t.learner_counter("feedback_joined") >= events
+
+        wait_for(done, watching=[loop], timeout_s=3_600, interval_s=0, what="every event served and learned")
         end = time.perf_counter()
         first = first or end
         return Measurement("skeleton end to end (served and learned)", events, end - first, first - started)
     finally:
         tally.close()
-        stop_process(worker)
+        loop.stop()
         delete_topics(run)
 
 
@@ -140,22 +145,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000, help="records for the consume-and-count runs")
     parser.add_argument("--events", type=int, default=10_000, help="events for the end-to-end run")
-    args = parser.parse_args()
+    args = arguments(parser, {"records": 5_000, "events": 300})
     topic = f"bench-count-{uuid.uuid4().hex[:6]}"
     with running_broker() as settings:
         try:
             fill_topic(settings, topic, args.records)
-            results = [confluent_count(settings, topic, args.records), faust_count(settings, topic, args.records),
-                       skeleton(settings, args.events)]
+            baseline = None
+            measures: list[Callable[[], Measurement]] = [lambda: confluent_count(settings, topic, args.records),
+                                                         lambda: faust_count(settings, topic, args.records),
+                                                         lambda: skeleton(settings, args.events)]
+            for measure in measures:
+                m = measure()
+                baseline = baseline or m.rate
+                figure(m.name, f"{m.rate:,.0f} events/s over {m.records:,} ({m.rate / baseline:.3f} of the "
+                       f"confluent loop), startup {m.startup_s:.1f} s")
         finally:
             from confluent_kafka.admin import AdminClient
 
             admin = AdminClient(settings.librdkafka())
             admin.delete_topics([topic])[topic].result()
-    baseline = results[0].rate
-    print(f"{'measurement':45} {'records':>9} {'events/s':>10} {'vs confluent':>13} {'startup s':>10}")
-    for m in results:
-        print(f"{m.name:45} {m.records:9d} {m.rate:10.0f} {m.rate / baseline:13.3f} {m.startup_s:10.1f}")
 
 
 if __name__ == "__main__":

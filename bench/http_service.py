@@ -1,6 +1,6 @@
 """The HTTP service against a minimal ASGI endpoint of the same model, on the real broker.
 
-    python -m bench.http [--duration 30] [--concurrency 16] [--rate 500]
+    python -m bench.http_service [--duration 30] [--concurrency 16] [--rate 500] [--smoke]
 
 A logistic regression is trained here on 5,000 labelled churn events, pickled,
 signed and registered as the champion; ``weir serve-http`` serves it in its
@@ -19,6 +19,9 @@ so Weir's retry memory never answers):
 
 Goals (issue 17): Weir's p99 at 500 requests/s at most 10 ms; its throughput at
 least 0.6 of the minimal endpoint's.
+
+Each figure is printed as soon as it is measured; ``--smoke`` runs every phase
+(wrk included) for a second or two.
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ from pathlib import Path
 
 import aiohttp
 
-from apps.processes import free_port, start_service, stop_process
+from apps.processes import free_port, start_service
 from bench.broker import running_broker
+from bench.harness import Child, arguments, figure, wait_for
 from producers.churn import ChurnDomain
-from weir.clock import poll_until
 from weir.contract.features import compute_features
 from weir.contract.serde import SchemaCatalog, open_catalog
 from weir.kafka.admin import create_topics, delete_topics
@@ -148,15 +151,16 @@ async def open_loop(url: str, lines: list[bytes], rate: float, duration_s: float
                    failed)
 
 
-def serve_minimal(model: Path, port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    with open(workdir / "minimal.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "bench.minimal_http", "--model", str(model), "--port",
-                                 str(port)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+def serve_minimal(model: Path, port: int, workdir: Path) -> Child:
+    log = workdir / "minimal.log"
+    with open(log, "ab") as out:
+        return Child("the minimal endpoint", subprocess.Popen(
+            [sys.executable, "-m", "bench.minimal_http", "--model", str(model), "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log)
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], body: bytes) -> None:
+def wait_ready(url: str, server: Child, body: bytes) -> None:
     def answers() -> bool:
-        assert process.poll() is None, f"the server at {url} exited with {process.returncode}"
         try:
             request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=2) as response:
@@ -164,7 +168,15 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], body: bytes) -> None:
         except OSError:
             return False
 
-    poll_until(answers, timeout_s=120, interval_s=0.2, what=f"{url} answering")
+    wait_for(answers, watching=[server], timeout_s=120, interval_s=0.2, what=f"{url} answering")
+
+
+def show(name: str, f: Figures, servers: list[Child]) -> Figures:
+    """A phase's figure, once both servers are known to have lived through it (a dead one answers no request)."""
+    for server in servers:
+        server.check()
+    figure(name, f"{f.rate:,.0f} requests/s, p50 {f.p50_ms:.2f} ms, p99 {f.p99_ms:.2f} ms, {f.failed} not 200")
+    return f
 
 
 def routing_change_ms(run: Settings, catalog: SchemaCatalog, url: str, lines: list[bytes]) -> float:
@@ -181,10 +193,11 @@ def routing_change_ms(run: Settings, catalog: SchemaCatalog, url: str, lines: li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per measured phase")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of wrk per endpoint before measuring")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=500.0, help="requests/s of the fixed-rate phase")
     parser.add_argument("--bodies", type=int, default=250_000, help="distinct events prepared for each phase")
-    args = parser.parse_args()
+    args = arguments(parser, {"duration": 2.0, "warmup": 1.0, "rate": 100.0, "bodies": 10_000})
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: scripts/install-tools bench installs it (make bench-http does)")
     workdir = Path(tempfile.mkdtemp(prefix="weir-bench-http-"))
@@ -197,7 +210,7 @@ def main() -> None:
         run = settings.with_overrides(topic_prefix=f"bench-http-{tag}.", app_id=f"bench-http-{tag}",
                                       http_port=free_port(), http_source="churn", default_factory="")
         create_topics(run)
-        weir = minimal = None
+        servers: list[Child] = []
         try:
             sign_model_file(run, model)
             register(run, catalog, "default", pickle_path=model)
@@ -206,33 +219,34 @@ def main() -> None:
             weir_url = f"http://127.0.0.1:{run.http_port}/predict"
             minimal_port = free_port()
             minimal_url = f"http://127.0.0.1:{minimal_port}/predict"
-            weir, minimal = start_service(run, workdir / "serve-http.log"), serve_minimal(model, minimal_port, workdir)
+            log = workdir / "serve-http.log"
+            weir = Child("weir serve-http", start_service(run, log), log)
+            servers.append(weir)
+            minimal = serve_minimal(model, minimal_port, workdir)
+            servers.append(minimal)
             wait_ready(weir_url, weir, phases[3][0])
             wait_ready(minimal_url, minimal, phases[3][0])
             print(f"warming up, then {args.duration:g} s per phase ...", flush=True)
-            wrk(minimal_url, phases[3][1:], args.concurrency, 5, workdir, once=False)
-            wrk(weir_url, phases[3][1:], args.concurrency, 5, workdir)
-            closed = {"minimal": wrk(minimal_url, phases[0], args.concurrency, args.duration, workdir, once=False),
-                      "weir": wrk(weir_url, phases[0], args.concurrency, args.duration, workdir)}
-            fixed = {"minimal": asyncio.run(open_loop(minimal_url, phases[1], args.rate, args.duration)),
-                     "weir": asyncio.run(open_loop(weir_url, phases[1], args.rate, args.duration))}
-            reload_ms = routing_change_ms(run, catalog, weir_url, phases[2])
+            wrk(minimal_url, phases[3][1:], args.concurrency, args.warmup, workdir, once=False)
+            wrk(weir_url, phases[3][1:], args.concurrency, args.warmup, workdir)
+            closed = f"concurrency {args.concurrency} (wrk, {args.duration:g} s)"
+            minimal_closed = show(f"minimal, {closed}", wrk(minimal_url, phases[0], args.concurrency, args.duration,
+                                                            workdir, once=False), servers)
+            weir_closed = show(f"weir, {closed}", wrk(weir_url, phases[0], args.concurrency, args.duration,
+                                                      workdir), servers)
+            figure("throughput ratio weir/minimal", f"{weir_closed.rate / minimal_closed.rate:.3f} (goal >= 0.6)")
+            fixed = f"{args.rate:g} requests/s offered (open loop, {args.duration:g} s)"
+            show(f"minimal, {fixed}", asyncio.run(open_loop(minimal_url, phases[1], args.rate, args.duration)),
+                 servers)
+            weir_fixed = show(f"weir, {fixed}",
+                              asyncio.run(open_loop(weir_url, phases[1], args.rate, args.duration)), servers)
+            figure(f"weir p99 at {args.rate:g} requests/s", f"{weir_fixed.p99_ms:.2f} ms (goal <= 10 ms at 500)")
+            figure("routing change to the first answer under it",
+                   f"{routing_change_ms(run, catalog, weir_url, phases[2]):.0f} ms (goal <= 1000 ms)")
         finally:
-            for process in (weir, minimal):
-                if process is not None:
-                    stop_process(process)
+            for server in servers:
+                server.stop()
             delete_topics(run)
-    print(f"\nat concurrency {args.concurrency} (wrk, {args.duration:g} s each):")
-    print(f"{'endpoint':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'not 200':>8}")
-    for name, f in closed.items():
-        print(f"{name:>10} {f.rate:11.0f} {f.p50_ms:8.2f} {f.p99_ms:8.2f} {f.failed:8d}")
-    print(f"throughput ratio weir/minimal: {closed['weir'].rate / closed['minimal'].rate:.3f} (goal >= 0.6)")
-    print(f"\nat {args.rate:g} requests/s (open loop, {args.duration:g} s each):")
-    print(f"{'endpoint':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'not 200':>8}")
-    for name, f in fixed.items():
-        print(f"{name:>10} {f.rate:11.0f} {f.p50_ms:8.2f} {f.p99_ms:8.2f} {f.failed:8d}")
-    print(f"weir p99 at {args.rate:g} requests/s: {fixed['weir'].p99_ms:.2f} ms (goal <= 10 ms)")
-    print(f"\nrouting change to the first answer under it: {reload_ms:.0f} ms (goal <= 1000 ms)")
 
 
 if __name__ == "__main__":
