@@ -36,7 +36,7 @@ from streams.validate import quality
 from streams.validate.rules import RuleSet, SourceRules
 from streams.validate.validator import EventValidator
 from weir.clock import now_ms
-from weir.contract.deadletter import Rejection
+from weir.contract.deadletter import RECEIVED_BY_HTTP, Rejection
 from weir.contract.feedback import feedback_rejection, parse_positive
 from weir.contract.messages import Headers, InRecord, OutRecord
 from weir.contract.records import Feedback, Prediction, RawEvent
@@ -48,7 +48,7 @@ from weir.registry.signing import model_signer
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 
-SERVED_BY = "http"
+SERVED_BY = RECEIVED_BY_HTTP  # who served an event, in the signed claim, and who received what it refused
 STAGE = "http"
 RECENT_ANSWERS = 100_000  # event ids answered lately, for retries and reused ids
 

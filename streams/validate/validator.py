@@ -16,12 +16,12 @@ from collections.abc import Callable
 from streams.validate.quality import QualityCounters
 from streams.validate.rules import RuleSet, SourceRules, Violation
 from weir.clock import now_ms
-from weir.contract.deadletter import Rejection
+from weir.contract.deadletter import VALIDATE_STAGE, Rejection
 from weir.contract.records import AttributeValue, RawEvent, ValidEvent
 from weir.contract.serde import AvroSerde
 from weir.errors import SerdeError
 
-STAGE = "validate"
+STAGE = VALIDATE_STAGE
 UNDECLARED = "(undeclared)"  # the metrics' source label of every source the rules file does not declare
 
 

@@ -58,8 +58,9 @@ def registry_with(*versions: str) -> ModelRegistry:
 
 def test_validate_passes_good_events_on_keyed_by_entity(catalog: SchemaCatalog) -> None:
     stage = ValidateStage(SETTINGS, catalog)
-    [out] = stage.process([rec("u.events.raw", raw_event(catalog), key=b"whatever")])
+    [out, served] = stage.process([rec("u.events.raw", raw_event(catalog), key=b"whatever")])
     assert out.topic == "u.events.valid" and out.key == b"c1"
+    assert (served.topic, served.key, served.partition) == ("u.events.served", b"e1", 0)  # its id, remembered
     assert stage.valid.decode(out.value)["attributes"]["plan"] == "pro"
 
 
@@ -109,7 +110,7 @@ def run_loop(catalog: SchemaCatalog, n: int, delay: int) -> tuple[LearnStage, Mo
     alerts: list[OutRecord] = []
     for i, e in enumerate(events):
         value = raw.encode(e.raw("t"))
-        [valid] = validate.process([rec("u.events.raw", value, offset=i)])
+        [valid, _] = validate.process([rec("u.events.raw", value, offset=i)])  # and its id, remembered
         [vector] = features.process([rec(valid.topic, valid.value, offset=i)])
         predictions = serve.process([rec(vector.topic, vector.value, offset=i)])
         learn.process([rec(vector.topic, vector.value, offset=i)]
