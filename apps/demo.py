@@ -146,6 +146,7 @@ def summarize(t: Tally, produced: ProduceSummary, *, run_id: str, settings: Sett
         "topic_prefix": settings.topic_prefix,
         "events_produced": produced.events_produced,
         "events_dead_lettered": t.dead_letters,
+        "labels_dead_lettered": t.label_dead_letters,
         "predictions": t.predictions,
         "served": t.served,
         "served_twice": t.served_twice,

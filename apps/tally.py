@@ -2,7 +2,8 @@
 
 The demo and the end-to-end tests reconcile from here: served predictions are
 counted by distinct event id (a replay may repeat a record, never an event),
-dead letters by reason, and the learner's own counters come from the latest
+dead letters by reason and by what they were (events, or labels the learner
+could not use: each side reconciles on its own), and the learner's own counters come from the latest
 METRICS records on ``models``. Partitions are assigned, not subscribed: the
 tally joins no group and commits nothing. A record that does not decode is
 skipped and counted by topic, as the workers skip it: one bad record must not
@@ -22,7 +23,7 @@ from weir.contract.deadletter import read_headers
 from weir.contract.messages import InRecord
 from weir.contract.records import Alert, Label, ModelRecord, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
-from weir.contract.topics import ALERTS, EVENTS_DLQ, MODELS, PREDICTIONS
+from weir.contract.topics import ALERTS, EVENTS_DLQ, FEEDBACK, MODELS, PREDICTIONS
 from weir.errors import SerdeError
 from weir.kafka.reading import reader, watermarks
 from weir.settings import Settings
@@ -41,8 +42,9 @@ class Tally:
     served_by_version: Counter[str] = field(default_factory=Counter)
     predictions_by_version: Counter[str] = field(default_factory=Counter)
     errors_by_version: Counter[str] = field(default_factory=Counter)
-    dead_letters: int = 0
-    dead_letter_reasons: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0  # events: what was refused instead of served
+    label_dead_letters: int = 0  # labels the learner could not use (unmatched, refused events', unlearnable...)
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)  # of both
     alerts: list[Alert] = field(default_factory=list)
     metrics: dict[str, ModelRecord] = field(default_factory=dict)  # latest METRICS record per version
     undecodable: Counter[str] = field(default_factory=Counter)  # records skipped, by topic (predictions, models...)
@@ -66,6 +68,7 @@ class TopicTally:
         self.alerts = topic_serde(catalog, settings, ALERTS)
         self.models = topic_serde(catalog, settings, MODELS)
         self.dlq_topic = settings.topic(EVENTS_DLQ.name)
+        self.feedback_topic = settings.topic(FEEDBACK.name)
         self.topic_names = {serde.topic: topic.name for serde, topic in
                             ((self.predictions, PREDICTIONS), (self.alerts, ALERTS), (self.models, MODELS))}
         self.tally = Tally()
@@ -93,8 +96,12 @@ class TopicTally:
     def _fold(self, record: InRecord) -> None:
         t = self.tally
         if record.topic == self.dlq_topic:
-            t.dead_letters += 1
-            t.dead_letter_reasons[read_headers(record.headers).get("reason", "?")] += 1
+            headers = read_headers(record.headers)
+            if headers.get("original.topic") == self.feedback_topic:
+                t.label_dead_letters += 1
+            else:
+                t.dead_letters += 1
+            t.dead_letter_reasons[headers.get("reason", "?")] += 1
             return
         if record.topic == self.models.topic and record.value is None:
             return  # a tombstone: compaction's delete, which the workers pass by too

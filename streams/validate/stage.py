@@ -21,7 +21,7 @@ from streams.validate import quality
 from streams.validate.encoding import ValidEncoder
 from streams.validate.rules import RuleSet
 from streams.validate.validator import STAGE, EventValidator
-from weir.contract.deadletter import DUPLICATE_EVENT, Rejection, is_signed_resend
+from weir.contract.deadletter import Rejection, is_signed_resend
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import ValidEvent
 from weir.contract.serde import SchemaCatalog, topic_serde
@@ -72,18 +72,10 @@ class ValidateStage:
         if isinstance(result, Rejection):
             return None, [dead_letter(self.dlq_topic, record, result)]
         if self.served.seen(record.partition, result["event_id"]):
-            return None, [dead_letter(self.dlq_topic, record, self._duplicate(result))]
+            return None, [dead_letter(self.dlq_topic, record, self.validator.duplicate(result))]
         return result, [OutRecord(self.valid.topic, result["entity_id"].encode(),
                                   self.encoder.encode(result, record.value)),
                         self.served.add(record.partition, result["event_id"], result["event_time"])]
-
-    def _duplicate(self, event: ValidEvent) -> Rejection:
-        source = event["source"]
-        self.validator.counters.duplicates[source] += 1
-        self.validator.counters.dead_letters[(source, "consistency", DUPLICATE_EVENT)] += 1
-        return Rejection(DUPLICATE_EVENT, STAGE, f"event {event['event_id']} was served already (an id is served "
-                         "once per WEIR_DEDUPE_HORIZON_MS of event time)", rule="unique-event-id",
-                         dimension="consistency", source=source)
 
     def _served_elsewhere(self, record: InRecord) -> list[OutRecord]:
         """The HTTP service served it: its id is remembered as served here too, so the stream never serves it."""

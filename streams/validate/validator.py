@@ -16,7 +16,7 @@ from collections.abc import Callable
 from streams.validate.quality import QualityCounters
 from streams.validate.rules import RuleSet, SourceRules, Violation
 from weir.clock import now_ms
-from weir.contract.deadletter import VALIDATE_STAGE, Rejection
+from weir.contract.deadletter import DUPLICATE_EVENT, VALIDATE_STAGE, Rejection
 from weir.contract.records import AttributeValue, RawEvent, ValidEvent
 from weir.contract.serde import AvroSerde
 from weir.errors import SerdeError
@@ -44,6 +44,16 @@ class EventValidator:
         """The verdict on ``value``, which this process encoded from ``event`` (the HTTP service): the same
         rules, without decoding back what it just encoded."""
         return self._counted(self._oversized(value) or self.check(event))
+
+    def duplicate(self, event: ValidEvent) -> Rejection:
+        """The refusal of a valid event whose id was served already (the validate stage remembers served ids),
+        counted as a dead letter and a duplicate."""
+        self.counters.duplicates[self._label(event["source"])] += 1
+        rejection = _reject(Violation(DUPLICATE_EVENT, "unique-event-id", "consistency",
+                                      f"event {event['event_id']} was served already (an id is served once per "
+                                      "WEIR_DEDUPE_HORIZON_MS of event time)"), source=event["source"])
+        self._counted(rejection)
+        return rejection
 
     def _counted(self, verdict: ValidEvent | Rejection) -> ValidEvent | Rejection:
         if isinstance(verdict, Rejection):
