@@ -9,7 +9,7 @@ BENCH_EVENTS ?= 200000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-drift bench-policy bench-http bench-smoke kafka-up kafka-down clean venv
+.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-front-state bench-drift bench-policy bench-http bench-smoke kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
@@ -56,6 +56,11 @@ bench-serve: $(STAMP)
 
 bench-learn: $(STAMP)
 	$(VENV)/bin/python -m bench.learn
+
+# The front's memory of served event ids: its CPU per event against a front whose memory holds nothing, and how fast
+# a partition's memory is restored from its changelog (a few minutes).
+bench-front-state: $(STAMP)
+	$(VENV)/bin/python -m bench.front_state
 
 # The HTTP service against a minimal ASGI endpoint of the same model: requests/s, p50/p99 (about 3 min).
 bench-http: $(STAMP)
