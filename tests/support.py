@@ -3,6 +3,8 @@ the shapes river's own evaluation reads."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,3 +131,14 @@ def render(page_file: Path) -> RenderedPage:
             browser.close()
     tables = {t["name"]: [dict(zip(t["head"], row, strict=True)) for row in t["rows"]] for t in raw}
     return RenderedPage(errors, widths, tables)
+
+
+def http_status(port: int, path: str) -> int:
+    """The status a local endpoint (a worker's /readyz, say) answers; 0 while nothing listens."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0

@@ -47,7 +47,9 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
     assert summary["problems"] == [] and summary["undecodable_records"] == {}
     try:
         assert REQUIRED_KEYS <= set(summary)
-        assert summary["events_produced"] == 1500
+        assert summary["served"] == 1500 and summary["served_twice"] == 0  # each id once, resent ones included
+        assert summary["events_produced"] == 1500 + summary["events_resent"]
+        assert summary["events_dead_lettered"] == summary["duplicates_dead_lettered"] == summary["events_resent"]
         assert summary["events_produced"] == summary["served"] + summary["events_dead_lettered"]
         assert summary["feedback_learned"] == 1500  # every event's label, once
         assert summary["feedback_learned"] + summary["feedback_late"] + summary["feedback_unmatched"] + \
@@ -66,7 +68,7 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
         assert summary["source"] == "churn" and [p["kind"] for p in summary["drift_schedule"]] == [
             "abrupt", "gradual", "concept", "recurring"]
         quality = summary["quality"]
-        assert quality["records"] == 1500 and set(quality["dimensions"]) == {
+        assert quality["records"] == summary["events_produced"] and set(quality["dimensions"]) == {
             "accuracy", "completeness", "consistency", "timeliness"}
         assert 0.0 < quality["fields"]["satisfaction_score"]["missing_rate"] < 0.3  # optional, often unanswered
         page = Path(report_line.removeprefix("report: "))

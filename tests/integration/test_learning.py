@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from apps.processes import start_worker, stop_process
+from apps.processes import free_port, start_worker, stop_process
 from producers.churn import ChurnDomain
 from producers.files import FileColumns
 from producers.labels import FeedbackPolicy
@@ -23,7 +23,7 @@ from producers.publisher import EventPublisher, publish
 from producers.sources import SourceSpec
 from streams.features import feature_vector
 from tests import support
-from tests.support import classifier
+from tests.support import classifier, http_status
 from weir.clock import poll_until
 from weir.contract.deadletter import read_headers
 from weir.contract.records import Feedback, Label
@@ -238,7 +238,7 @@ def test_string_classes_go_round_the_live_loop(kafka: Settings, catalog: SchemaC
     rules.write_text('sources:\n  "file:classes.csv":\n    fields:\n      a: {type: number, required: true}\n'
                      '      b: {type: number, required: true}\n')
     settings = kafka.with_overrides(state_dir=tmp_path / "state", label_kind="multiclass", positive_label="churned",
-                                    rules_file=rules)
+                                    rules_file=rules, web_port=free_port())
     rng = random.Random(4)
     rows = []
     for i in range(n):
@@ -250,7 +250,8 @@ def test_string_classes_go_round_the_live_loop(kafka: Settings, catalog: SchemaC
     register(settings, catalog, "default", factory="hoeffding_tree", params={"grace_period": 50})
     route(settings, catalog, "default", "basic", champion="v1")
     worker = start_worker(settings, tmp_path / "worker.log", "front", "back")
-    try:
+    try:  # the stream comes live, not as a backlog the front serves before the back has learned a label
+        poll_until(lambda: http_status(settings.web_port, "/readyz") == 200, timeout_s=120, what="the worker ready")
         summary = publish(EventPublisher(settings, catalog), SourceSpec(str(path), columns=FileColumns(
             "entity_id", "label")).open(), policy=FeedbackPolicy("fixed:0"), rate=300, progress=False)
         assert summary.feedback.delivered == n and not summary.failed

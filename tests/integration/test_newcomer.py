@@ -76,7 +76,8 @@ def test_make_demo_on_a_fresh_machine_starts_and_stops_its_own_broker(tmp_path: 
     path = Path(last.removeprefix("summary: "))
     summary = json.loads(path.read_text())
     assert summary["reconciled"] is True and summary["drained"] is True, summary
-    assert summary["events_produced"] == 1500 == summary["served"] + summary["events_dead_lettered"]
+    assert summary["served"] == 1500 and summary["events_produced"] == 1500 + summary["events_resent"]
+    assert summary["events_produced"] == summary["served"] + summary["events_dead_lettered"]
     assert summary["served_twice"] == 0
     # v1, trained on history, serves from the first event (1,500 events are too few for the policy to act)
     assert summary["versions"]["v1"]["served"] == summary["served"] and summary["accuracy"] is not None

@@ -29,5 +29,5 @@ def test_produce_stops_cleanly_on_sigint_and_accounts_for_what_it_sent(kafka: Se
     output = (tmp_path / "produce.log").read_text()
     assert "(interrupted)" in output
     sent = int(output.split("events: ")[1].split(" sent")[0])
-    assert f"{sent} sent, {sent} delivered, 0 failed" in output
+    assert f"{sent} sent (0 resent on purpose), {sent} delivered, 0 failed" in output
     assert end_offsets(kafka, kafka.topic("events.raw")) == sent  # nothing accepted was lost

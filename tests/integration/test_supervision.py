@@ -8,8 +8,6 @@ import asyncio
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from streams.runtime import loop as loop_module
 from streams.runtime.loop import StageLoop
 from streams.runtime.metrics import StageMetrics
 from streams.runtime.stage import MAX_RECORD_BYTES
+from tests.support import http_status
 from weir.clock import poll_until
 from weir.contract.deadletter import read_headers
 from weir.contract.messages import InRecord, OutRecord
@@ -126,31 +125,21 @@ def test_an_output_too_large_to_write_is_dead_lettered_and_the_stage_goes_on(kaf
     assert int(headers["original.bytes"]) == MAX_RECORD_BYTES + 1
 
 
-def _status(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0  # not listening yet
-
-
 def test_a_worker_whose_stage_cannot_run_exits_70_with_the_reason_and_probes_tell(kafka: Settings,
                                                                                    tmp_path: Path) -> None:
     """Two learners on one state file: the second cannot open it, retries, gives up, and says why."""
     first = kafka.with_overrides(web_port=free_port(), state_dir=tmp_path / "state")
     holder = start_worker(first, tmp_path / "holder.log", "back")
     try:
-        poll_until(lambda: _status(first.web_port, "/readyz") == 200, timeout_s=90, what="the first learner ready")
-        assert _status(first.web_port, "/livez") == 200
+        poll_until(lambda: http_status(first.web_port, "/readyz") == 200, timeout_s=90, what="the first learner ready")
+        assert http_status(first.web_port, "/livez") == 200
         second = first.with_overrides(web_port=free_port(), stage_restart_limit=2)
         done = subprocess.run([sys.executable, "-m", "apps", "worker", "--stage", "back"], env=settings_env(second),
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 70, done.stderr[-3000:]
         last = done.stderr.strip().splitlines()[-1]
         assert "stage back failed 2 times in a row" in last and "in use by another process" in last, last
-        assert holder.poll() is None and _status(first.web_port, "/livez") == 200
+        assert holder.poll() is None and http_status(first.web_port, "/livez") == 200
     finally:
         assert stop_process(holder) == 0
 
