@@ -34,6 +34,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -556,8 +557,13 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=None, help="events of the capacity run (default 30000)")
     parser.add_argument("--smoke", action="store_true",
                         help="the same path small, in about a minute (1,000 events of backlog, 15 s live)")
+    plan = plan_of(parser.parse_args())
+    # Stopped by Ctrl-C or a SIGTERM, even when started in the background (where SIGINT starts ignored), it still
+    # stops its workers and deletes its topics.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        code = run(plan_of(parser.parse_args()))
+        code = run(plan)
     except (RuntimeError, TimeoutError, WeirError) as exc:  # a worker died, never got ready, or no broker
         print(f"bench.soak: {exc}", file=sys.stderr, flush=True)
         code = 1
