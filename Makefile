@@ -6,10 +6,11 @@ VENV   ?= .venv
 EVENTS ?= 30000
 RUNS   ?= runs
 BENCH_EVENTS ?= 200000
+SOAK_MINUTES ?= 60
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-front-state bench-drift bench-policy bench-http bench-smoke kafka-up kafka-down clean venv
+.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-front-state bench-drift bench-policy bench-http bench-smoke soak kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
@@ -73,6 +74,11 @@ bench-http: $(STAMP)
 bench-smoke: $(STAMP)
 	scripts/install-tools bench
 	$(VENV)/bin/pytest tests/unit/test_bench_harness.py tests/integration/test_benches.py
+
+# The whole loop (front and back as two workers) at 70% of its measured capacity: RSS, lag and exactly-once every
+# 30 s (an hour and a few minutes; not part of `make test`).
+soak: $(STAMP)
+	$(VENV)/bin/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 kafka-up: $(STAMP)
 	$(WEIR) kafka up

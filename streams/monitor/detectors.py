@@ -273,7 +273,7 @@ class DriftMonitor:
         model = prediction["model_name"]
         sure = confidence(prediction, self.positive_declared)
         if sure is not None:
-            self.estimates.setdefault(model, AccuracyEstimate()).on_served(sure)
+            self._estimate(model).on_served(sure)
         self.scores_seen[model] = self.scores_seen.get(model, 0) + 1
         watch = self.scores.get(model)
         if watch is None:
@@ -292,6 +292,14 @@ class DriftMonitor:
         self.join.take_strays()  # the learn stage routes strays; the monitor only counts on joined labels
         return ranked(alerts)
 
+    def _estimate(self, model: str) -> AccuracyEstimate:
+        """The model's accuracy estimate, built at its first prediction (not with ``setdefault``, which would build
+        three rolling means on every call and throw them away)."""
+        estimate = self.estimates.get(model)
+        if estimate is None:
+            estimate = self.estimates[model] = AccuracyEstimate()
+        return estimate
+
     # --- concept drift and performance ---------------------------------------------------
 
     def on_joined(self, event: PendingEvent | None) -> list[Alert]:
@@ -302,8 +310,7 @@ class DriftMonitor:
         served = event.predictions.get(event.served_version or "")
         sure = confidence(served, self.positive_declared) if served is not None else None
         if served is not None and sure is not None:
-            estimate = self.estimates.setdefault(served["model_name"], AccuracyEstimate())
-            estimate.on_labelled(sure, served["predicted_label"], event.label)
+            self._estimate(served["model_name"]).on_labelled(sure, served["predicted_label"], event.label)
         for version, prediction in sorted(event.predictions.items()):
             if prediction["error"] is not None or prediction["predicted_label"] is None:
                 continue
