@@ -46,6 +46,7 @@ SMOKES: dict[str, tuple[list[str], list[str]]] = {
                                 "routing change to first prediction under it readable (read_committed)",
                                 "Avro per event"]),
     "learn": (["bench.learn"], ["1 active version", "3 active versions"]),
+    "soak": (["bench.soak"], ["capacity", "live", "served twice", "largest lag", "exactly once"]),
     "front_state": (["bench.front_state"], [
         "front CPU per event, remembering served ids (µs)", "front CPU per event, memory holding nothing (µs)",
         "front cost of the memory (ratio)", "restore of a partition of 5000 ids (ids/s)", "state file after it (MB)"]),
