@@ -112,6 +112,7 @@ class BackStage:
     # --- state: the learner's; the monitor starts afresh with each restore -----------------------------------
 
     def restore(self) -> dict[tuple[str, int], int] | None:
+        self.watch.monitor.join.store.close()  # the monitor before: its join's file goes with it
         self.watch.monitor = build_monitor(self.settings, self.kept_reference)
         self.raised = []
         if self.policy is not None:

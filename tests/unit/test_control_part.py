@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 from river.tree import HoeffdingTreeClassifier
 
@@ -181,3 +183,20 @@ def test_the_back_hears_the_raw_events_the_front_dead_lettered_since_it_started(
         back.close()
     without = BackStage(Settings(home=tmp_path / "home", model_name="m"), catalog, registry)
     assert dlq in without.inputs  # read without a policy too: the learner settles the labels of refused events
+
+
+def test_a_restored_back_lets_go_of_the_monitor_before_it(tmp_path: Path, catalog: SchemaCatalog) -> None:
+    """Each restore (a failed session) builds a fresh monitor: the old one's state file is closed, not leaked."""
+    registry = ModelRegistry("m")
+    registry.apply(version_record("m", "v1", "logistic_regression", {}, actor="person"))
+    back = BackStage(Settings(home=tmp_path / "home", state_dir=tmp_path / "state", model_name="m"), catalog,
+                     registry)
+    back.restore()
+    before = back.watch.monitor
+    back.restore()
+    try:
+        with pytest.raises(sqlite3.ProgrammingError):
+            before.join.store.db.execute("SELECT 1")
+        back.watch.monitor.join.store.db.execute("SELECT 1")
+    finally:
+        back.close()
