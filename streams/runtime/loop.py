@@ -74,6 +74,7 @@ from streams.runtime.stage import (
 from streams.runtime.upstream import UpstreamWatch
 from weir.contract.messages import InRecord, OutRecord, kafka_headers
 from weir.contract.topics import EVENTS_DLQ, MODELS, largest_record_bytes
+from weir.errors import WeirError
 from weir.kafka.clients import (
     DeliveryReport,
     delivery_wait_s,
@@ -334,7 +335,10 @@ class StageLoop(mode.Service):
             self.heartbeat = time.monotonic()
             batch = await self._in_thread(self.consumer_thread, lambda: self._next_batch(session))
             if self.keeper is not None and self.keeper.to_restore:  # partitions just assigned: state first
-                await self._in_thread(self.consumer_thread, self.keeper.restore)
+                try:
+                    await self._in_thread(self.consumer_thread, self.keeper.restore)
+                except WeirError as exc:  # the changelog could not be read (the cluster went away): a Kafka failure
+                    raise SessionFailed(f"restoring {self.keeper.state.changelog}: {exc}") from exc
             lags = self._lags(session)
             self.metrics.observe_lag(self.stage.name, lags)
             self._hold_back(session, lags)
