@@ -122,16 +122,30 @@ def holds_at_least(settings: Settings, topic: str, n: int) -> bool:
     return end_offsets(settings, topic) >= n and sum(1 for _ in read_topic(settings, topic, timeout_s=300)) >= n
 
 
+# The group coordinator cannot answer yet (a broker just started loads its offsets topic): nobody holds partitions.
+COORDINATOR_NOT_READY = frozenset({KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                                   KafkaError.NOT_COORDINATOR})
+
+
 def assigned_members(settings: Settings, group: str) -> int:
-    """How many members of consumer group ``group`` hold partitions now."""
+    """How many members of consumer group ``group`` hold partitions now; 0 while its coordinator is not ready (the
+    callers poll this until members come, and a broker that just started answers so for seconds)."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(with_log(settings.librdkafka()))  # keep a reference: a collected client abandons its futures
     try:
         description = admin.describe_consumer_groups([group])[group].result(timeout=15)
+    except KafkaException as exc:
+        if coordinator_not_ready(exc.args[0]):
+            return 0
+        raise
     finally:
         admin.poll(0)  # an AdminClient's librdkafka log comes out of poll only
     return sum(1 for m in description.members if m.assignment.topic_partitions)
+
+
+def coordinator_not_ready(error: KafkaError) -> bool:
+    return error.code() in COORDINATOR_NOT_READY
 
 
 def read_partition(settings: Settings, topic: str, partition: int, start: int, *,
