@@ -25,9 +25,11 @@ demo: $(STAMP)
 	scripts/install-tools demo
 	$(WEIR) demo --events $(EVENTS) --runs-dir $(RUNS)
 
+# The test files run on two processes (pytest-xdist, a file to a process: most of an integration test waits on the
+# broker and its workers), sharing one broker that `weir kafka run` starts first (and stops after, if it started it).
 test: check
 	scripts/install-tools test
-	$(VENV)/bin/pytest
+	$(WEIR) kafka run -- $(VENV)/bin/pytest -n 2 --dist loadfile
 
 # Static checks: lint, the layers of the folder tree (import-linter), and types (mypy --strict, code and tests).
 check: $(STAMP)

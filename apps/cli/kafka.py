@@ -56,7 +56,7 @@ def kafka_run(session: Session, command: tuple[str, ...]) -> None:
 
     A broker that was already running (yours) is left running; one started
     here is stopped when COMMAND ends, fails, or is interrupted. The exit code
-    is COMMAND's. Example: `weir kafka run -- make test` (what .ci/run does).
+    is COMMAND's. Example: `weir kafka run -- pytest` (what `make test` does).
     """
     state = local.up(session.settings)
     click.echo(f"weir kafka run: broker {'started' if state.started_here else 'already running'} at "

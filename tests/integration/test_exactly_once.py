@@ -85,6 +85,7 @@ def worker_settings(kafka: Settings, tmp_path: Path) -> Settings:
     return kafka.with_overrides(instance_id="w1", state_dir=tmp_path / "state", web_port=0, snapshot_every_s=2.0)
 
 
+@pytest.mark.timeout(900)  # 320 s alone; make test runs another test file beside it
 def test_twenty_kill_9_of_the_worker_while_100000_events_stream(worker_settings: Settings, catalog: SchemaCatalog,
                                                                tmp_path: Path) -> None:
     settings, events = worker_settings, 100_000
