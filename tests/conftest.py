@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Integration tests get their marker and run first: `make test` hands whole files to two processes in this order,
-    so the long files start early and the quick tiers fill in beside them, instead of one long file running alone at
-    the end."""
+    so the long files start early (measured: no gain yet, 1,388 s against 1,386 s, as the exactly-once file alone
+    bounds the run)."""
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
