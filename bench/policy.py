@@ -112,7 +112,7 @@ def outcome(champion: list[tuple[str, bool]], challenger: list[bool], scenario: 
     """The first decision that ends the trial (promote, retire or rollback), or None if it still runs."""
     policy = Policy(model="m")
     controller = Controller(policy, "v1")
-    controller.start("v2", canary=scenario.canary)
+    controller.start("v2", at_ms=0, canary=scenario.canary)
     percent = policy.promotion.canary_steps[0] if scenario.canary else 0.0
     for i, ((entity, right), other) in enumerate(zip(champion, challenger, strict=True)):
         served = "v2" if percent and canary_bucket("m", entity) < percent else "v1"

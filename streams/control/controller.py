@@ -15,6 +15,11 @@ broker.
   (``weir.stats.sequential``). Once its lower bound passes ``min_gain``, the
   challenger becomes a canary at the first step; once its upper bound is
   below zero, or it has not proved itself by ``give_up_labels``, it retires.
+  The give-up budget counts only the labels the challenger could have been
+  judged on: those of events scored after the trial started (or that carry
+  its prediction). A back that catches up on a backlog learns thousands of
+  labels of events served before the challenger existed; they are no
+  evidence, and must not use up its trial.
 * **Canary:** the same sequence goes on. The canary is rolled back when it is
   worse: when the upper bound falls below zero of a sequence over every
   paired event, or of one over the canary's own entities only (its served
@@ -39,7 +44,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from weir.contract.feedback import prediction_error
-from weir.contract.records import Alert
+from weir.contract.records import Alert, Prediction
 from weir.registry.policy import Policy
 from weir.state.join import PendingEvent
 from weir.stats.sequential import ConfidenceSequence, Interval
@@ -98,11 +103,17 @@ class Trial:
     promote: ConfidenceSequence  # every paired event, at the false-promotion rate
     worse: ConfidenceSequence  # every paired event, at half the false-rollback rate
     rollback: ConfidenceSequence  # the canary's own entities, at the other half
-    started_at: int
+    started_at: int  # the controller's label count when the trial began
+    started_ms: int  # wall-clock time it began: events scored before it could not carry the challenger
     steps: tuple[float, ...]  # the canary's shares, percent
     step: int = -1  # index into the steps; -1 while in shadow
     step_started: int = 0  # the rollback sequence's count when the step began
     trigger: str | None = None
+    judged: int = 0  # labels the challenger could be judged on: the give-up budget's count
+
+    def could_judge(self, event: PendingEvent, champion: Prediction) -> bool:
+        """The challenger could have scored this event: it did, or the event was scored after the trial began."""
+        return self.challenger in event.predictions or champion["predicted_at"] >= self.started_ms
 
 
 class Controller:
@@ -167,9 +178,13 @@ class Controller:
         if trial is None:
             return scheduled
         champion = event.predictions.get(self.champion)
-        challenger = event.predictions.get(trial.challenger)
-        if champion is None or challenger is None or champion["error"] or challenger["error"]:
+        if champion is None:
             return scheduled
+        if trial.could_judge(event, champion):
+            trial.judged += 1
+        challenger = event.predictions.get(trial.challenger)
+        if challenger is None or champion["error"] or challenger["error"]:
+            return scheduled + self._give_up(trial)
         difference = (prediction_error(champion["predicted_label"], event.label)
                       - prediction_error(challenger["predicted_label"], event.label))
         trial.promote.update(difference)
@@ -178,13 +193,14 @@ class Controller:
             trial.rollback.update(difference)
         return scheduled + self._judge(trial)
 
-    def start(self, challenger: str, *, canary: bool = False, trigger: str | None = None) -> None:
-        """A challenger now shadows the champion (or, for a test, is a canary at the first step)."""
+    def start(self, challenger: str, *, at_ms: int, canary: bool = False, trigger: str | None = None) -> None:
+        """A challenger now shadows the champion (or, for a test, is a canary at the first step); ``at_ms``: the
+        wall-clock time, in the units of the predictions' ``predicted_at``."""
         policy = self.policy
         self.retraining = False
         self.trial = Trial(challenger, ConfidenceSequence(policy.promotion.false_promotion),
                            ConfidenceSequence(policy.rollback.false_rollback / 2),
-                           ConfidenceSequence(policy.rollback.false_rollback / 2), self.labels,
+                           ConfidenceSequence(policy.rollback.false_rollback / 2), self.labels, at_ms,
                            policy.promotion.canary_steps, trigger=trigger)
         if canary:
             self.trial.step = 0
@@ -215,7 +231,7 @@ class Controller:
     def _judge(self, trial: Trial) -> list[Decision]:
         if self.paused or self.pending is not None or self.recovering or self.incident:
             return []
-        promotion, limits = self.policy.promotion, self.policy.limits
+        promotion = self.policy.promotion
         evidence = trial.promote.interval()
         if evidence.n < promotion.min_labels:
             return []
@@ -234,10 +250,18 @@ class Controller:
                 if trial.step + 1 < len(trial.steps):
                     return self._decide("canary", trial, evidence, percent=trial.steps[trial.step + 1])
                 return self._decide("promote", trial, evidence)
-        if self.labels - trial.started_at >= limits.give_up_labels:
-            action: Action = "rollback" if trial.step >= 0 else "retire"
-            return self._decide(action, trial, evidence, why=f"not proven better in {limits.give_up_labels} labels")
-        return []
+        return self._give_up(trial)
+
+    def _give_up(self, trial: Trial) -> list[Decision]:
+        """A challenger not proven better in ``give_up_labels`` labels it could be judged on is retired (a canary
+        rolled back); one that stops scoring runs into this too."""
+        limit = self.policy.limits.give_up_labels
+        if trial.judged < limit or self.paused or self.pending is not None or self.recovering or self.incident:
+            return []
+        action: Action = "rollback" if trial.step >= 0 else "retire"
+        return self._decide(action, trial, trial.promote.interval(),
+                            why=f"not proven better in {limit} labels it could be judged on "
+                                f"({trial.promote.n} with both predictions)")
 
     def _retrain(self, trigger: str, why: str) -> list[Decision]:
         if (self.paused or self.trial is not None or self.retraining or self.pending is not None or self.incident
@@ -254,7 +278,7 @@ class Controller:
         alpha = self.policy.rollback.false_rollback if action == "rollback" else self.policy.promotion.false_promotion
         evidence = {"labels": str(interval.n), "effect": interval.describe(), "test": TEST,
                     "alpha": f"{alpha:g}", "threshold": f"{self.policy.promotion.min_gain:g}",
-                    "trial_labels": str(self.labels - trial.started_at)}
+                    "trial_labels": str(self.labels - trial.started_at), "judged_labels": str(trial.judged)}
         if why:
             evidence["why"] = why
         decision = Decision(action, self.policy.model, self.champion, trial.challenger, percent, self.labels,

@@ -158,7 +158,7 @@ class ControlPart:
         if routing.actor not in (CONTROLLER, "approved", "resume") or not routing.challengers:
             return
         challenger = routing.challengers[0]
-        controller.start(challenger, canary=routing.canary is not None)
+        controller.start(challenger, at_ms=now_ms(), canary=routing.canary is not None)
         if routing.canary is not None and controller.trial is not None:  # the last step the share has reached
             controller.trial.step = max(0, sum(s <= routing.percent for s in controller.trial.steps) - 1)
 
@@ -237,7 +237,7 @@ class ControlPart:
                                   actor=CONTROLLER, evidence=evidence),
                    routing_record(self.policy.model, "shadow", champion.version, [version], note=note,
                                   actor=CONTROLLER, evidence={"action": "shadow", "trigger": decision.trigger or "-"})]
-        controller.start(version, trigger=decision.trigger)
+        controller.start(version, at_ms=now_ms(), trigger=decision.trigger)
         return records
 
     def _read_window(self) -> TopicRange:

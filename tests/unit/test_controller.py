@@ -115,7 +115,7 @@ def _drive(controller: Controller, champion: float, challenger: float, labels: i
 
 def test_a_better_challenger_goes_shadow_canary_champion_with_its_evidence() -> None:
     controller = Controller(Policy(model="churn"), "v1")
-    controller.start("v2", trigger="alert-1")
+    controller.start("v2", at_ms=0, trigger="alert-1")
     decisions = _drive(controller, 0.70, 0.85, 6_000)
     assert [(d.action, d.percent) for d in decisions] == [("canary", 20.0), ("canary", 50.0), ("promote", 0.0)]
     first = decisions[0]
@@ -127,15 +127,44 @@ def test_a_better_challenger_goes_shadow_canary_champion_with_its_evidence() -> 
 
 def test_a_worse_canary_is_rolled_back() -> None:
     controller = Controller(Policy(model="churn"), "v1")
-    controller.start("v2", canary=True)
+    controller.start("v2", at_ms=0, canary=True)
     decisions = _drive(controller, 0.85, 0.70, 6_000)
     assert [d.action for d in decisions] == ["rollback"] and "worse on" in decisions[0].evidence["why"]
     assert controller.champion == "v1"
 
 
+def _scored_by_the_champion_only(controller: Controller, labels: int, *, at_ms: int) -> list[Decision]:
+    """Labelled events that only the champion scored, at ``at_ms``."""
+    out = []
+    for i in range(labels):
+        predictions = {"v1": support.prediction(f"b{i}", version="v1", model_name="churn", predicted_at=at_ms)}
+        controller.on_served()
+        out += controller.on_labelled(PendingEvent(f"b{i}", i, predictions=predictions, served_version="v1",
+                                                   label=True, has_label=True, complete=True))
+    return out
+
+
+def test_labels_of_events_scored_before_the_trial_do_not_use_up_its_budget() -> None:
+    """The demo's defect: a back catching up on a backlog learned 8,000 labels of events served before its
+    retrained challenger existed, and retired it "not proven better in 8000 labels" on 200 pairs."""
+    controller = Controller(parse_policy("model: churn\nlimits: {give_up_labels: 1000}\n"), "v1")
+    controller.start("v2", at_ms=5_000)
+    assert _scored_by_the_champion_only(controller, 3_000, at_ms=4_999) == [] and controller.trial is not None
+    assert controller.trial.judged == 0
+    assert [d.action for d in _drive(controller, 0.70, 0.85, 3_000)][:1] == ["canary"]  # judged on its pairs
+
+
+def test_a_challenger_that_never_scores_is_retired_after_the_budget() -> None:
+    controller = Controller(parse_policy("model: churn\nlimits: {give_up_labels: 1000}\n"), "v1")
+    controller.start("v2", at_ms=5_000)
+    decisions = _scored_by_the_champion_only(controller, 1_000, at_ms=5_000)  # scored after the start, but never by v2
+    assert [d.action for d in decisions] == ["retire"] and decisions[0].at_label == 1_000
+    assert "1000 labels it could be judged on (0 with both" in decisions[0].evidence["why"]
+
+
 def test_nothing_is_decided_on_too_few_labels_or_while_labels_have_stopped() -> None:
     controller = Controller(Policy(model="churn"), "v1")
-    controller.start("v2")
+    controller.start("v2", at_ms=0)
     assert _drive(controller, 0.0, 1.0, 299) == []  # a perfect challenger, yet fewer than min_labels pairs
     for _ in range(5_000):  # labels stop while events are served
         controller.on_served()
@@ -145,7 +174,7 @@ def test_nothing_is_decided_on_too_few_labels_or_while_labels_have_stopped() -> 
 
 def test_propose_mode_waits_for_approval() -> None:
     controller = Controller(Policy(model="churn", mode="propose"), "v1")
-    controller.start("v2")
+    controller.start("v2", at_ms=0)
     decisions = _drive(controller, 0.6, 0.9, 3_000)
     assert [(d.action, d.proposed) for d in decisions] == [("canary", True)]  # one proposal, then it waits
     approved = controller.approve()
@@ -166,7 +195,7 @@ def test_retraining_starts_on_the_alerts_the_policy_names_once_and_after_the_coo
     retrain = controller.on_alert(_alert("concept_drift", "churn:v1"))
     assert [(d.action, d.trigger) for d in retrain] == [("retrain", "concept_drift-churn:v1")]
     assert controller.on_alert(_alert("concept_drift", "churn:v1")) == []  # one retraining at a time
-    controller.start("v2")
+    controller.start("v2", at_ms=0)
     _drive(controller, 0.85, 0.50, 700)  # v2 is much worse: retired soon after min_labels
     assert controller.trial is None
     assert controller.on_alert(_alert("concept_drift", "churn:v1")) == []  # cooling down
@@ -174,7 +203,7 @@ def test_retraining_starts_on_the_alerts_the_policy_names_once_and_after_the_coo
 
 def test_a_persons_routing_pauses_automation_until_resumed() -> None:
     controller = Controller(Policy(model="churn"), "v1")
-    controller.start("v2")
+    controller.start("v2", at_ms=0)
     controller.pause()
     assert _drive(controller, 0.5, 0.9, 2_000) == [] and controller.trial is None
     assert controller.on_alert(_alert("concept_drift", "churn:v1")) == []
@@ -194,7 +223,7 @@ def test_a_schedule_retrains_every_n_labels_when_nothing_else_runs() -> None:
 
 def test_a_data_quality_incident_on_the_labels_holds_every_decision_until_it_passes() -> None:
     controller = Controller(Policy(model="churn"), "v1")
-    controller.start("v2")
+    controller.start("v2", at_ms=0)
     _drive(controller, 0.5, 0.5, 250)
     for _ in range(50):  # 50 refused among 300 recent labels: 17%, above the 5% the policy allows
         controller.on_label_refused()
@@ -209,7 +238,7 @@ def test_events_dead_lettered_at_the_door_hold_every_decision_at_once() -> None:
     """The front refuses 1 event in 10: the controller holds from the first ones, long before their labels
     would come back unmatched; when the front accepts again and the share falls under 5%, it decides."""
     controller = Controller(Policy(model="churn"), "v1")
-    controller.start("v2")
+    controller.start("v2", at_ms=0)
     _drive(controller, 0.5, 0.5, 250)
     for _ in range(30):  # 30 refused among 280 recent events: 11%
         controller.on_event_refused()
