@@ -33,6 +33,7 @@ from weir.contract.features import compute_features
 from weir.contract.feedback import fits
 from weir.contract.records import FeatureVector, Feedback, Label
 from weir.kafka.ranges import Labels
+from weir.registry.factories import refuse_unlearnable
 from weir.registry.records import routing_record, version_record
 from weir.registry.view import ModelRegistry
 from weir.state.join import PendingJoin
@@ -72,6 +73,7 @@ def replay_vectors(vectors: Iterable[FeatureVector], labels: Labels, *, factory:
                    params: dict[str, Any], positive: Label | None = None, every: int = 0) -> ReplayResult:
     """Score ``vectors`` in the order given (event-time order) and learn ``labels`` (event id -> (label time,
     label)) as they fall due; ``every``: also keep the metrics after each that many labels (``history``)."""
+    refuse_unlearnable(factory, labels=(label for _, label in labels.values()), where="the data")
     registry = ModelRegistry(MODEL)
     registry.apply(version_record(MODEL, "v1", factory, params))
     registry.apply(routing_record(MODEL, "basic", "v1"))

@@ -6,8 +6,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from apps.cli import cli
 from apps.replay import replay, river_progressive_scores
 from producers.event import LabelledEvent
 from streams.features import feature_vector
@@ -23,6 +26,8 @@ from weir.contract.messages import OutRecord
 from weir.contract.records import Alert, Label
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, FEEDBACK, PREDICTIONS
+from weir.errors import ConfigError
+from weir.registry.factories import refuse_unlearnable
 from weir.registry.records import routing_record, version_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
@@ -157,3 +162,22 @@ def test_replay_scores_string_classes_for_a_declared_positive_class() -> None:
     without = replay(classes, factory="hoeffding_tree", params={}).metrics
     declared = replay(classes, factory="hoeffding_tree", params={}, positive="churned").metrics
     assert "roc_auc" not in without and declared["roc_auc"] > 0.8 and declared["accuracy"] == without["accuracy"]
+
+
+def test_a_model_that_cannot_learn_the_labels_is_refused_at_start_in_one_line(tmp_path: Path) -> None:
+    """String classes with the binary logistic regression: the replay used to learn nothing and print accuracy
+    0.0000 (and --compare-river ended in a river traceback); it is refused before it starts, naming the way out."""
+    path = tmp_path / "classes.csv"
+    pd.DataFrame([{**x, "label": y} for x, y in _classes(300)]).to_csv(path, index=False)
+    for extra in ([], ["--compare-river"]):
+        result = CliRunner().invoke(cli, ["replay", "--no-progress", "--source", str(path), "--factory",
+                                          "logistic_regression", *extra], prog_name="weir")
+        assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and "logistic_regression learns labels that are true/false or 1/0, and the data has" in lines[0], lines
+        assert "use hoeffding_tree instead" in lines[0], lines
+    with pytest.raises(ConfigError, match="linear_regression learns labels that are a number, and WEIR_LABEL_KIND is "
+                                          "multiclass: use hoeffding_tree instead"):
+        refuse_unlearnable("linear_regression", kind="multiclass")
+    refuse_unlearnable("hoeffding_tree", kind="binary", labels=[True, 0])  # what it learns passes
+    refuse_unlearnable("pickle", kind="regression")  # a pickled model's kind is unknown: it passes

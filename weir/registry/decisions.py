@@ -15,7 +15,7 @@ from weir.contract.records import ModelRecord
 from weir.contract.serde import SchemaCatalog
 from weir.errors import ConfigError
 from weir.kafka.admin import ensure_reachable
-from weir.registry.factories import FACTORIES
+from weir.registry.factories import FACTORIES, refuse_unlearnable
 from weir.registry.records import PICKLE_FACTORY, routing_record, version_record
 from weir.registry.routing import Routing
 from weir.registry.signing import model_signer, signature_path
@@ -84,6 +84,7 @@ def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: 
         raise ConfigError(f"say how to build the model: a factory ({', '.join(sorted(FACTORIES))}) or a pickle")
     elif factory not in FACTORIES:
         raise ConfigError(f"unknown model factory {factory!r}; known: {', '.join(sorted(FACTORIES))}")
+    refuse_unlearnable(factory, kind=settings.label_kind)
     record = version_record(name, version, factory, params or {}, parent_version=parent,
                             training_window=training_window, pickled=pickled, note=note, actor=actor,
                             evidence=evidence)

@@ -7,9 +7,10 @@ any process can rebuild the same fresh model from a ``models`` record.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, cast
 
+from weir.contract.feedback import KIND_TAKES, LabelKind, fits
 from weir.contract.records import Label
 from weir.errors import ConfigError
 
@@ -64,6 +65,33 @@ FACTORIES: Mapping[str, Callable[..., Model]] = {
 # The others classify. (river's Hoeffding tree regressor pickles a method by its dotted name, which saved state
 # may not hold: it is not offered.)
 REGRESSORS = frozenset({"linear_regression"})
+# The labels each factory's estimator learns: river's logistic regression is binary only (it learns nothing from
+# other classes), the tree takes any classes, the linear regression numbers.
+LEARNS: Mapping[str, tuple[LabelKind, ...]] = {
+    "logistic_regression": ("binary",), "hoeffding_tree": ("binary", "multiclass"),
+    "linear_regression": ("regression",),
+}
+
+
+def refuse_unlearnable(factory: str, *, kind: LabelKind | None = None, labels: Iterable[Label] = (),
+                       where: str = "WEIR_LABEL_KIND") -> None:
+    """A ConfigError in one line if ``factory``'s estimator cannot learn the declared ``kind`` or one of
+    ``labels`` (``where`` says where they come from); a pickled model, whose kind is unknown, passes."""
+    kinds = LEARNS.get(factory)
+    if kinds is None:
+        return
+    learns = " or ".join(KIND_TAKES[k] for k in kinds)
+    if kind is not None and kind not in kinds:
+        raise ConfigError(f"{factory} learns labels that are {learns}, and {where} is {kind}: use "
+                          f"{_factories_for(lambda k: k == kind)} instead")
+    odd = next((label for label in labels if not any(fits(label, k) for k in kinds)), None)
+    if odd is not None:
+        raise ConfigError(f"{factory} learns labels that are {learns}, and {where} has {odd!r}: use "
+                          f"{_factories_for(lambda k: fits(odd, k))} instead")
+
+
+def _factories_for(takes: Callable[[LabelKind], bool]) -> str:
+    return " or ".join(sorted(f for f, kinds in LEARNS.items() if any(takes(k) for k in kinds))) or "another model"
 
 
 def build_model(factory: str, params: Mapping[str, str]) -> Model:

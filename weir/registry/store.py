@@ -18,6 +18,7 @@ from weir.contract.topics import MODELS
 from weir.errors import WeirError
 from weir.kafka.clients import flush_or_raise, make_producer
 from weir.kafka.reading import read_topic
+from weir.registry.factories import refuse_unlearnable
 from weir.registry.records import record_key, routing_record, version_record
 from weir.registry.signing import UNSIGNED, model_signer
 from weir.registry.view import ModelRegistry
@@ -104,6 +105,7 @@ def register_default_model(settings: Settings, catalog: SchemaCatalog, registry:
     """
     if registry.routing is not None or not settings.default_factory:
         return False
+    refuse_unlearnable(settings.default_factory, kind=settings.label_kind, where="WEIR_LABEL_KIND")
     records = [
         version_record(registry.model_name, "v1", settings.default_factory, {}, note="default model of a new registry"),
         routing_record(registry.model_name, "basic", "v1", note="default model of a new registry"),
