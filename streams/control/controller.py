@@ -231,22 +231,22 @@ class Controller:
     def _judge(self, trial: Trial) -> list[Decision]:
         if self.paused or self.pending is not None or self.recovering or self.incident:
             return []
-        promotion = self.policy.promotion
+        promotion, rollback = self.policy.promotion, self.policy.rollback
         evidence = trial.promote.interval()
-        if evidence.n < promotion.min_labels:
-            return []
+        may_promote, may_stop = evidence.n >= promotion.min_labels, evidence.n >= rollback.min_labels
         if trial.step < 0:  # shadow
-            if evidence.lower > promotion.min_gain:
+            if may_promote and evidence.lower > promotion.min_gain:
                 return self._decide("canary", trial, evidence, percent=trial.steps[0])
-            if evidence.upper < 0:
+            if may_stop and evidence.upper < 0:
                 return self._decide("retire", trial, evidence, why="the challenger is worse")
         else:  # canary
             own, overall = trial.rollback.interval(), trial.worse.interval()
-            if own.n >= promotion.min_labels and own.upper < 0:
+            if own.n >= rollback.min_labels and own.upper < -rollback.min_loss:
                 return self._decide("rollback", trial, own, why="worse on the canary's own entities")
-            if overall.upper < 0:
+            if may_stop and overall.upper < -rollback.min_loss:
                 return self._decide("rollback", trial, overall, why="worse on every paired event")
-            if own.n - trial.step_started >= promotion.step_labels and evidence.lower > promotion.min_gain:
+            if (may_promote and own.n - trial.step_started >= promotion.step_labels
+                    and evidence.lower > promotion.min_gain):
                 if trial.step + 1 < len(trial.steps):
                     return self._decide("canary", trial, evidence, percent=trial.steps[trial.step + 1])
                 return self._decide("promote", trial, evidence)

@@ -53,9 +53,12 @@ SMOKES: dict[str, tuple[list[str], list[str]]] = {
     "drift": (["bench.drift"], [f"{g} {measure}" for g in ("churn", "simple", "sea", "agrawal", "hyperplane",
                                                            "friedman")
                                 for measure in ("false alerts per 100k", "data drift", "concept drift")]),
-    "policy": (["bench.policy"], [f"{g} {scenario}" for g in ("churn", "simple", "agrawal", "hyperplane")
-                                  for scenario in ("better", "equal", "worse canary", "equal canary", "better canary")]
-               + ["false promotion", "false rollback"]),
+    "policy": (["bench.policy"], [f"{g} {m} {scenario}" for g in ("churn", "simple", "agrawal", "hyperplane")
+                                  for m in ("linear", "tree")
+                                  for scenario in ("better", "equal", "worse canary", "equal canary", "better canary",
+                                                   "runs of 1000, 3 points", "seasonal 4 points, period 4000, canary",
+                                                   "twins", "twins, canary")]
+               + ["all: better", "all: runs of 20, 3 points, canary", "false promotion", "false rollback"]),
     "http_service": (["bench.http_service"], [
         "minimal, concurrency 16 (wrk, 2 s)", "weir, concurrency 16 (wrk, 2 s)", "throughput ratio weir/minimal",
         "minimal, 100 requests/s offered (open loop, 2 s)", "weir, 100 requests/s offered (open loop, 2 s)",

@@ -174,10 +174,11 @@ def test_a_model_that_cannot_learn_the_labels_is_refused_at_start_in_one_line(tm
                                           "logistic_regression", *extra], prog_name="weir")
         assert result.exit_code != 0 and "Traceback" not in result.output, result.output
         lines = [line for line in result.output.splitlines() if line.strip()]
-        assert len(lines) == 1 and "logistic_regression learns labels that are true/false or 1/0, and the data has" in lines[0], lines
+        assert len(lines) == 1, lines
+        assert "logistic_regression learns labels that are true/false or 1/0, and the data has" in lines[0], lines
         assert "use hoeffding_tree instead" in lines[0], lines
-    with pytest.raises(ConfigError, match="linear_regression learns labels that are a number, and WEIR_LABEL_KIND is "
-                                          "multiclass: use hoeffding_tree instead"):
+    with pytest.raises(ConfigError, match="linear_regression learns labels that are a number, and "
+                                          "WEIR_LABEL_KIND is multiclass: use hoeffding_tree instead"):
         refuse_unlearnable("linear_regression", kind="multiclass")
     refuse_unlearnable("hoeffding_tree", kind="binary", labels=[True, 0])  # what it learns passes
     refuse_unlearnable("pickle", kind="regression")  # a pickled model's kind is unknown: it passes

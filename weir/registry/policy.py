@@ -20,12 +20,15 @@ misspelt gate fails loudly instead of being ignored.
       candidates: []           # full: or an experiment on the window, e.g. [{factory: hoeffding_tree,
                                # params: {grace_period: [50, 200]}}]; the lowest prequential loss wins
     promotion:
-      min_labels: 300
+      min_labels: 3000         # no step up on fewer paired labels
       false_promotion: 0.05    # the error rate the sequential test holds
+      min_gain: 0.005          # the loss per event a challenger must be proven to save
       canary_steps: [20, 50]   # percent of entities
       step_labels: 200
     rollback:
       false_rollback: 0.01
+      min_loss: 0.005          # the loss per event a canary must be proven to add
+      min_labels: 1000         # no rollback on fewer paired labels
     limits:
       max_canary_percent: 50
       cooldown_labels: 2000
@@ -92,15 +95,17 @@ class Retrain(_Strict):
 
 
 class Promotion(_Strict):
-    min_labels: int = Field(default=300, ge=30)
+    min_labels: int = Field(default=3_000, ge=30)  # no step up on fewer paired labels (see docs/automation.md)
     false_promotion: float = Field(default=0.05, gt=0, lt=0.5)
-    min_gain: float = Field(default=0.0, ge=0)  # loss the challenger must save per event (accuracy points)
+    min_gain: float = Field(default=0.005, ge=0)  # loss the challenger must be proven to save per event
     canary_steps: tuple[float, ...] = (20.0, 50.0)
     step_labels: int = Field(default=200, ge=30)
 
 
 class Rollback(_Strict):
     false_rollback: float = Field(default=0.01, gt=0, lt=0.5)
+    min_loss: float = Field(default=0.005, ge=0)  # loss the canary must be proven to add per event to be rolled back
+    min_labels: int = Field(default=1_000, ge=30)  # no rollback (nor retirement) on fewer paired labels
 
 
 class Limits(_Strict):
