@@ -183,15 +183,17 @@ def run(generator: str, events: Iterator[LabelledEvent]) -> Pass:
 def _predict(model: Model, classifier: Any, x: dict[str, float], e: LabelledEvent, i: int) -> Prediction:
     predicted: Label | None
     value: float | None
+    sure: float | None = None
     if classifier is None:
         predicted = value = float(model.predict_one(x))
     else:
         proba = classifier.predict_proba_one(x)
         predicted = max(proba, key=proba.__getitem__) if proba else None
         value = positive_score(proba) if proba else None
+        sure = float(proba[predicted]) if proba else None
     return {"event_id": e.event_id, "entity_id": e.entity_id, "event_time": i, "model_name": "m",
             "model_version": "v1", "role": "champion", "served": True, "score": value, "predicted_label": predicted,
-            "latency_ms": 0.0, "predicted_at": i, "error": None}
+            "latency_ms": 0.0, "predicted_at": i, "error": None, "confidence": sure}
 
 
 # --- the measures -------------------------------------------------------------------------------------------------

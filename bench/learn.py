@@ -102,7 +102,8 @@ def send_predictions_and_labels(settings: Settings, catalog: SchemaCatalog, data
             (settings.topic("predictions"), predictions.encode({
                 "event_id": v["event_id"], "entity_id": v["entity_id"], "event_time": v["event_time"],
                 "model_name": "default", "model_version": "v1", "role": "champion", "served": True, "score": 0.5,
-                "predicted_label": False, "latency_ms": 0.01, "predicted_at": 0, "error": None})),
+                "predicted_label": False, "latency_ms": 0.01, "predicted_at": 0, "error": None,
+                "confidence": 0.5})),
             (settings.topic("feedback"), feedback.encode({"event_id": v["event_id"], "entity_id": v["entity_id"],
                                                           "label": y, "label_time": v["event_time"] + LABEL_DELAY_MS})),
         ):

@@ -188,7 +188,7 @@ def outcome(champion: list[tuple[str, bool]], challenger: list[bool], scenario: 
 def _prediction(i: int, entity: str, version: str, right: bool) -> Prediction:
     return {"event_id": f"e{i}", "entity_id": entity, "event_time": i, "model_name": "m", "model_version": version,
             "role": "champion", "served": True, "score": None, "predicted_label": right, "latency_ms": 0.0,
-            "predicted_at": i, "error": None}
+            "predicted_at": i, "error": None, "confidence": None}
 
 
 Row = tuple[str, str, str | None, int | None, str]  # (generator and model, scenario, action, at label, why)

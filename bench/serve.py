@@ -64,7 +64,7 @@ def codec_costs(catalog: SchemaCatalog, data: list[FeatureVector]) -> tuple[floa
     decode_us = (time.perf_counter() - started) / len(encoded) * 1e6
     prediction = {"event_id": "e", "entity_id": "c", "event_time": 0, "model_name": "default", "model_version": "v1",
                   "role": "champion", "served": True, "score": 0.2, "predicted_label": False, "latency_ms": 0.01,
-                  "predicted_at": 0, "error": None}
+                  "predicted_at": 0, "error": None, "confidence": 0.8}
     started = time.perf_counter()
     for _ in data:
         predictions.encode(prediction)

@@ -29,12 +29,12 @@ RiverDataset = list[tuple[dict[Hashable, Any], Any]]
 def prediction(event_id: str, *, version: str = "v1", served: bool = True, event_time: int = 1_000,
                entity_id: str = "c", model_name: str = "m", role: str = "champion", score: float | None = None,
                predicted_label: Label | None = True, latency_ms: float = 0.0, predicted_at: int = 0,
-               error: str | None = None) -> Prediction:
+               error: str | None = None, confidence: float | None = None) -> Prediction:
     """A ``predictions`` record; the fields a test does not name have values no stage reads into."""
     return {"event_id": event_id, "entity_id": entity_id, "event_time": event_time, "model_name": model_name,
             "model_version": version, "role": role, "served": served, "score": score,
             "predicted_label": predicted_label, "latency_ms": latency_ms, "predicted_at": predicted_at,
-            "error": error}
+            "error": error, "confidence": confidence}
 
 
 def in_record(topic: str, value: bytes | None, *, offset: int = 0, key: bytes | None = b"c",

@@ -254,7 +254,6 @@ class DriftMonitor:
         self.alerts_raised: dict[tuple[str, str], int] = {}
         self.estimates: dict[str, AccuracyEstimate] = {}  # per model: served accuracy, estimated without labels
         self.impacts: dict[tuple[str, str], float] = {}  # open episodes (kind, subject) -> their impact
-        self.positive_declared = settings.positive_label is not None
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -271,7 +270,7 @@ class DriftMonitor:
         if not prediction["served"] or prediction["score"] is None:
             return []
         model = prediction["model_name"]
-        sure = confidence(prediction, self.positive_declared)
+        sure = confidence(prediction)
         if sure is not None:
             self._estimate(model).on_served(sure)
         self.scores_seen[model] = self.scores_seen.get(model, 0) + 1
@@ -308,7 +307,7 @@ class DriftMonitor:
             return []
         alerts = []
         served = event.predictions.get(event.served_version or "")
-        sure = confidence(served, self.positive_declared) if served is not None else None
+        sure = confidence(served) if served is not None else None
         if served is not None and sure is not None:
             self._estimate(served["model_name"]).on_labelled(sure, served["predicted_label"], event.label)
         for version, prediction in sorted(event.predictions.items()):

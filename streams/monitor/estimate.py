@@ -8,8 +8,11 @@ online model is seldom perfectly calibrated, so the estimate is corrected by
 the gap between accuracy and mean confidence measured on the recent served
 predictions whose labels did come.
 
-A regressor, or classes scored for a declared positive class other than the
-top one, have no confidence to read: they get no estimate.
+The confidence is the one the scorer wrote (``confidence``: the probability
+of the predicted class), never read back from ``score``, whose class depends
+on the labels (P(true) for binary ones, the top class's otherwise) and so
+cannot say by itself how sure the model was. A regressor, or a record written
+before that field, has none: it gets no estimate.
 """
 
 from __future__ import annotations
@@ -24,14 +27,9 @@ WINDOW = 1_000  # served predictions the estimate covers
 MIN_LABELLED = 200  # labelled predictions before their calibration gap is applied
 
 
-def confidence(prediction: Prediction, positive_declared: bool) -> float | None:
-    """How sure the model was of the label it predicted, from the served record; None if it cannot be read."""
-    predicted, score = prediction["predicted_label"], prediction["score"]
-    if predicted is None or score is None or isinstance(predicted, float):
-        return None  # nothing predicted, or a regressor's number
-    if isinstance(predicted, bool) or predicted in (0, 1):  # the score is P(true): the predicted class is likelier
-        return max(score, 1.0 - score)
-    return None if positive_declared else score  # classes without a positive: the score is the top class's
+def confidence(prediction: Prediction) -> float | None:
+    """How sure the model was of the label it predicted, from the served record; None if it does not say."""
+    return None if prediction["predicted_label"] is None else prediction["confidence"]
 
 
 class AccuracyEstimate:

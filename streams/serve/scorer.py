@@ -77,6 +77,7 @@ class Scorer:
             "event_id": vector["event_id"], "entity_id": vector["entity_id"], "event_time": vector["event_time"],
             "model_name": version.name, "model_version": version.version, "role": role, "served": False,
             "score": None, "predicted_label": None, "latency_ms": 0.0, "predicted_at": 0, "error": None,
+            "confidence": None,
         }
         proba: dict[Any, float] = {}
         value: float | None = None  # a regressor's answer
@@ -102,6 +103,7 @@ class Scorer:
         elif record["error"] is None and proba:
             record["predicted_label"] = max(proba, key=proba.__getitem__)
             record["score"] = positive_score(proba, self.positive)
+            record["confidence"] = float(proba[record["predicted_label"]])
         return record
 
     def _classifier(self, version: str, model: Model) -> Classifier | None:

@@ -114,7 +114,7 @@ def _vector(i: int) -> FeatureVector:
 def _prediction(i: int) -> Prediction:
     return {"event_id": f"e{i}", "entity_id": f"c{i % 7}", "event_time": 1_000 + i, "model_name": SETTINGS.model_name,
             "model_version": "v1", "role": "champion", "served": True, "score": 0.4, "predicted_label": False,
-            "latency_ms": 0.1, "predicted_at": 1_001 + i, "error": None}
+            "latency_ms": 0.1, "predicted_at": 1_001 + i, "error": None, "confidence": 0.6}
 
 
 def _feedback(i: int) -> Feedback:
@@ -353,7 +353,8 @@ def _event(i: int, x: float, score: float, predicted: bool, label: bool) -> tupl
                              "features": {"x": x}, "feature_set_version": "fs1"}
     prediction: Prediction = {"event_id": f"e{i}", "entity_id": f"c{i % 50}", "event_time": i, "model_name": "m",
                               "model_version": "v1", "role": "champion", "served": True, "score": score,
-                              "predicted_label": predicted, "latency_ms": 0.1, "predicted_at": i, "error": None}
+                              "predicted_label": predicted, "latency_ms": 0.1, "predicted_at": i, "error": None,
+                              "confidence": max(score, 1 - score)}
     return vector, prediction, {"event_id": f"e{i}", "entity_id": f"c{i % 50}", "label": label, "label_time": i}
 
 

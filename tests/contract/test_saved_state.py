@@ -52,7 +52,7 @@ def _batch(catalog: SchemaCatalog, n: int) -> list[InRecord]:
         prediction: Prediction = {"event_id": f"e{i}", "entity_id": "c1", "event_time": 1_000 + i,
                                   "model_name": "default", "model_version": "v1", "role": "champion", "served": True,
                                   "score": 0.5, "predicted_label": True, "latency_ms": 0.1, "predicted_at": 1_000 + i,
-                                  "error": None}
+                                  "error": None, "confidence": 0.5}
         label: Feedback = {"event_id": f"e{i}", "entity_id": "c1", "label": i % 5 > 1, "label_time": 2_000 + i}
         batch += [InRecord(features.topic, 0, i, 0, b"c1", features.encode(vector), []),
                   InRecord(predictions.topic, 0, i, 0, b"c1", predictions.encode(prediction), []),

@@ -13,11 +13,13 @@ from streams.features import feature_vector
 from streams.monitor import detectors
 from streams.monitor.detectors import DriftMonitor
 from streams.monitor.estimate import WINDOW, AccuracyEstimate, confidence
-from streams.serve.scorer import positive_score
+from streams.serve.scorer import Scorer, positive_score
 from tests import support
 from tests.support import classifier
-from weir.contract.records import Feedback, Label, Prediction
+from weir.contract.records import FeatureVector, Feedback
 from weir.registry.factories import build_model
+from weir.registry.records import routing_record, version_record
+from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingJoin
 
@@ -41,7 +43,8 @@ def estimate_errors(seed: int, events: int = 30_000) -> list[float]:
         predicted = max(proba, key=proba.__getitem__) if proba else False
         monitor.on_prediction(support.prediction(
             e.event_id, event_time=i, model_name="m", version="v1", served=True, role="champion", error=None,
-            score=positive_score(proba) if proba else 0.5, predicted_label=predicted))
+            score=positive_score(proba) if proba else 0.5, predicted_label=predicted,
+            confidence=proba[predicted] if proba else 0.5))
         label = support.label_of(e)
         hits.append(predicted == label)
         pending.append((x, {"event_id": e.event_id, "entity_id": e.entity_id, "label": label, "label_time": i}))
@@ -63,16 +66,28 @@ def test_the_estimate_is_within_three_points_of_the_accuracy_labels_show_later(s
     assert statistics.fmean(abs(e) for e in errors) < 0.015, errors
 
 
-def _served(score: float, predicted: Label) -> Prediction:
-    return support.prediction("e1", version="v1", served=True, score=score, predicted_label=predicted, error=None,
-                              role="champion")
-
-
-def test_confidence_is_read_only_where_the_score_says_it() -> None:
-    assert confidence(_served(0.2, False), positive_declared=False) == 0.8  # P(true) 0.2: false, 80% sure
-    assert confidence(_served(0.7, "stayed"), positive_declared=False) == 0.7  # the top class's probability
-    assert confidence(_served(0.7, "stayed"), positive_declared=True) is None  # P(positive), not of "stayed"
-    assert confidence(_served(3.5, 3.5), positive_declared=False) is None  # a regressor
+def test_confidence_is_the_predicted_class_probability_whatever_the_classes() -> None:
+    """The issue's case: a multiclass model with integer classes 0, 1 and 2 predicting 1 at 0.4. Read back from
+    the score (P(1) for 0/1 labels, the top class's otherwise), it came out as 0.6; the scorer writes it instead."""
+    registry = ModelRegistry("m")
+    registry.apply(version_record("m", "v1", "hoeffding_tree", {}))
+    registry.apply(routing_record("m", "basic", "v1"))
+    model = registry.versions["v1"].model
+    draw = random.Random(2)
+    for _ in range(600):
+        x = {"a": draw.random(), "b": draw.random()}
+        model.learn_one(x, 0 if x["a"] < 0.3 else 1 if x["a"] < 0.6 else 2)
+    checked = 0
+    for k in range(200):
+        x = {"a": k / 200, "b": 0.5}
+        vector: FeatureVector = {"event_id": f"e{k}", "entity_id": "c", "event_time": k, "features": x,
+                                 "feature_set_version": "fs1"}
+        [served] = support.predictions_of(Scorer(registry, timeout_ms=float("inf")).score(vector))
+        proba = classifier(model).predict_proba_one(x)
+        assert served["confidence"] == max(proba.values()) == confidence(served)
+        checked += served["predicted_label"] in (0, 1) and len(proba) == 3
+    assert checked > 50
+    assert confidence(support.prediction("e1", predicted_label=3.5, score=3.5)) is None  # a regressor says nothing
 
 
 def test_a_drift_alert_says_what_it_does_to_served_accuracy_before_labels_do() -> None:
@@ -84,6 +99,7 @@ def test_a_drift_alert_says_what_it_does_to_served_accuracy_before_labels_do() -
     for i in range(12_000):
         score = rng.betavariate(1, 12) if i < 8_000 else rng.betavariate(4, 5)  # sure, then hesitant
         prediction = support.prediction(f"e{i}", event_time=i, served=True, score=score, predicted_label=score > 0.5,
+                                        confidence=max(score, 1 - score),
                                         error=None, role="champion")
         firing += [a for a in monitor.on_prediction(prediction) if a["status"] == "FIRING"]
         if i < 8_000:  # labels stop when the scores move
@@ -110,6 +126,7 @@ def test_the_monitor_builds_one_estimate_per_model_not_one_per_record(monkeypatc
     monitor = DriftMonitor(Settings(), PendingJoin(window_ms=2**62, needs_features=False))
     for i in range(50):
         monitor.on_prediction(support.prediction(f"e{i}", event_time=i, served=True, score=0.8, predicted_label=True,
+                                                 confidence=0.8,
                                                  error=None, role="champion"))
         monitor.on_feedback({"event_id": f"e{i}", "entity_id": "c", "label": True, "label_time": i})
     assert len(built) == 1 and monitor.estimates == {"m": built[0]}

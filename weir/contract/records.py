@@ -61,6 +61,7 @@ class Prediction(TypedDict):
     latency_ms: float
     predicted_at: int
     error: str | None
+    confidence: float | None  # classifiers: P(predicted class); None for regressors and older records
 
 
 class ServedEvent(TypedDict):
