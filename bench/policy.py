@@ -244,7 +244,7 @@ def main() -> None:
                     figure(f"{g} {SHORT[m]} {scenario.name}", tally([r for r in done if r[1] == scenario.name],
                                                                     scenario))
     for scenario in scenarios:
-        figure(f"all: {scenario.name}", tally([r for r in results if r[1] == scenario.name], scenario))
+        figure(f"all streams, {scenario.name}", tally([r for r in results if r[1] == scenario.name], scenario))
     equal = [s for s in scenarios if s.equal]
     canary = [s for s in scenarios if s.canary and s.gain >= 0]
     worst = max(equal, key=lambda s: promoted(results, s), default=None)

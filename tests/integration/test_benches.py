@@ -58,7 +58,8 @@ SMOKES: dict[str, tuple[list[str], list[str]]] = {
                                   for scenario in ("better", "equal", "worse canary", "equal canary", "better canary",
                                                    "runs of 1000, 3 points", "seasonal 4 points, period 4000, canary",
                                                    "twins", "twins, canary")]
-               + ["all: better", "all: runs of 20, 3 points, canary", "false promotion", "false rollback"]),
+               + ["all streams, better", "all streams, runs of 20, 3 points, canary", "false promotion",
+                  "false rollback"]),
     "http_service": (["bench.http_service"], [
         "minimal, concurrency 16 (wrk, 2 s)", "weir, concurrency 16 (wrk, 2 s)", "throughput ratio weir/minimal",
         "minimal, 100 requests/s offered (open loop, 2 s)", "weir, 100 requests/s offered (open loop, 2 s)",
