@@ -21,13 +21,15 @@ broker.
   labels of events served before the challenger existed; they are no
   evidence, and must not use up its trial.
 * **Canary:** the same sequence goes on. The canary is rolled back when it is
-  worse: when the upper bound falls below zero of a sequence over every
-  paired event, or of one over the canary's own entities only (its served
-  quality). Each of the two runs at half the policy's false-rollback rate, so
+  worse by more than ``rollback.min_loss``: when the upper bound falls below
+  minus that, of a sequence over every paired event, or of one over the
+  canary's own entities only (its served quality). Each of the two runs at half the policy's false-rollback rate, so
   together they hold it. Each step lasts ``step_labels`` of the canary's own
   labels; after the last, the canary is promoted if the first sequence still
   excludes ``min_gain``.
-* **Holds:** nothing is decided on fewer than ``min_labels`` pairs, while
+* **Holds:** no step up on fewer than ``promotion.min_labels`` pairs, no
+  rollback or retirement on fewer than ``rollback.min_labels`` (correlated
+  errors fool any test on a short stretch: docs/automation.md), nothing while
   labels have stopped (``label_outage_events`` served events without one,
   and until 100 labels have come back), during a data-quality incident (more
   than ``max_refused_events`` of the last 1,000 events dead-lettered by the
