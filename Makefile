@@ -10,7 +10,7 @@ SOAK_MINUTES ?= 60
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEIR   := $(VENV)/bin/weir
 
-.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-front-state bench-drift bench-policy bench-http bench-smoke soak kafka-up kafka-down clean venv
+.PHONY: demo test check unit bench bench-e2e bench-serve bench-learn bench-front-state bench-drift bench-policy bench-retrain bench-http bench-smoke soak kafka-up kafka-down clean venv
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ bench-drift: $(STAMP)
 
 bench-policy: $(STAMP)
 	$(VENV)/bin/python -m bench.policy
+
+# Serving while the policy retrains: the front's latency during a retraining against outside it, one worker (about
+# 12 minutes).
+bench-retrain: $(STAMP)
+	$(VENV)/bin/python -m bench.retrain
 
 bench-serve: $(STAMP)
 	$(VENV)/bin/python -m bench.serve

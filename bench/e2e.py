@@ -295,23 +295,13 @@ def latency(base: Settings, catalog: SchemaCatalog, *, rate: int, seconds: int) 
         try:
             wait_for(lambda: assigned_members(run, f"{run.app_id}-front") > 0, watching=[loop, reader],
                      timeout_s=120, what="the worker holding the front's partitions")
-            log = new_log("latency-producer")
-            with log.open("ab") as out:
-                producer = Child("weir produce", subprocess.Popen(
-                    [sys.executable, "-m", "apps", "produce", "--events", str(rate * seconds), "--rate", str(rate),
-                     "--drift", "none", "--feedback-delay", "fixed:1", "--no-progress"],
-                    env=settings_env(run), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log)
-            try:
-                run_to_end(producer, watching=[loop, reader], timeout_s=seconds * 3 + 60)
-            finally:
-                producer.stop()
+            produce_at_rate(run, "latency", rate=rate, seconds=seconds, watching=[loop, reader])
             wait_for(lambda: len(reader.received) >= 2 * rate * seconds, watching=[loop, reader], timeout_s=600,
                      interval_s=0.5, what="every event's two predictions readable")
         finally:
             reader.stop()
             loop.stop()
-        raw = topic_serde(catalog, run, EVENTS_RAW)
-        sent = {raw.decode(r.value)["event_id"]: r.timestamp_ms for r in read_topic(run, raw.topic)}
+        sent = send_times(run, catalog)
     serde = topic_serde(catalog, run, PREDICTIONS)
     served = [(at, p) for at, p in ((at, serde.decode(value)) for at, value in reader.received) if p["served"]]
     start = min(sent.values()) + seconds * 1000 / 8
@@ -319,6 +309,27 @@ def latency(base: Settings, catalog: SchemaCatalog, *, rate: int, seconds: int) 
     p50, p99 = percentiles([at - sent[p["event_id"]] for at, p in counted])
     old_p50, old_p99 = percentiles([p["predicted_at"] - p["event_time"] for _, p in counted])
     return Latency(p50, p99, old_p50, old_p99)
+
+
+def produce_at_rate(run: Settings, name: str, *, rate: int, seconds: int, watching: list[Running]) -> None:
+    """``weir produce`` of stationary churn events at a fixed offered rate for ``seconds``, each label a second
+    after its event, run to its end (failing at once if one of ``watching`` dies)."""
+    log = new_log(f"{name}-producer")
+    with log.open("ab") as out:
+        producer = Child("weir produce", subprocess.Popen(
+            [sys.executable, "-m", "apps", "produce", "--events", str(rate * seconds), "--rate", str(rate),
+             "--drift", "none", "--feedback-delay", "fixed:1", "--no-progress"],
+            env=settings_env(run), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log)
+    try:
+        run_to_end(producer, watching=watching, timeout_s=seconds * 3 + 60)
+    finally:
+        producer.stop()
+
+
+def send_times(run: Settings, catalog: SchemaCatalog) -> dict[str, int]:
+    """Each event's send time: its ``events.raw`` record's timestamp, stamped by the producer's client."""
+    raw = topic_serde(catalog, run, EVENTS_RAW)
+    return {raw.decode(r.value)["event_id"]: r.timestamp_ms for r in read_topic(run, raw.topic)}
 
 
 def scale_out(base: Settings, catalog: SchemaCatalog, events: list[LabelledEvent], workers: int) -> Run:

@@ -10,7 +10,9 @@ the kept data-drift reference. ``WEIR_FUSED=false`` runs the two apart.
 
 With a policy (``WEIR_POLICY_FILE``), the controller rides along too
 (``streams.control.part``): it hears the same events and the monitor's
-alerts, and its decisions commit in the same transactions. It also hears of
+alerts, and its decisions commit in the same transactions; a retraining's
+reading and fitting run in the ``Retraining`` service the worker gives it
+(``streams.retrainer``), never in the stage. It also hears of
 the events the front refused at the door, which the learner reads on
 ``events.dlq``: a data-quality incident holds the controller as it happens,
 not a join window later when their labels come back unmatched.
@@ -36,6 +38,7 @@ from weir.contract.records import Alert, FeatureVector, Prediction
 from weir.contract.serde import SchemaCatalog
 from weir.errors import ConfigError
 from weir.registry.policy import Policy, load_policy
+from weir.registry.retraining import Retraining
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
 from weir.state.join import PendingEvent, PendingJoin
@@ -47,12 +50,16 @@ class BackStage:
     name = "back"
 
     def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry,
-                 metrics: CollectorRegistry | None = None, kept_reference: Path | None = None) -> None:
+                 metrics: CollectorRegistry | None = None, kept_reference: Path | None = None,
+                 retraining: Retraining | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.registry = registry
         self.kept_reference = kept_reference
         self.policy = _policy_for(settings, registry)
+        if self.policy is not None and retraining is None:
+            raise ConfigError("a back with a policy needs a retraining service to hand its retrainings to")
+        self.retraining = retraining
         self.control: ControlPart | None = None  # built by each restore, as the monitor is
         # Its metrics and its alert records; the monitor itself is built by each restore.
         idle = DriftMonitor(settings, PendingJoin(window_ms=0, needs_features=False, hot_events=1))
@@ -116,7 +123,8 @@ class BackStage:
         self.watch.monitor = build_monitor(self.settings, self.kept_reference)
         self.raised = []
         if self.policy is not None:
-            self.control = ControlPart(self.settings, self.catalog, self.registry, self.policy)
+            assert self.retraining is not None
+            self.control = ControlPart(self.settings, self.catalog, self.registry, self.policy, self.retraining)
         return self.learn.restore()
 
     def snapshot_due(self, final: bool = False) -> bool:

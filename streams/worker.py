@@ -3,7 +3,8 @@
 The app is the process: lifecycle and signals, the /metrics page, and the
 supervision of its services. One service follows the ``models`` topic so
 routing and version changes reach the stages within a second
-(``streams.follower``); each stage runs as a ``StageLoop`` service
+(``streams.follower``); with a back and a policy, one runs its retrainings in
+processes of their own (``streams.retrainer``); each stage runs as a ``StageLoop`` service
 (``streams.runtime.loop``): a confluent-kafka batch loop that commits each
 batch's outputs with its input offsets, because faust's per-message path is
 two orders of magnitude slower than a batch loop on the same broker.
@@ -38,6 +39,7 @@ from streams.follower import RegistryFollower, load_live_registry
 from streams.front import FrontStage
 from streams.learn.stage import LearnStage
 from streams.monitor.stage import MonitorStage
+from streams.retrainer import Retrainer
 from streams.runtime.loop import StageLoop
 from streams.runtime.metrics import StageMetrics
 from streams.runtime.stage import Stage
@@ -65,12 +67,14 @@ def default_stages(settings: Settings) -> tuple[str, ...]:
 
 @dataclass
 class Pipeline:
-    """The stages one worker runs, the registry view they share, and where the registry follower starts."""
+    """The stages one worker runs, the registry view they share, where the registry follower starts, and the
+    retrainer the back hands its retrainings to (a worker with a back and a policy)."""
 
     stages: list[Stage]
     registry: ModelRegistry
     intake: RegistryIntake
     follow_from: dict[int, int]
+    retrainer: Retrainer | None = None
 
 
 def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCatalog,
@@ -88,16 +92,17 @@ def build_pipeline(settings: Settings, names: Sequence[str], catalog: SchemaCata
         settings, catalog, metrics, follows_snapshots=not STATEFUL_STAGES & set(names),
         register_default=bool({"front", "serve", "back", "learn"} & set(names)))
     kept_reference = settings.state_dir / settings.app_id / "monitor.reference.json"
+    retrainer = Retrainer() if "back" in names and settings.policy_file is not None else None
     makers: dict[str, Callable[[], Stage]] = {
         "front": lambda: FrontStage(settings, catalog, registry, metrics),
-        "back": lambda: BackStage(settings, catalog, registry, metrics, kept_reference),
+        "back": lambda: BackStage(settings, catalog, registry, metrics, kept_reference, retrainer),
         "validate": lambda: ValidateStage(settings, catalog, metrics),
         "features": lambda: FeaturesStage(settings, catalog),
         "serve": lambda: ServeStage(settings, catalog, registry, metrics),
         "learn": lambda: LearnStage(settings, catalog, registry, metrics),
         "monitor": lambda: MonitorStage(settings, catalog, metrics, kept_reference),
     }
-    return Pipeline([makers[n]() for n in STAGE_NAMES if n in names], registry, intake, follow_from)
+    return Pipeline([makers[n]() for n in STAGE_NAMES if n in names], registry, intake, follow_from, retrainer)
 
 
 EXIT_GAVE_UP = 70  # EX_SOFTWARE: a stage failed on its own too often in a row; its supervisor restarts the worker
@@ -128,6 +133,8 @@ def build_app(settings: Settings, pipeline: Pipeline, metrics: CollectorRegistry
     stage_metrics = StageMetrics(metrics)
     follower = RegistryFollower(settings, pipeline.intake, pipeline.registry, pipeline.follow_from)
     services: list[mode.Service] = [follower]
+    if pipeline.retrainer is not None:
+        services.append(pipeline.retrainer)
     loops = [StageLoop(settings, stage, stage_metrics, on_give_up) for stage in pipeline.stages]
     services += loops
     for service in services:

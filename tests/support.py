@@ -13,11 +13,13 @@ from typing import Any
 from producers.event import LabelledEvent
 from producers.schedule import DriftSchedule
 from producers.sources import open_source
+from streams.retrainer import run_job
 from weir.contract.deadletter import Rejection
 from weir.contract.features import compute_features
 from weir.contract.messages import InRecord
 from weir.contract.records import Label, Prediction
 from weir.registry.factories import Classifier, Model, as_classifier
+from weir.registry.retraining import RetrainJob, RetrainOutcome
 
 # Rules that declare the made-up sources of stage tests, with the global checks only (its header says why).
 MADE_UP_SOURCES_RULES = Path(__file__).parent / "fixtures" / "made-up-sources.rules.yaml"
@@ -142,3 +144,26 @@ def http_status(port: int, path: str) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+class HeldRetraining:
+    """``Retraining`` for tests of the back's part: jobs wait until the test runs them (``run``), in its own
+    thread, so a test sees the part before and after a job is done. The worker's is ``streams.retrainer``."""
+
+    def __init__(self, *, at_once: bool = False) -> None:
+        self.at_once = at_once  # run each job as it is submitted
+        self.jobs: list[RetrainJob] = []
+        self.outcomes: list[RetrainOutcome] = []
+
+    def submit(self, job: RetrainJob) -> None:
+        self.jobs.append(job)
+        if self.at_once:
+            self.run()
+
+    def run(self) -> None:
+        self.outcomes += [run_job(job) for job in self.jobs]
+        self.jobs = []
+
+    def finished(self) -> list[RetrainOutcome]:
+        done, self.outcomes = self.outcomes, []
+        return done

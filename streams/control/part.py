@@ -7,8 +7,11 @@ goes out in the back's own transaction, with the input offsets it came from:
 * retrain: a new version with its lineage, and a shadow routing for it. Its
   data is the recent window of joined events, read back from ``features`` and
   ``feedback`` at the offsets those records sit at, with the rules of
-  `weir replay` (``weir.kafka.ranges``); the offsets go into the lineage, so
-  the same data can be read again;
+  `weir replay`; the offsets go into the lineage, so the same data can be read
+  again. Reading and fitting are a job for the ``Retraining`` service the
+  back is given (``weir.registry.retraining``): the part hands it over and
+  goes on, and registers the challenger at the first batch after it is done
+  (an ``online`` retraining reads nothing and registers at once);
 * canary, promote, retire, rollback: a routing record;
 * every decision, proposed or taken: an alert of kind ``decision`` with its
   evidence, for the sinks and the people on call.
@@ -23,31 +26,22 @@ up a running trial from the routing and counts its evidence again.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from importlib.metadata import version as installed
-from typing import Any
-
-from confluent_kafka import KafkaException
 
 import weir
 from streams.control.controller import Controller, Decision
 from weir.clock import now_ms
 from weir.contract.messages import OutRecord
-from weir.contract.records import Alert, Label, ModelRecord, Prediction
+from weir.contract.records import Alert, ModelRecord, Prediction
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, FEEDBACK, MODELS
-from weir.errors import WeirError
-from weir.kafka.ranges import Spans, TopicRange, read_offset_range, widen
-from weir.registry.candidates import expand, prequential_loss
-from weir.registry.decisions import next_version
-from weir.registry.factories import Model, build_model, encode_params
-from weir.registry.policy import Policy, Retrain
+from weir.registry.policy import Policy
 from weir.registry.records import PICKLE_FACTORY, record_key, routing_record, version_record
+from weir.registry.retraining import Position, Retrained, Retraining, RetrainJob, RetrainOutcome, starting_model
 from weir.registry.routing import Routing
 from weir.registry.signing import model_signer
 from weir.registry.view import ModelRegistry
@@ -63,17 +57,21 @@ CONTROLLER = "controller"
 class ControlPart:
     """One model's controller, fed by the back, writing its decisions as records."""
 
-    def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry, policy: Policy) -> None:
+    def __init__(self, settings: Settings, catalog: SchemaCatalog, registry: ModelRegistry, policy: Policy,
+                 retraining: Retraining) -> None:
         self.policy = policy
         self.registry = registry
+        self.retraining = retraining
         self.models = topic_serde(catalog, settings, MODELS)
         self.alerts = topic_serde(catalog, settings, ALERTS)
         self.signer = model_signer(settings)
         self.controller: Controller | None = None
         self.seen: Routing | None = None  # the routing last accounted for
-        self.settings, self.catalog = settings, catalog
+        self.settings = settings
         self.feedback_topic = topic_serde(catalog, settings, FEEDBACK).topic
-        self.window: deque[Joined] = deque(maxlen=policy.retrain.window_labels)  # the recent joined events
+        # the recent joined events: where each one's features and label records sit
+        self.window: deque[tuple[Position, Position]] = deque(maxlen=policy.retrain.window_labels)
+        self.awaited: tuple[str, Decision, dict[str, str]] | None = None  # the retrain job under way
         self.out: list[OutRecord] = []
 
     # --- what the back shows it ---------------------------------------------------------------------------------
@@ -86,7 +84,7 @@ class ControlPart:
     def on_learned(self, event: PendingEvent) -> None:
         source = event.label_source
         if event.features_at is not None and source is not None and source.topic == self.feedback_topic:
-            self.window.append(Joined(event.features_at, (source.partition, source.offset)))
+            self.window.append((event.features_at, (source.partition, source.offset)))
         if self._reconciled():
             assert self.controller is not None
             self._act(self.controller.on_labelled(event), event.event_id)
@@ -108,6 +106,9 @@ class ControlPart:
                 self._act(self.controller.on_alert(alert), alert["evidence"].get("event_id", "-"))
 
     def take(self) -> list[OutRecord]:
+        """The records to write with this batch: its decisions, and the challenger of a retraining just done."""
+        for outcome in self.retraining.finished():
+            self._register(outcome)
         out, self.out = self.out, []
         return out
 
@@ -175,17 +176,15 @@ class ControlPart:
     def _carry_out(self, decision: Decision, event_id: str = "-") -> None:
         """The decision's registry records, and its alert."""
         evidence = {**decision.evidence, "event_id": event_id}
-        try:
-            records = self._records(decision, evidence)
-        except WeirError as exc:  # a retraining that could not be done: said, and tried again later
-            assert self.controller is not None
-            self.controller.retrain_failed()
-            log.error("%s: %s failed, tried again after the cool-down: %s", self.policy.model, decision.action, exc)
-            self._announce(decision, {**evidence, "outcome": f"failed: {exc}"}, proposed=False, severity="warning")
+        if decision.action == "retrain" and self.policy.retrain.method != "online":
+            self._hand_over(decision, evidence)
             return
+        self._write(self._records(decision, evidence))
+        self._announce(decision, evidence, proposed=False)
+
+    def _write(self, records: list[ModelRecord]) -> None:
         self.out += [OutRecord(self.models.topic, record_key(r).encode(), self.models.encode(self.signer.sign(r)))
                      for r in records]
-        self._announce(decision, evidence, proposed=False)
 
     def _announce(self, decision: Decision, evidence: dict[str, str], proposed: bool | None = None,
                   severity: str = "info") -> None:
@@ -197,8 +196,13 @@ class ControlPart:
 
     def _records(self, decision: Decision, evidence: dict[str, str]) -> list[ModelRecord]:
         name, note = self.policy.model, f"policy v{decision.policy_version}: {decision.action}"
-        if decision.action == "retrain":
-            return self._retrain(decision, evidence)
+        if decision.action == "retrain":  # online: a fresh estimator that learns from now on
+            current = self.registry.champion
+            assert current is not None
+            model = starting_model(current.model, self.policy.retrain)
+            assert model is not None
+            return self._challenger(decision, evidence, Retrained(
+                model, self.policy.retrain.factory or "the champion's", 0, None, "-", "-", None, 0.0))
         assert decision.challenger is not None
         if decision.action == "canary":
             return [routing_record(name, "canary", decision.champion, [decision.challenger], decision.percent,
@@ -206,94 +210,63 @@ class ControlPart:
         champion = decision.challenger if decision.action == "promote" else decision.champion
         return [routing_record(name, "basic", champion, note=note, actor=CONTROLLER, evidence=evidence)]
 
-    def _retrain(self, decision: Decision, evidence: dict[str, str]) -> list[ModelRecord]:
+    def _hand_over(self, decision: Decision, evidence: dict[str, str]) -> None:
+        """A full or incremental retraining, as a job for the retraining service; registered when it is done."""
+        champion = self.registry.champion
+        assert champion is not None
+        job_id = str(uuid.uuid4())  # unique across restores of the stage, which build a new part
+        self.retraining.submit(RetrainJob(job_id, self.policy.model, self.settings, tuple(self.window),
+                                          starting_model(champion.model, self.policy.retrain), self.policy.retrain))
+        self.awaited = (job_id, decision, {**evidence, "parent": champion.version, "handed_over_ms": str(now_ms())})
+        log.info("%s: retraining %s on its last %d joined events", self.policy.model, champion.version,
+                 len(self.window))
+
+    def _register(self, outcome: RetrainOutcome) -> None:
+        """A finished job: its challenger registered and shadowed, or its failure said, and the cool-down run."""
+        controller = self.controller
+        if self.awaited is None or self.awaited[0] != outcome.job_id or controller is None \
+                or not controller.retraining:
+            log.warning("%s: a retraining finished that nothing waits for any more (automation paused, or the "
+                        "champion changed): its result is dropped", self.policy.model)
+            return
+        _, decision, evidence = self.awaited
+        self.awaited = None
+        if outcome.retrained is None or self.registry.champion is None \
+                or self.registry.champion.version != evidence["parent"]:
+            why = outcome.error or f"the champion is no longer {evidence['parent']}"
+            controller.retrain_failed()
+            log.error("%s: retrain failed, tried again after the cool-down: %s", self.policy.model, why)
+            self._announce(decision, {**evidence, "outcome": f"failed: {why}"}, proposed=False, severity="warning")
+            return
+        self._write(self._challenger(decision, evidence, outcome.retrained))
+        self._announce(decision, evidence, proposed=False)
+
+    def _challenger(self, decision: Decision, evidence: dict[str, str], retrained: Retrained) -> list[ModelRecord]:
+        """The retrained challenger's version record with its lineage, and the shadow routing that starts its
+        trial."""
         champion = self.registry.champion
         controller = self.controller
         assert champion is not None and controller is not None
         rule = self.policy.retrain
-        try:
-            data = self._read_window() if rule.method != "online" else None
-        except KafkaException as exc:
-            raise WeirError(f"reading the window back failed: {exc}") from exc
-        window = data.learning_order() if data is not None else []
-        made_by = rule.factory or "the champion's"
-        if rule.candidates:
-            model, made_by, evidence["candidates"] = best_of(rule, window)
-        else:
-            model = retrained(champion.model, rule, window)
-        version = next_version(self.registry)
-        times = [label_time for label_time, _ in data.labels.values()] if data is not None else []
-        span = (min(times), max(times)) if times else None
+        version = self.registry.next_version()
+        span = retrained.label_times
         evidence.update({
-            "parent": champion.version, "window": f"{len(times)} labels" + (
+            "parent": champion.version, "window": f"{retrained.labels} labels" + (
                 f", label times {span[0]}-{span[1]}" if span else " (online: learns from now on)"),
-            "offsets": data.describe_spans() if data is not None else "-",
-            "data_version": data.content_hash() if data is not None else "-", "trigger": decision.trigger or "-",
-            "factory": made_by, "params": json.dumps(rule.params, sort_keys=True),
+            "offsets": retrained.offsets, "data_version": retrained.data_version,
+            "trigger": decision.trigger or "-", "factory": retrained.made_by,
+            "params": json.dumps(rule.params, sort_keys=True), "retrain_seconds": f"{retrained.seconds:.1f}",
             "weir": weir.__version__, "river": installed("river")})
+        if retrained.candidates is not None:
+            evidence["candidates"] = retrained.candidates
         note = f"policy v{decision.policy_version}: {rule.method} retrain of {champion.version}"
         records = [version_record(self.policy.model, version, PICKLE_FACTORY, {}, parent_version=champion.version,
-                                  training_window=span, pickled=pickling.dumps(model), note=note,
+                                  training_window=span, pickled=pickling.dumps(retrained.challenger), note=note,
                                   actor=CONTROLLER, evidence=evidence),
                    routing_record(self.policy.model, "shadow", champion.version, [version], note=note,
                                   actor=CONTROLLER, evidence={"action": "shadow", "trigger": decision.trigger or "-"})]
         controller.start(version, at_ms=now_ms(), trigger=decision.trigger)
         return records
-
-    def _read_window(self) -> TopicRange:
-        """The window's joined events, read back from the topics at their offsets."""
-        if len(self.window) < MIN_WINDOW:
-            raise WeirError(f"{len(self.window)} joined events seen since the back started; a retraining needs "
-                            f"{MIN_WINDOW}")
-        features: Spans = {}
-        feedback: Spans = {}
-        for joined in self.window:
-            widen(features, joined.features_at)
-            widen(feedback, joined.label_at)
-        data = read_offset_range(self.settings, self.catalog, features, feedback)
-        if not data.labels:
-            raise WeirError(f"no labelled event at {data.describe_spans()} (gone with the topics' retention?)")
-        log.info("%s: retraining on %d labels read back from %s", self.policy.model, len(data.labels),
-                 data.describe_spans())
-        return data
-
-
-@dataclass(frozen=True)
-class Joined:
-    """Where one joined event's records sit: (partition, offset) of its features and of its label."""
-
-    features_at: tuple[int, int]
-    label_at: tuple[int, int]
-
-
-MIN_WINDOW = 100  # joined events a full or incremental retraining needs
-
-
-def best_of(rule: Retrain, window: list[tuple[dict[str, Any], Label]]) -> tuple[Model, str, str]:
-    """The policy's experiment on the window: each candidate tested, then trained, on every labelled event in
-    order; the one with the lowest mean loss trained on the whole window, its name, and what each scored."""
-    scored = [(*prequential_loss(candidate, window), candidate) for candidate in expand(rule.candidates)]
-    scored.sort(key=lambda s: (s[0], s[2].name))
-    tried = "; ".join(f"{c.name} loss {loss:.4f}" + (" (chosen)" if i == 0 else "")
-                      for i, (loss, _, c) in enumerate(scored))
-    return scored[0][1], scored[0][2].name, tried
-
-
-def retrained(champion: Model, rule: Retrain, window: list[tuple[dict[str, Any], Label]]) -> Model:
-    """A challenger: ``full`` a fresh estimator (the policy's factory, or a copy of the champion's) fit on the
-    window; ``incremental`` the champion as it is now, trained on the window again; ``online`` a fresh estimator
-    that learns from now on."""
-    model: Model
-    if rule.method == "incremental":
-        model = copy.deepcopy(champion)
-    elif rule.factory is not None:
-        model = build_model(rule.factory, encode_params(rule.params))
-    else:
-        model = champion.clone()  # type: ignore[attr-defined]
-    if rule.method != "online":
-        for x, y in window:
-            model.learn_one(x, y)
-    return model
 
 
 def decision_alert(decision: Decision, evidence: dict[str, str], proposed: bool, severity: str = "info") -> Alert:

@@ -53,6 +53,8 @@ SMOKES: dict[str, tuple[list[str], list[str]]] = {
     "drift": (["bench.drift"], [f"{g} {measure}" for g in ("churn", "simple", "sea", "agrawal", "hyperplane",
                                                            "friedman")
                                 for measure in ("false alerts per 100k", "data drift", "concept drift")]),
+    "retrain": (["bench.retrain"], ["run 1", "front latency p99 during a retraining / before it",
+                                    "retraining time"]),
     "policy": (["bench.policy"], [f"{g} {m} {scenario}" for g in ("churn", "simple", "agrawal", "hyperplane")
                                   for m in ("linear", "tree")
                                   for scenario in ("better", "equal", "worse canary", "equal canary", "better canary",

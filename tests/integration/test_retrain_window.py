@@ -1,17 +1,21 @@
-"""A full retraining reads its window back from the real topics, at offsets its lineage names, in replay's order."""
+"""A full retraining reads its window back from the real topics, at offsets its lineage names, in replay's order,
+in the worker's retrainer: a process of its own, its result handed back to the back's part."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 
 import pytest
 from pydantic import SecretStr
 
 from streams.control.part import ControlPart
 from streams.features import feature_vector
+from streams.retrainer import Retrainer
 from tests import support
 from tests.support import events, label_of
-from weir.contract.messages import InRecord
+from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, FeatureVector, Feedback
 from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import FEATURES, FEEDBACK, MODELS
@@ -70,7 +74,8 @@ def test_a_full_retraining_learns_exactly_the_window_it_names(kafka: Settings, c
     registry.apply(routing_record("m", "basic", "v1", actor="person"))
     policy = parse_policy(f"model: m\nretrain: {{method: full, window_labels: {WINDOW}"
                           + (f", {CANDIDATES}" if experiment else "") + "}\n")
-    part = ControlPart(settings, catalog, registry, policy)
+    retrainer = Retrainer()
+    part = ControlPart(settings, catalog, registry, policy, retrainer)
     for vector, label in zip(vectors, labels, strict=True):  # the learner's order: by label time
         prediction = support.prediction(vector["event_id"], version="v1", entity_id=vector["entity_id"],
                                         model_name="m", predicted_label=True)
@@ -78,9 +83,8 @@ def test_a_full_retraining_learns_exactly_the_window_it_names(kafka: Settings, c
                                      served_version="v1", label=label["label"], has_label=True,
                                      label_time_ms=label["label_time"], label_source=first_label[vector["event_id"]],
                                      features_at=at[vector["event_id"]], complete=True))
-    part.on_alerts([_drift()])
     models = topic_serde(catalog, settings, MODELS)
-    written = [models.decode(r.value) for r in part.take() if r.topic == models.topic]
+    written = [models.decode(r.value) for r in asyncio.run(_retrained(part, retrainer)) if r.topic == models.topic]
     version = next(r for r in written if r["kind"] == "VERSION")
     assert model_signer(settings).refusal(version) is None
     registry.apply(version)
@@ -125,6 +129,21 @@ def test_a_full_retraining_learns_exactly_the_window_it_names(kafka: Settings, c
         x = dict(feature_vector({"event_id": "p", "entity_id": "p", "event_time": 0, "source": "sea",
                                  "attributes": probe.attributes})["features"])
         assert challenger.predict_proba_one(x) == by_hand.predict_proba_one(x)  # type: ignore[attr-defined]
+
+
+async def _retrained(part: ControlPart, retrainer: Retrainer) -> list[OutRecord]:
+    """What the part writes once the retrainer's child process is done with the job a drift alert starts."""
+    part.on_alerts([_drift()])
+    out = part.take()
+    assert not any(r.topic.endswith("models") for r in out)  # handed over: nothing registered yet
+    deadline = time.monotonic() + 180
+    try:
+        while not retrainer.done:
+            assert time.monotonic() < deadline, "the retrainer's job did not finish in 180 s"
+            await asyncio.sleep(0.1)
+        return out + part.take()
+    finally:
+        await retrainer.on_stop()
 
 
 def _drift() -> Alert:

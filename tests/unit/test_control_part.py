@@ -22,6 +22,7 @@ from weir.contract.serde import SchemaCatalog, topic_serde
 from weir.contract.topics import ALERTS, EVENTS_DLQ, EVENTS_RAW, FEEDBACK, MODELS
 from weir.registry.policy import parse_policy
 from weir.registry.records import routing_record, version_record
+from weir.registry.retraining import Retrained, RetrainJob, RetrainOutcome
 from weir.registry.signing import model_signer
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings
@@ -40,7 +41,8 @@ class Back:
         self.registry = ModelRegistry("m")
         self.registry.apply(version_record("m", "v1", "logistic_regression", {}, actor="person"))
         self.registry.apply(routing_record("m", "basic", "v1", actor="person"))
-        self.part = ControlPart(self.settings, catalog, self.registry, parse_policy(policy))
+        self.retraining = support.HeldRetraining(at_once=True)
+        self.part = ControlPart(self.settings, catalog, self.registry, parse_policy(policy), self.retraining)
         self.models = topic_serde(catalog, self.settings, MODELS)
         self.alerts = topic_serde(catalog, self.settings, ALERTS)
         self.written: list[ModelRecord] = []
@@ -130,6 +132,57 @@ def test_a_retraining_that_cannot_read_its_window_says_so_and_waits_out_the_cool
     assert [a["severity"] for a in back.decisions] == ["warning", "warning"]  # tried again, failed again
 
 
+def _handed_over(back: Back) -> RetrainJob:
+    """The job a drift alert hands over, 300 labelled events in, the retraining service holding it."""
+    back.retraining.at_once = False
+    back.labelled(300, {"v1": 0.7})
+    back.part.on_alerts([_alert("concept_drift", "m:v1")])
+    back.deliver(back.part.take())
+    [job] = back.retraining.jobs
+    return job
+
+
+def _done(back: Back, job: RetrainJob, seconds: float) -> None:
+    """The service hands back the job's challenger (its starting model, as if fit) and the part takes it."""
+    assert job.start is not None
+    back.retraining.outcomes.append(RetrainOutcome(job.job_id, Retrained(
+        job.start, "the champion's", 300, (1, 300), "features[0] 0-299", "sha256:ab", None, seconds)))
+    back.retraining.jobs = []
+    back.deliver(back.part.take())
+
+
+def test_a_retraining_is_handed_over_and_its_challenger_registered_at_the_first_batch_after_it_is_done(
+        tmp_path: Path, catalog: SchemaCatalog) -> None:
+    """The part reads nothing and fits nothing itself: it hands the job over (the window's positions, a copy of
+    the champion to continue) and goes on; events keep coming and no second retraining starts; the challenger
+    the job returns is registered and shadowed at the next ``take``. A job whose result comes after a person
+    took over is dropped, not registered."""
+    back = Back(tmp_path, catalog, "model: m\nretrain: {method: incremental}\npromotion: {min_labels: 100}\n")
+    job = _handed_over(back)
+    champion = back.registry.versions["v1"].model
+    assert job.start is not None and job.start is not champion and type(job.start) is type(champion)  # a copy
+    assert back.written == [] and back.decisions == []  # nothing until the job is done
+    back.labelled(200, {"v1": 0.7})
+    back.part.on_alerts([_alert("concept_drift", "m:v1")])
+    assert len(back.retraining.jobs) == 1  # one retraining at a time
+
+    _done(back, job, 12.5)
+    version, shadow = back.written
+    assert (version["version"], version["parent_version"]) == ("v2", "v1") and shadow["routing"] is not None
+    assert shadow["routing"]["challengers"] == ["v2"]
+    assert version["evidence"]["retrain_seconds"] == "12.5" and version["evidence"]["offsets"] == "features[0] 0-299"
+    assert [a["evidence"]["action"] for a in back.decisions] == ["retrain"]
+    trial = back.part.controller.trial if back.part.controller else None
+    assert trial is not None and trial.challenger == "v2"
+
+    late = Back(tmp_path, catalog, "model: m\nretrain: {method: incremental}\n")
+    job = _handed_over(late)
+    late.registry.apply(routing_record("m", "basic", "v1", actor="person"))  # a person takes over meanwhile
+    late.labelled(1, {"v1": 0.7})
+    _done(late, job, 1.0)
+    assert late.written == [] and "v2" not in late.registry.versions
+
+
 def test_a_persons_routing_pauses_the_controller_and_resume_hands_it_back(tmp_path: Path,
                                                                            catalog: SchemaCatalog) -> None:
     back = Back(tmp_path, catalog)
@@ -164,7 +217,7 @@ def test_the_back_hears_the_raw_events_the_front_dead_lettered_since_it_started(
     registry = ModelRegistry("m")
     registry.apply(version_record("m", "v1", "logistic_regression", {}, actor="person"))
     registry.apply(routing_record("m", "basic", "v1", actor="person"))
-    back = BackStage(settings, catalog, registry)
+    back = BackStage(settings, catalog, registry, retraining=support.HeldRetraining())
     dlq, raw, feedback = (settings.topic(t.name) for t in (EVENTS_DLQ, EVENTS_RAW, FEEDBACK))
     assert dlq in back.inputs
     back.restore()

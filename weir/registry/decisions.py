@@ -33,11 +33,6 @@ def current(settings: Settings, catalog: SchemaCatalog, name: str) -> ModelRegis
     return registry
 
 
-def next_version(registry: ModelRegistry) -> str:
-    numbers = [int(v[1:]) for v in registry.versions if v[:1] == "v" and v[1:].isdigit()]
-    return f"v{max(numbers, default=0) + 1}"
-
-
 def sign_model_file(settings: Settings, path: Path) -> Path:
     """Write ``<file>.sig`` beside a model file: where it was made, by a holder of the deployment's model key."""
     signature = signature_path(path)
@@ -65,7 +60,7 @@ def register(settings: Settings, catalog: SchemaCatalog, name: str, *, factory: 
              note: str | None = None, actor: str = "person", evidence: dict[str, str] | None = None) -> ModelRecord:
     """Register a new version, built by a named factory or uploaded as a pickled river model."""
     registry = current(settings, catalog, name)
-    version = version or next_version(registry)
+    version = version or registry.next_version()
     if version in registry.versions:
         raise ConfigError(f"{name} {version} is already registered; versions are immutable")
     if parent is not None and parent not in registry.versions:

@@ -150,6 +150,11 @@ class ModelRegistry:
             return RETIRED
         return REGISTERED
 
+    def next_version(self) -> str:
+        """The name a new version gets: one past the highest ``v<n>`` registered."""
+        numbers = [int(v[1:]) for v in self.versions if v[:1] == "v" and v[1:].isdigit()]
+        return f"v{max(numbers, default=0) + 1}"
+
     def previous_champion(self) -> str | None:
         """The champion before the current one, for a rollback."""
         if self.routing is None:
