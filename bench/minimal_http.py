@@ -20,9 +20,8 @@ from typing import Any
 
 import uvicorn
 
-from streams.serve.scorer import positive_score
 from weir.contract.features import compute_features
-from weir.registry.factories import as_classifier
+from weir.registry.factories import as_classifier, positive_score
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -24,6 +24,7 @@ each further replica would raise the same alerts again. Scale the front.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -33,10 +34,12 @@ from streams.monitor.detectors import DriftMonitor
 from streams.monitor.stage import MonitorStage, build_monitor
 from streams.runtime.stage import Partition
 from weir.clock import now_ms
+from weir.contract.feedback import parse_positive
 from weir.contract.messages import InRecord, OutRecord
 from weir.contract.records import Alert, FeatureVector, Prediction
 from weir.contract.serde import SchemaCatalog
 from weir.errors import ConfigError
+from weir.registry.factories import score_one
 from weir.registry.policy import Policy, load_policy
 from weir.registry.retraining import Retraining
 from weir.registry.view import ModelRegistry
@@ -60,6 +63,7 @@ class BackStage:
         if self.policy is not None and retraining is None:
             raise ConfigError("a back with a policy needs a retraining service to hand its retrainings to")
         self.retraining = retraining
+        self.positive = parse_positive(settings.positive_label)
         self.control: ControlPart | None = None  # built by each restore, as the monitor is
         # Its metrics and its alert records; the monitor itself is built by each restore.
         idle = DriftMonitor(settings, PendingJoin(window_ms=0, needs_features=False, hot_events=1))
@@ -120,12 +124,23 @@ class BackStage:
 
     def restore(self) -> dict[tuple[str, int], int] | None:
         self.watch.monitor.join.store.close()  # the monitor before: its join's file goes with it
-        self.watch.monitor = build_monitor(self.settings, self.kept_reference)
+        self.watch.monitor = build_monitor(self.settings, self.kept_reference, rescore=self._rescore)
         self.raised = []
         if self.policy is not None:
             assert self.retraining is not None
             self.control = ControlPart(self.settings, self.catalog, self.registry, self.policy, self.retraining)
         return self.learn.restore()
+
+    def _rescore(self, version: str, features: dict[str, Any]) -> float | None:
+        """The score ``version`` gives ``features`` now: the monitor's prediction drift compares served scores
+        with reference inputs scored so, which the model's own learning cannot tell apart."""
+        known = self.registry.versions.get(version)
+        if known is None:
+            return None
+        try:
+            return score_one(known.model, features, self.positive)
+        except Exception:  # noqa: BLE001  # a model that cannot score an input gives no pair; serving says why
+            return None
 
     def snapshot_due(self, final: bool = False) -> bool:
         return self.learn.snapshot_due(final)

@@ -3,9 +3,12 @@
 * Data drift: every feature (numbers, and categories decoded back from their
   one-hot form) against its reference, with PSI, KS or chi-square, and ADWIN
   on each number's mean (``weir.stats``).
-* Prediction drift: the served score's distribution, the same way, against a
-  reference refreshed while nothing moves and with a larger smallest PSI: a
-  model that learns online moves its own scores slowly, which is not drift.
+* Prediction drift: with the models at hand (the back), the served scores
+  against reference inputs re-scored by the same version at the same time
+  (``streams.monitor.scores``), so a model's own learning, or a promotion,
+  is not drift; without them (a monitor on its own), the served score's
+  distribution against a reference refreshed while nothing moves, with a
+  larger smallest PSI.
 * Concept drift: ADWIN on each version's error stream from joined labels: a
   classifier's misses (0/1), a regressor's absolute errors scaled to [0, 1] by
   its own warm-up errors.
@@ -25,14 +28,17 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from river import drift, stats, utils
 
-from streams.monitor.budget import level_per_test, one_sided_z
+from streams.monitor.budget import concept_delta, level_per_test, one_sided_z
 from streams.monitor.estimate import AccuracyEstimate, confidence
+from streams.monitor.incidents import Incidents
+from streams.monitor.scores import PairedScoreWatch, Rescore
 from weir.clock import now_ms
 from weir.contract.features import attributes_of
 from weir.contract.feedback import is_regression, prediction_error
@@ -241,25 +247,41 @@ class DistributionWatch:
 class DriftMonitor:
     def __init__(self, settings: Settings, join: PendingJoin,
                  data_reference: FeatureProfiles | None = None,
-                 on_data_reference: Callable[[FeatureProfiles], None] | None = None) -> None:
+                 on_data_reference: Callable[[FeatureProfiles], None] | None = None,
+                 rescore: Rescore | None = None) -> None:
+        """``rescore``: the models' scores of any input now, for prediction drift that learning cannot raise."""
         self.settings = settings
         self.join = join
-        self.concept_delta = level_per_test(settings.alert_budget, CONCEPT_CLOCK)
+        self.concept_delta = concept_delta(settings.alert_budget, CONCEPT_CLOCK)
         self.performance_z = one_sided_z(level_per_test(settings.alert_budget, PERFORMANCE_EVERY))
         self.data = DistributionWatch(settings, data_reference, on_data_reference)
-        self.scores: dict[str, DistributionWatch] = {}
+        self.scores: dict[str, DistributionWatch | PairedScoreWatch] = {}
         self.scores_seen: dict[str, int] = {}
+        self.rescore = rescore
+        # the recent inputs, which the paired score watch takes as its reference inputs
+        self.recent_inputs: deque[dict[str, Any]] = deque(maxlen=settings.drift_reference_events)
         self.concept: dict[str, ConceptEpisode] = {}
         self.performance: dict[str, Performance] = {}
         self.alerts_raised: dict[tuple[str, str], int] = {}
         self.estimates: dict[str, AccuracyEstimate] = {}  # per model: served accuracy, estimated without labels
         self.impacts: dict[tuple[str, str], float] = {}  # open episodes (kind, subject) -> their impact
+        self.incidents = Incidents()
+        self.inputs_seen: Counter[str] = Counter()  # features, served scores and joined labels: the incidents' clock
 
     # --- inputs ------------------------------------------------------------------------
 
     def on_features(self, vector: FeatureVector) -> list[Alert]:
-        return ranked([self._distribution_alert("data_drift", t.subject, t, vector)
-                       for t in self.data.add(attributes_of(vector["features"]))])
+        if self.rescore is not None:
+            self.recent_inputs.append(dict(vector["features"]))
+        return self._page("features", ranked([self._distribution_alert("data_drift", t.subject, t, vector)
+                                              for t in self.data.add(attributes_of(vector["features"]))]))
+
+    def _page(self, clock: str, alerts: list[Alert]) -> list[Alert]:
+        """What goes out of the detectors' ``alerts``: grouped into incidents (``streams.monitor.incidents``),
+        on a clock of events (the most of features, served scores and joined labels seen)."""
+        self.inputs_seen[clock] += 1
+        now = max(self.inputs_seen.values())
+        return self.incidents.admit(alerts, now) + self.incidents.due(now)
 
     def on_prediction(self, prediction: Prediction) -> list[Alert]:
         return ranked(self.on_served(prediction) + self.on_joined(self.join.add_prediction(prediction)))
@@ -269,20 +291,42 @@ class DriftMonitor:
         served accuracy."""
         if not prediction["served"] or prediction["score"] is None:
             return []
+        return self._page("scores", self._scores(prediction))
+
+    def _scores(self, prediction: Prediction) -> list[Alert]:
+        assert prediction["score"] is not None
         model = prediction["model_name"]
         sure = confidence(prediction)
         if sure is not None:
             self._estimate(model).on_served(sure)
         self.scores_seen[model] = self.scores_seen.get(model, 0) + 1
+        if self.scores_seen[model] <= WARMUP_SCORES:
+            return []
+        if self.rescore is not None:
+            return self._paired_scores(model, prediction, prediction["score"])
         watch = self.scores.get(model)
         if watch is None:
             watch = self.scores[model] = DistributionWatch(
                 self.settings, min_psi=self.settings.prediction_drift_min_psi, refresh_checks=SCORE_REFRESH_CHECKS,
                 fast_lane=False)  # a learning model's scores sharpen quickly: only the slow lane judges them
-        if self.scores_seen[model] <= WARMUP_SCORES:
-            return []
+        assert isinstance(watch, DistributionWatch)
         return [self._distribution_alert("prediction_drift", f"{model}:score", t, prediction)
                 for t in watch.add({"score": prediction["score"]})]
+
+    def _paired_scores(self, model: str, prediction: Prediction, score: float) -> list[Alert]:
+        """The served score against a reference input scored by the same version now; the watch starts once
+        there are reference inputs to take."""
+        assert self.rescore is not None
+        watch = self.scores.get(model)
+        if watch is None:
+            if len(self.recent_inputs) < (self.recent_inputs.maxlen or 0):
+                return []
+            watch = self.scores[model] = PairedScoreWatch(self.settings, self.rescore, self.recent_inputs)
+        assert isinstance(watch, PairedScoreWatch)
+        transitions, renew = watch.add(prediction["model_version"], score)
+        if renew:
+            watch.rebase(self.recent_inputs)
+        return [self._distribution_alert("prediction_drift", f"{model}:score", t, prediction) for t in transitions]
 
     def on_feedback(self, feedback: Feedback) -> list[Alert]:
         event = self.join.add_feedback(feedback)
@@ -305,6 +349,9 @@ class DriftMonitor:
         """Concept drift and performance of every version that predicted a labelled event."""
         if event is None:
             return []
+        return self._page("labels", self._labelled(event))
+
+    def _labelled(self, event: PendingEvent) -> list[Alert]:
         alerts = []
         served = event.predictions.get(event.served_version or "")
         sure = confidence(served) if served is not None else None
@@ -408,15 +455,22 @@ class DriftMonitor:
                             record: FeatureVector | Prediction) -> Alert:
         c = t.comparison
         fast = c.test.startswith("quantile")
+        paired = kind == "prediction_drift" and self.rescore is not None
         evidence = {
             "test": c.test, "p_value": f"{c.p_value:.3g}", "psi": f"{c.psi:.4f}",
             "fast_lane_shift": str(c.fast).lower(),
-            "windows": f"reference: first {self.settings.drift_reference_events} values; "
-                       f"live: last {self.settings.drift_window}",
+            "windows": (f"reference: {self.settings.drift_reference_events} inputs, each re-scored by the version "
+                        f"serving at that moment; live: the last {self.settings.drift_window} served scores"
+                        if paired else f"reference: first {self.settings.drift_reference_events} values; "
+                                       f"live: last {self.settings.drift_window}"),
+            "compared_with": ("reference inputs scored by the same model now: the inputs moved, not the model"
+                              if paired else "past scores: a model that learned or changed moves them too")
+            if kind == "prediction_drift" else "reference values",
             "moved_most": ", ".join(f"{m.feature} (psi {m.psi:.2f})" for m in t.moved) or "-",
         }
         if t.rebaselined:
-            evidence["rebaselined"] = "the live window is the new reference"
+            evidence["rebaselined"] = ("the recent inputs are the new reference" if paired
+                                       else "the live window is the new reference")
         evidence.update(self._estimated_effect(record))
         settings = self.settings
         if fast:  # the fast lane's finding: its statistic is the z of the mean quantile

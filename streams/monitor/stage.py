@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.monitor.detectors import DriftMonitor
 from streams.monitor.metrics import MonitorMetrics
+from streams.monitor.scores import Rescore
 from streams.runtime.stage import Pacer, Partition, Route, dispatch
 from weir.clock import now_ms
 from weir.contract.feedback import feedback_rejection
@@ -30,8 +31,9 @@ from weir.stats.profile import FIRST_EVENTS, save_profile, starting_reference
 log = logging.getLogger("weir.monitor")
 
 
-def build_monitor(settings: Settings, kept_reference: Path | None) -> DriftMonitor:
-    """A drift monitor starting from the stored or kept data-drift reference, keeping its reference there."""
+def build_monitor(settings: Settings, kept_reference: Path | None, rescore: Rescore | None = None) -> DriftMonitor:
+    """A drift monitor starting from the stored or kept data-drift reference, keeping its reference there;
+    ``rescore``: the models' scores, where the monitor runs beside them (the back)."""
     reference = starting_reference(settings.drift_profile, kept_reference)
     origin = reference.origin if reference is not None else FIRST_EVENTS
     if reference is not None:
@@ -42,6 +44,7 @@ def build_monitor(settings: Settings, kept_reference: Path | None) -> DriftMonit
         data_reference=reference.features if reference is not None else None,
         on_data_reference=None if kept_reference is None else (
             lambda features: save_profile(kept_reference, features, origin=origin, source="monitor")),
+        rescore=rescore,
     )
 
 

@@ -33,7 +33,7 @@ from streams.serve.metrics import ServeMetrics
 from weir.clock import now_ms
 from weir.contract.deadletter import Rejection
 from weir.contract.records import FeatureVector, Label, Prediction
-from weir.registry.factories import Classifier, Model, as_classifier
+from weir.registry.factories import Classifier, Model, as_classifier, positive_score
 from weir.registry.view import ModelRegistry, ModelVersion
 
 STAGE = "serve"
@@ -113,13 +113,3 @@ class Scorer:
         if known is None or known[0] is not model:
             known = self._classifiers[version] = (model, as_classifier(model))
         return known[1]
-
-
-def positive_score(proba: dict[Any, float], positive: Label | None = None) -> float:
-    """P(positive): of the declared positive class, else of True (or 1) for binary classes, absent meaning 0;
-    for classes with no positive declared, the top class's probability."""
-    if positive is not None:
-        return float(proba.get(positive, 0.0))
-    if all(isinstance(k, bool) or k in (0, 1) for k in proba):
-        return float(proba.get(True, 0.0))
-    return float(max(proba.values()))

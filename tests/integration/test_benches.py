@@ -50,9 +50,12 @@ SMOKES: dict[str, tuple[list[str], list[str]]] = {
     "front_state": (["bench.front_state"], [
         "front CPU per event, remembering served ids (µs)", "front CPU per event, memory holding nothing (µs)",
         "front cost of the memory (ratio)", "restore of a partition of 5000 ids (ids/s)", "state file after it (MB)"]),
-    "drift": (["bench.drift"], [f"{g} {measure}" for g in ("churn", "simple", "sea", "agrawal", "hyperplane",
-                                                           "friedman")
-                                for measure in ("false alerts per 100k", "data drift", "concept drift")]),
+    "drift": (["bench.drift"], [f"{g} {m} {measure}" for g in ("churn", "simple", "sea", "agrawal", "hyperplane",
+                                                                "sine", "rbf", "friedman", "mv")
+                                for m in (("linear",) if g in ("friedman", "mv") else ("linear", "tree"))
+                                for measure in ("false alerts per 100k", "data drift", "concept drift")]
+              + ["worst row, false alerts per 100k"]),
+    "calibrate": (["bench.calibrate"], ["delta 0.00032", "delta 0.1", "table", "table in use"]),
     "retrain": (["bench.retrain"], ["run 1", "front latency p99 during a retraining / before it",
                                     "retraining time"]),
     "policy": (["bench.policy"], [f"{g} {m} {scenario}" for g in ("churn", "simple", "agrawal", "hyperplane")

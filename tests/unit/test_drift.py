@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from river.datasets import synth
 
+from streams.features import feature_vector
 from streams.monitor.detectors import DriftMonitor
 from tests import support
 from weir.contract.features import attributes_of
 from weir.contract.records import Prediction
+from weir.registry.factories import Model, build_model, score_one
 from weir.settings import Settings
 from weir.state.join import PendingJoin
 from weir.stats.distribution import Comparison, FeatureDistribution
@@ -112,3 +116,75 @@ def test_prediction_drift_ignores_scores_that_slide_slowly_as_a_model_learns() -
     rng = random.Random(4)
     scores = [rng.betavariate(2 + 2 * min(1.0, i / 30_000), 6) for i in range(36_000)]
     assert prediction_alerts(scores) == []
+
+
+# --- prediction drift beside the models: served scores against reference inputs re-scored now ------------------
+
+
+def score_alerts(events: Iterable[tuple[dict[str, float], bool]], models: dict[str, Model],
+                 serving: Callable[[int], str], *, paired: bool) -> list[tuple[int, str]]:
+    """Prediction-drift transitions over a stream the serving version scores and every version then learns;
+    ``paired``: the monitor scores reference inputs with the models (as the back does), else past scores only."""
+    def rescore(version: str, x: dict[str, Any]) -> float | None:
+        return score_one(models[version], x)
+
+    monitor = DriftMonitor(Settings(), PendingJoin(window_ms=2**62, needs_features=False),
+                           rescore=rescore if paired else None)
+    out: list[tuple[int, str]] = []
+    for i, (x, y) in enumerate(events):
+        vector = feature_vector({"event_id": f"e{i}", "entity_id": "c", "event_time": i, "source": "t",
+                                 "attributes": dict(x)})
+        monitor.on_features(vector)
+        version = serving(i)
+        score = score_one(models[version], vector["features"])
+        if score is not None:
+            prediction = support.prediction(f"e{i}", event_time=i, model_name="m", version=version, served=True,
+                                            score=score, error=None, role="champion", predicted_label=score > 0.5)
+            out += [(i, a["status"]) for a in monitor.on_served(prediction) if a["kind"] == "prediction_drift"]
+        for model in models.values():
+            model.learn_one(vector["features"], y)
+    return out
+
+
+def sine(n: int, seed: int, *, shift_at: int | None = None) -> Iterator[tuple[dict[str, float], bool]]:
+    """river's Sine: two inputs in [0, 1], the class the side of a curve (no noise: a model sharpens for ever);
+    from ``shift_at`` on, the first input moves by +0.5 (moving both would leave a linear model's scores where
+    they were: its boundary runs along the diagonal)."""
+    for i, (x, y) in enumerate(synth.Sine(seed=seed).take(n)):
+        moved = shift_at is not None and i >= shift_at
+        yield {f"x{k}": float(v) + (0.5 if moved and k == 0 else 0.0) for k, v in x.items()}, bool(y)
+
+
+def test_a_tree_that_learns_raises_no_prediction_drift_beside_its_model() -> None:
+    """A Hoeffding tree on a stationary stream reshapes its scores at each split: against past scores that is
+    drift, again and again; against reference inputs scored by the tree as it is now, nothing moved."""
+    for seed in (1, 2):
+        past = score_alerts(sine(24_000, seed), {"v1": build_model("hoeffding_tree", {})}, lambda i: "v1",
+                            paired=False)
+        assert ("FIRING" in {status for _, status in past}), past  # why the models are needed
+        assert score_alerts(sine(24_000, seed), {"v1": build_model("hoeffding_tree", {})}, lambda i: "v1",
+                            paired=True) == []
+
+
+def test_a_new_version_serving_is_not_prediction_drift() -> None:
+    """A promotion: the tree serves instead of the logistic regression from event 12,000 on, the inputs as
+    before. The scores change their shape (a tree's are a few leaf values), which a past-score reference calls
+    drift; paired with the same version's scores of reference inputs, it is none."""
+    def models() -> dict[str, Model]:
+        return {"v1": build_model("logistic_regression", {}), "v2": build_model("hoeffding_tree", {})}
+
+    def promoted(i: int) -> str:
+        return "v1" if i < 12_000 else "v2"
+
+    past = [i for i, status in score_alerts(sine(20_000, 3), models(), promoted, paired=False) if status == "FIRING"]
+    assert past and 12_000 < past[0] <= 14_000, past
+    assert score_alerts(sine(20_000, 3), models(), promoted, paired=True) == []
+
+
+def test_inputs_that_move_the_scores_are_prediction_drift_beside_the_models() -> None:
+    """An input moves by half its range at event 10,000, and the model keeps learning: the served scores no
+    longer look like the reference inputs' scores, found within 2,000 events, once."""
+    alerts = score_alerts(sine(16_000, 4, shift_at=10_000), {"v1": build_model("logistic_regression", {})},
+                          lambda i: "v1", paired=True)
+    firing = [i for i, status in alerts if status == "FIRING"]
+    assert len(firing) == 1 and 10_000 < firing[0] <= 12_000, alerts

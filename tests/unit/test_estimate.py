@@ -13,11 +13,11 @@ from streams.features import feature_vector
 from streams.monitor import detectors
 from streams.monitor.detectors import DriftMonitor
 from streams.monitor.estimate import WINDOW, AccuracyEstimate, confidence
-from streams.serve.scorer import Scorer, positive_score
+from streams.serve.scorer import Scorer
 from tests import support
 from tests.support import classifier
 from weir.contract.records import FeatureVector, Feedback
-from weir.registry.factories import build_model
+from weir.registry.factories import build_model, positive_score
 from weir.registry.records import routing_record, version_record
 from weir.registry.view import ModelRegistry
 from weir.settings import Settings

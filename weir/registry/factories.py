@@ -109,3 +109,23 @@ def build_model(factory: str, params: Mapping[str, str]) -> Model:
 
 def encode_params(params: Mapping[str, Any]) -> dict[str, str]:
     return {k: json.dumps(v) for k, v in params.items()}
+
+
+def positive_score(proba: dict[Any, float], positive: Label | None = None) -> float:
+    """P(positive): of the declared positive class, else of True (or 1) for binary classes, absent meaning 0;
+    for classes with no positive declared, the top class's probability."""
+    if positive is not None:
+        return float(proba.get(positive, 0.0))
+    if all(isinstance(k, bool) or k in (0, 1) for k in proba):
+        return float(proba.get(True, 0.0))
+    return float(max(proba.values()))
+
+
+def score_one(model: Model, features: dict[str, Any], positive: Label | None = None) -> float | None:
+    """The score a model gives ``features``, as the scorer serves it: a classifier's P(positive) (see
+    ``positive_score``), a regressor's prediction; None while a classifier predicts no class yet."""
+    classifier = as_classifier(model)
+    if classifier is None:
+        return float(model.predict_one(features))
+    proba = classifier.predict_proba_one(features)
+    return positive_score(proba, positive) if proba else None
