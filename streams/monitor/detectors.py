@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -95,6 +95,8 @@ WARMUP_SCORES = 2_000
 # refills first), so only a faster shift alerts. Measured on stationary churn with a logistic regression: 4
 # alerts per 100,000 events against a fixed reference, 0 with the refresh and a PSI floor of 0.25.
 SCORE_REFRESH_CHECKS = 8
+
+UNSCORED_INPUTS = 20_000  # feature vectors kept until their served score comes (the oldest go first)
 
 
 @dataclass
@@ -258,8 +260,11 @@ class DriftMonitor:
         self.scores: dict[str, DistributionWatch | PairedScoreWatch] = {}
         self.scores_seen: dict[str, int] = {}
         self.rescore = rescore
-        # the recent inputs, which the paired score watch takes as its reference inputs
+        # The inputs of the events whose served scores came last, which the paired score watch takes as its
+        # reference inputs: taken when the score comes, not when the features do, as the two topics are read at
+        # their own pace (a back catching up can be thousands of events ahead on one of them).
         self.recent_inputs: deque[dict[str, Any]] = deque(maxlen=settings.drift_reference_events)
+        self.unscored_inputs: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.concept: dict[str, ConceptEpisode] = {}
         self.performance: dict[str, Performance] = {}
         self.alerts_raised: dict[tuple[str, str], int] = {}
@@ -272,7 +277,9 @@ class DriftMonitor:
 
     def on_features(self, vector: FeatureVector) -> list[Alert]:
         if self.rescore is not None:
-            self.recent_inputs.append(dict(vector["features"]))
+            self.unscored_inputs[vector["event_id"]] = dict(vector["features"])
+            if len(self.unscored_inputs) > UNSCORED_INPUTS:
+                self.unscored_inputs.popitem(last=False)
         return self._page("features", ranked([self._distribution_alert("data_drift", t.subject, t, vector)
                                               for t in self.data.add(attributes_of(vector["features"]))]))
 
@@ -300,6 +307,9 @@ class DriftMonitor:
         if sure is not None:
             self._estimate(model).on_served(sure)
         self.scores_seen[model] = self.scores_seen.get(model, 0) + 1
+        scored = self.unscored_inputs.pop(prediction["event_id"], None)
+        if scored is not None:
+            self.recent_inputs.append(scored)
         if self.scores_seen[model] <= WARMUP_SCORES:
             return []
         if self.rescore is not None:
@@ -439,9 +449,12 @@ class DriftMonitor:
     def _drop(self, p: Performance) -> Drop:
         """How far the recent loss is above the baseline's, with the test's confidence bounds."""
         base, recent, windows = p.windows.obj.mean.get(), p.rolling.obj.mean.get(), int(p.windows.obj.n)
-        se = math.sqrt(p.losses.get() / ROLLING_LABELS * (1 + 1 / windows))  # per-label noise
+        # Variances merged from windows can come out a hair below zero (a model that never misses): none is.
+        se = math.sqrt(max(0.0, p.losses.get()) / ROLLING_LABELS * (1 + 1 / windows))  # per-label noise
         if windows >= SPREAD_WINDOWS:  # the model's own wander between windows
-            se = max(se, math.sqrt(p.windows.get() * (1 + 1 / windows)))
+            se = max(se, math.sqrt(max(0.0, p.windows.get()) * (1 + 1 / windows)))
+        if not p.regression:  # a miss rate moves by one label's share at least: a smaller rise is no evidence
+            se = max(se, 1 / ROLLING_LABELS)
         rise = recent - base
         critical = CRITICAL_ERROR_RISE * base if p.regression else CRITICAL_ACCURACY_DROP
         # the statistic people read: accuracy (1 - miss rate), or the mean absolute error

@@ -188,3 +188,27 @@ def test_inputs_that_move_the_scores_are_prediction_drift_beside_the_models() ->
                           lambda i: "v1", paired=True)
     firing = [i for i, status in alerts if status == "FIRING"]
     assert len(firing) == 1 and 10_000 < firing[0] <= 12_000, alerts
+
+
+def test_reference_inputs_are_those_of_the_scored_events_whatever_the_topics_pace() -> None:
+    """A back catching up reads the features topic thousands of events ahead of the predictions: the reference
+    inputs must be the inputs of the events whose scores came, not the latest features. Here every feature
+    vector comes first (the second half moved), then the scores of the first half only: nothing moved."""
+    model = build_model("logistic_regression", {})
+    events = list(sine(12_000, 5, shift_at=6_000))
+    for x, y in events[:3_000]:
+        model.learn_one(x, y)
+    monitor = DriftMonitor(Settings(), PendingJoin(window_ms=2**62, needs_features=False),
+                           rescore=lambda _version, x: score_one(model, x))
+    vectors = [feature_vector({"event_id": f"e{i}", "entity_id": "c", "event_time": i, "source": "t",
+                               "attributes": dict(x)}) for i, (x, _) in enumerate(events)]
+    for vector in vectors:
+        monitor.on_features(vector)
+    alerts = []
+    for i, vector in enumerate(vectors[:6_000]):
+        score = score_one(model, vector["features"])
+        assert score is not None
+        alerts += monitor.on_served(support.prediction(f"e{i}", event_time=i, model_name="m", version="v1",
+                                                       served=True, score=score, error=None, role="champion",
+                                                       predicted_label=score > 0.5))
+    assert [a for a in alerts if a["kind"] == "prediction_drift"] == []
