@@ -6,10 +6,10 @@
 The same monitor code as the worker's back, fed in-process (no broker), with
 a model that learns every label as it comes, as a user's would, and that the
 monitor can score reference inputs with (as the back's models): on every
-classification stream a logistic regression (``linear``) and a Hoeffding
-tree (``tree``), whose first splits reshape its scores at once; on the two
-regression streams a linear regression. The generators differ on purpose:
-churn (noisy, one-hot features), simple (a logistic skeleton), sea
+classification stream a logistic regression (``linear``; one per class,
+one-vs-rest, on the multiclass rbf) and a Hoeffding tree (``tree``), whose
+first splits reshape its scores at once; on the two regression streams a
+linear regression. The generators differ on purpose: churn (noisy, one-hot features), simple (a logistic skeleton), sea
 (separable classes with label noise), agrawal (mixed features, rule-based
 classes), hyperplane (ten continuous features, nearly separable, so a model
 keeps sharpening), sine (two features, a noiseless curve: a model sharpens
@@ -54,7 +54,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from river import drift
 
@@ -95,6 +95,7 @@ class Job:
 KINDS = ("data_drift", "prediction_drift", "concept_drift", "performance_drop")
 GENERATORS = ("churn", "simple", "sea", "agrawal", "hyperplane", "sine", "rbf", "friedman", "mv")
 REGRESSION = frozenset({"friedman", "mv"})
+MULTICLASS = frozenset({"rbf"})
 MODELS = ("linear", "tree")
 CHURN_MOVED = {"monthly_charges", "payment_method", "total_charges"}  # what churn's abrupt drift moves
 
@@ -159,7 +160,14 @@ def shifted(generator: str, n: int, seed: int, at: int) -> tuple[Iterator[Labell
 def _model(generator: str, kind: str) -> Model:
     if generator in REGRESSION:
         return build_model("linear_regression", {})
-    return build_model("hoeffding_tree" if kind == "tree" else "logistic_regression", {})
+    if kind == "tree":
+        return build_model("hoeffding_tree", {})
+    if generator in MULTICLASS:  # a logistic regression per class: a binary one would learn "not class 0"
+        from river import linear_model, multiclass, preprocessing
+
+        return cast(Model, preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(
+            linear_model.LogisticRegression()))
+    return build_model("logistic_regression", {})
 
 
 def rows(generators: list[str], models: list[str]) -> list[tuple[str, str]]:

@@ -6,7 +6,8 @@ resolves when its reference is re-based, and opens again; a model's drop
 resolves between two bad stretches. Each is right as a detection and wrong
 as a page. So the detectors' transitions pass through incidents, one per
 kind for data drift (its features are the incident's members) and one per
-kind and subject for the others:
+kind and subject for prediction drift and performance drops (concept drift's
+episodes already end only after 2,000 quiet labels):
 
 * the first FIRING with no open incident opens one, and goes out, with an
   ``incident`` id;
@@ -16,8 +17,10 @@ kind and subject for the others:
 * a RESOLVED of a member closes that member; the incident resolves (one
   RESOLVED alert, with every member it had) once all its members closed and
   ``HOLD_EVENTS`` more events passed without one opening again;
-* an incident open for ``RENEW_EVENTS`` takes no new member: a change that
-  comes later is a new incident, so a new drift point is still paged.
+* a new member joins only within ``JOIN_EVENTS`` of the incident's opening
+  (a member firing again always joins): a feature that moves later is a new
+  change, paged as a new incident, so a lingering incident (or a false one)
+  cannot swallow the next drift.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from weir.contract.records import Alert
 log = logging.getLogger("weir.monitor")
 
 HOLD_EVENTS = 3_000  # events an incident waits, all members closed, before it resolves
-RENEW_EVENTS = 10_000  # events after which an open incident takes no new member
+JOIN_EVENTS = 3_000  # events after its opening during which an incident takes new members
+# Concept drift groups itself (an episode ends after 2,000 quiet labels); held longer, a false detection just
+# before a real change would swallow the real one.
+GROUPED = frozenset({"data_drift", "prediction_drift", "performance_drop"})
 
 
 @dataclass
@@ -58,6 +64,9 @@ class Incidents:
         """The alerts that go out of ``alerts`` (in order), at event ``now``."""
         out = []
         for alert in alerts:
+            if alert["kind"] not in GROUPED:
+                out.append(alert)
+                continue
             key = self._key(alert)
             if alert["status"] == "FIRING":
                 out += self._firing(key, alert, now)
@@ -68,10 +77,6 @@ class Incidents:
     def due(self, now: int) -> list[Alert]:
         """The RESOLVED alerts of incidents whose members all closed ``HOLD_EVENTS`` ago."""
         out = []
-        for key in list(self.open):
-            incident = self.open[key]
-            if now - incident.opened_at >= RENEW_EVENTS:
-                self.renewed.setdefault(key, []).append(self.open.pop(key))
         for key, incidents in list(self.renewed.items()):
             still = []
             for incident in incidents:
@@ -88,6 +93,10 @@ class Incidents:
 
     def _firing(self, key: str, alert: Alert, now: int) -> list[Alert]:
         incident = self.open.get(key)
+        if incident is not None and alert["subject"] not in incident.members and now - incident.opened_at >= \
+                JOIN_EVENTS:  # a later change: a new incident; the old one resolves on its own
+            self.renewed.setdefault(key, []).append(self.open.pop(key))
+            incident = None
         if incident is None:
             incident = self.open[key] = Incident(str(uuid.uuid4()), alert, now)
             incident.open_members.add(alert["subject"])

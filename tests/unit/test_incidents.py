@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from streams.monitor.incidents import HOLD_EVENTS, RENEW_EVENTS, Incidents
+from streams.monitor.incidents import HOLD_EVENTS, JOIN_EVENTS, Incidents
 from weir.contract.records import Alert
 
 
@@ -46,20 +46,32 @@ def test_an_episode_that_fires_again_within_the_hold_stays_one_incident() -> Non
 
 def test_kinds_and_the_subjects_of_model_alerts_are_incidents_of_their_own() -> None:
     incidents = Incidents()
-    out = incidents.admit([alert("concept_drift", "m:v1", "FIRING"), alert("concept_drift", "m:v2", "FIRING"),
-                           alert("performance_drop", "m:v1", "FIRING"), alert("data_drift", "price", "FIRING")], 0)
+    out = incidents.admit([alert("performance_drop", "m:v1", "FIRING"), alert("performance_drop", "m:v2", "FIRING"),
+                           alert("prediction_drift", "m:score", "FIRING"), alert("data_drift", "price", "FIRING")], 0)
     assert len(out) == 4 and len({a["evidence"]["incident"] for a in out}) == 4
 
 
-def test_a_change_long_after_an_incident_opened_is_paged_again() -> None:
-    """A data-drift incident still open ``RENEW_EVENTS`` later takes no new member: a later drift is a new page."""
+def test_concept_drift_goes_out_as_detected() -> None:
+    """Its episodes already end only after 2,000 quiet labels; held longer, a false detection just before a real
+    change would swallow the real one."""
+    incidents = Incidents()
+    firing = [alert("concept_drift", "m:v1", "FIRING")]
+    assert incidents.admit(firing, 0) == firing
+    incidents.admit([alert("concept_drift", "m:v1", "RESOLVED")], 2_000)
+    assert incidents.admit(firing, 2_100) == firing
+
+
+def test_a_feature_that_moves_long_after_an_incident_opened_is_a_new_page() -> None:
+    """New members join within ``JOIN_EVENTS`` of the opening; a member firing again joins whenever; a feature
+    that moves later is a new incident (an open one, even a false alarm, must not swallow the next drift)."""
     incidents = Incidents()
     incidents.admit([alert("data_drift", "price", "FIRING")], 0)
-    assert incidents.admit([alert("data_drift", "age", "FIRING")], RENEW_EVENTS - 1) == []
-    incidents.due(RENEW_EVENTS)
-    out = incidents.admit([alert("data_drift", "usage", "FIRING")], RENEW_EVENTS + 1)
+    assert incidents.admit([alert("data_drift", "age", "FIRING")], JOIN_EVENTS - 1) == []
+    incidents.admit([alert("data_drift", "price", "RESOLVED")], JOIN_EVENTS)
+    assert incidents.admit([alert("data_drift", "price", "FIRING")], JOIN_EVENTS + 10) == []  # a member again
+    out = incidents.admit([alert("data_drift", "usage", "FIRING")], JOIN_EVENTS + 20)
     assert [a["subject"] for a in out] == ["usage"]
     for subject in ("price", "age", "usage"):
-        incidents.admit([alert("data_drift", subject, "RESOLVED")], RENEW_EVENTS + 10)
-    resolved = incidents.due(RENEW_EVENTS + 10 + HOLD_EVENTS)
+        incidents.admit([alert("data_drift", subject, "RESOLVED")], JOIN_EVENTS + 30)
+    resolved = incidents.due(JOIN_EVENTS + 30 + HOLD_EVENTS)
     assert sorted(a["evidence"]["members"] for a in resolved) == ["price, age", "usage"]
