@@ -9,7 +9,7 @@ prediction's latency runs from its event's send to the moment a
 in one of two groups by its event's send time: during the retraining (from
 the back handing the job over to the challenger registered, as the decision's
 evidence says) or before it (from the end of the first eighth, left out as
-warm-up, to the hand-over, half-way through the run). Same process, same
+warm-up, to the hand-over, a third of the way through the run). Same process, same
 rate, same models and the same work (after the retraining the challenger
 scores every event beside the champion: more work, so those events are left
 out): the ratio of the two p99s is what a retraining costs the serving path.
@@ -36,7 +36,7 @@ from weir.contract.topics import ALERTS, PREDICTIONS
 from weir.kafka.reading import assigned_members, read_topic
 from weir.settings import Settings
 
-SMOKE = {"rate": 150, "seconds": 30, "repeats": 1, "grid": 1}
+SMOKE = {"rate": 150, "seconds": 60, "repeats": 1, "grid": 1}
 CANDIDATES = ("[{factory: hoeffding_tree, params: {grace_period: %s}}, "
               "{factory: logistic_regression, params: {l2: %s}}]")
 
@@ -71,7 +71,7 @@ def policy_text(model: str, *, after_labels: int, grid: int) -> str:
 def one_run(base: Settings, catalog: SchemaCatalog, *, rate: int, seconds: int, grid: int) -> Measured:
     events = rate * seconds
     policy = Path(tempfile.mkstemp(prefix="weir-bench-policy-", suffix=".yaml")[1])
-    policy.write_text(policy_text(base.model_name, after_labels=max(100, events // 2), grid=grid))
+    policy.write_text(policy_text(base.model_name, after_labels=max(100, events // 3), grid=grid))
     with fresh(base, "retrain", policy_file=policy) as run:
         loop = worker(run, "retrain")
         reader = CommittedReader(run, run.topic(PREDICTIONS.name))
@@ -120,14 +120,15 @@ def _retrained(settings: Settings, topic: str, catalog: SchemaCatalog) -> Alert 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=int, default=250, help="events/s offered (labels follow a second later)")
-    parser.add_argument("--seconds", type=int, default=150, help="length of each run; the retraining starts half-way")
+    parser.add_argument("--seconds", type=int, default=150,
+                        help="length of each run; the retraining starts a third of the way in")
     parser.add_argument("--repeats", type=int, default=3, help="runs, for the spread")
     parser.add_argument("--grid", type=int, default=4, help="candidates per factory in the retraining's experiment")
     args = arguments(parser, SMOKE)
     with running_broker() as settings:
         catalog = open_catalog(settings)
         print(f"bench.retrain: {args.repeats} runs of {args.seconds} s at {args.rate} events/s; a full retraining "
-              f"of {2 * args.grid} candidates on {max(100, args.rate * args.seconds // 2):,} labels, "
+              f"of {2 * args.grid} candidates on {max(100, args.rate * args.seconds // 3):,} labels, "
               "front and back in one worker", flush=True)
         runs = []
         for i in range(args.repeats):

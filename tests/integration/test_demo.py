@@ -33,7 +33,9 @@ def test_demo_writes_a_reconciled_summary_and_prints_its_path_last(broker: Setti
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     done = subprocess.run(
-        [sys.executable, "-m", "apps", "demo", "--events", "1500", "--rate", "1500", "--runs-dir",
+        # 15 s of events: the retraining at label 400 runs in the worker's retrainer, a child process that takes
+        # seconds to start, and registers its challenger only when done
+        [sys.executable, "-m", "apps", "demo", "--events", "1500", "--rate", "100", "--runs-dir",
          str(tmp_path / "runs"), "--policy", str(policy)],
         capture_output=True, text=True, timeout=300,
     )
